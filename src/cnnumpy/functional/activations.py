@@ -1,0 +1,150 @@
+"""Activation functions and their gradients, as pure functions.
+
+Each activation is a pair: ``forward(z) -> y`` and ``backward(dy, z, y) -> dz``. The backward
+receives both the input and the output so that each formula can use whichever is cheaper.
+All formulas are written to be overflow-free for large inputs (``sigmoid(+-1000)`` is exactly
+1 and 0, ``softmax`` subtracts the row maximum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from cnnumpy.backend import xp
+
+LEAKY_SLOPE = 0.01
+_SQRT_2_OVER_PI = 0.7978845608028654
+_GELU_C = 0.044715
+
+
+def relu(z):
+    return xp.maximum(z, 0)
+
+
+def relu_backward(dy, z, y):
+    return dy * (z > 0)
+
+
+def leaky_relu(z):
+    return xp.where(z > 0, z, z * z.dtype.type(LEAKY_SLOPE))
+
+
+def leaky_relu_backward(dy, z, y):
+    return xp.where(z > 0, dy, dy * dy.dtype.type(LEAKY_SLOPE))
+
+
+def elu(z):
+    return xp.where(z > 0, z, xp.expm1(xp.minimum(z, 0)))
+
+
+def elu_backward(dy, z, y):
+    return xp.where(z > 0, dy, dy * (y + 1))
+
+
+def gelu(z):
+    """GELU, tanh approximation (PyTorch ``approximate="tanh"``, Keras ``approximate=True``)."""
+    inner = _SQRT_2_OVER_PI * (z + _GELU_C * z**3)
+    return 0.5 * z * (1 + xp.tanh(inner))
+
+
+def gelu_backward(dy, z, y):
+    inner = _SQRT_2_OVER_PI * (z + _GELU_C * z**3)
+    t = xp.tanh(inner)
+    dinner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * z**2)
+    return dy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * dinner)
+
+
+def exp_no_underflow(a):
+    """``exp(a)``, with ``a`` clipped from below so the result never underflows (no warning).
+
+    Below ``log(tiny)`` the true value is smaller than the smallest normal number anyway.
+    """
+    return xp.exp(xp.maximum(a, _log_tiny(a.dtype)))
+
+
+def _log_tiny(dtype):
+    return dtype.type(np.log(np.finfo(dtype).tiny))
+
+
+def sigmoid(z):
+    """Logistic sigmoid, warning-free: ``sigmoid(+-1000)`` is exactly 1 and 0."""
+    e = exp_no_underflow(-xp.abs(z))
+    y = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.where(z < _log_tiny(z.dtype), 0, y).astype(z.dtype, copy=False)
+
+
+def sigmoid_backward(dy, z, y):
+    return dy * y * (1 - y)
+
+
+def tanh(z):
+    return xp.tanh(z)
+
+
+def tanh_backward(dy, z, y):
+    return dy * (1 - y * y)
+
+
+def log_softmax(z, axis: int = -1):
+    """``log(softmax(z))`` computed with the log-sum-exp shift: finite for any finite input."""
+    shifted = z - xp.max(z, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(exp_no_underflow(shifted), axis=axis, keepdims=True))
+
+
+def softmax(z, axis: int = -1):
+    shifted = z - xp.max(z, axis=axis, keepdims=True)
+    e = xp.where(shifted < _log_tiny(z.dtype), 0, exp_no_underflow(shifted)).astype(z.dtype)
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(dy, z, y):
+    return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
+
+
+def linear(z):
+    return z
+
+
+def linear_backward(dy, z, y):
+    return dy
+
+
+class ActivationFn(NamedTuple):
+    """A named activation: its forward and backward functions."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+
+
+ACTIVATIONS: dict[str, ActivationFn] = {
+    fn.name: fn
+    for fn in (
+        ActivationFn("relu", relu, relu_backward),
+        ActivationFn("leaky_relu", leaky_relu, leaky_relu_backward),
+        ActivationFn("elu", elu, elu_backward),
+        ActivationFn("gelu", gelu, gelu_backward),
+        ActivationFn("sigmoid", sigmoid, sigmoid_backward),
+        ActivationFn("tanh", tanh, tanh_backward),
+        ActivationFn("softmax", softmax, softmax_backward),
+        ActivationFn("linear", linear, linear_backward),
+    )
+}
+
+
+def get(name: str | None, where: str = "activation") -> ActivationFn | None:
+    """Look an activation up by name; ``None`` and "linear" both mean no activation.
+
+    Raises:
+        ValueError: naming ``where``, the accepted names and what was received.
+    """
+    if name is None:
+        return None
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(
+            f"{where}: unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}"
+        )
+    return None if name == "linear" else ACTIVATIONS[name]

@@ -1,0 +1,215 @@
+"""The Layer base class: the lifecycle every layer shares.
+
+A layer's life, as in Keras 3:
+
+1. ``__init__`` validates and stores its arguments (the error quotes the bad value).
+2. ``build(input_shape)`` creates ``params`` (trainable arrays) and ``state`` (non-trainable).
+3. ``forward(x, training)`` computes the output and keeps only what ``backward`` needs.
+4. ``backward(dy)`` fills ``grads`` (same keys and shapes as ``params``) and returns ``dx``.
+   It never changes a weight: optimizers do that, from ``grads``.
+
+Shapes given to ``build`` and ``compute_output_shape`` are per-sample (no batch axis), as in
+``input_shape=(28, 28, 1)``; a leading ``None`` for the batch axis is accepted and kept.
+
+Subclasses implement ``_create_weights(input_shape)``, ``_output_shape(input_shape)``,
+``call(x, training)`` and ``call_backward(dy)``; the base adds input checks, lazy building,
+the optional activation and the config round trip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from cnnumpy import backend
+from cnnumpy.backend import xp
+from cnnumpy.functional import activations
+
+_name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<=[a-z])(?=[A-Z0-9])|(?<=[0-9])(?=[A-Z])", "_", name).lower()
+
+
+def check_shape(shape: Any, where: str) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of positive ints, or raise a ValueError naming ``where``."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ValueError(f"{where}: expected a shape (tuple of ints), received {shape!r}") from None
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
+            raise ValueError(f"{where}: shape dimensions must be positive ints, received {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+class Layer:
+    """Base class of all layers.
+
+    Args:
+        activation: name of an activation applied to the output, or None.
+        input_shape: per-sample input shape, e.g. ``(28, 28, 1)``; only the first layer of a
+            model needs it.
+        name: a name for summaries and model files (default: from the class name).
+        dtype: "float32" or "float64" for the weights; default: the input's float64 if it is
+            one, else ``cnnumpy.backend.floatx()``.
+    """
+
+    def __init__(self, *, activation: str | None = None, input_shape: Any = None,
+                 name: str | None = None, dtype: str | None = None) -> None:
+        cls = type(self).__name__
+        if name is None:
+            base = _snake_case(cls)
+            n = next(_name_counters[base])
+            name = base if n == 0 else f"{base}_{n}"
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"{cls}: name must be a non-empty string, received name={name!r}")
+        self.name = name
+        self.activation = None if activation in (None, "linear") else activation
+        self._act = activations.get(activation, f"{cls} {name!r}")
+        self.input_shape = None if input_shape is None else check_shape(
+            input_shape, f"{cls} {name!r}: input_shape")
+        self.dtype = None if dtype is None else backend.as_float_dtype(dtype, f"{cls} {name!r}")
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.state: dict[str, Any] = {}
+        self.built = False
+        self._act_cache: tuple | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    @property
+    def label(self) -> str:
+        """How errors name this layer, e.g. ``Conv2D 'conv2d_1'``."""
+        return f"{type(self).__name__} {self.name!r}"
+
+    # ----- shapes and building -------------------------------------------------------------
+    def _split_batch(self, input_shape: Any) -> tuple[bool, tuple[int, ...]]:
+        shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else input_shape
+        has_batch = isinstance(shape, tuple) and len(shape) > 0 and shape[0] is None
+        return has_batch, check_shape(shape[1:] if has_batch else shape, f"{self.label}")
+
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        """Per-sample output shape for a per-sample input shape (a leading None is kept)."""
+        has_batch, shape = self._split_batch(input_shape)
+        out = self._output_shape(shape)
+        return (None, *out) if has_batch else out
+
+    def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return input_shape
+
+    def build(self, input_shape: Any) -> None:
+        """Create the weights for inputs of the given per-sample shape."""
+        _, shape = self._split_batch(input_shape)
+        self._output_shape(shape)  # validates the shape, raising a ValueError naming the layer
+        if self.dtype is None:
+            self.dtype = backend.floatx()
+        self.input_shape = shape
+        self._create_weights(shape)
+        self.grads = {k: None for k in self.params}
+        self.built = True
+
+    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
+        """Fill ``self.params`` (and ``self.state``); layers without weights do nothing."""
+
+    def count_params(self) -> int:
+        """Number of weights, trainable and not (BatchNormalization's moving statistics count)."""
+        if not self.built:
+            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
+        return sum(int(math.prod(a.shape)) for a in (*self.params.values(), *self.state.values()))
+
+    def count_trainable_params(self) -> int:
+        return sum(int(math.prod(a.shape)) for a in self.params.values())
+
+    # ----- weights ---------------------------------------------------------------------------
+    def get_weights(self) -> dict[str, Any]:
+        """All arrays that define the layer: ``params`` then ``state``."""
+        return {**self.params, **self.state}
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        """Replace the layer's arrays; names, shapes and dtypes must match the built layer."""
+        if not self.built:
+            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
+        expected = self.get_weights()
+        problems = [f"missing {k!r}" for k in expected if k not in weights]
+        problems += [f"unexpected {k!r}" for k in weights if k not in expected]
+        for k, arr in weights.items():
+            if k in expected and tuple(np.shape(arr)) != expected[k].shape:
+                problems.append(f"{k!r} has shape {tuple(np.shape(arr))}, "
+                                f"expected {expected[k].shape}")
+        if problems:
+            raise ValueError(f"{self.label}: weights do not match: " + "; ".join(problems))
+        for k, arr in weights.items():
+            target = self.params if k in self.params else self.state
+            target[k] = xp.array(arr, dtype=self.dtype)
+
+    # ----- forward and backward --------------------------------------------------------------
+    def _check_input(self, x: Any) -> Any:
+        if not isinstance(x, xp.ndarray):
+            x = xp.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.label}: expected a real-valued array, "
+                            f"received dtype {x.dtype.name!r}")
+        if not self.built:
+            if self.dtype is None and x.dtype == np.float64:
+                self.dtype = np.dtype(np.float64)
+            if x.ndim < 2:
+                raise ValueError(f"{self.label}: expected a batch of inputs (batch, ...), "
+                                 f"received shape {x.shape}")
+            self.build(x.shape[1:])
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.label}: expected input of shape (batch, "
+                             f"{', '.join(map(str, self.input_shape))}), received {x.shape}")
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """Compute the layer's output for a batch ``x``; building the layer on first use."""
+        z = self.forward_logits(x, training)
+        if self._act is None:
+            return z
+        y = self._act.forward(z)
+        self._act_cache = (z, y)
+        return y
+
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
+        """The output before the layer's activation (for fused softmax/sigmoid losses)."""
+        return self.call(self._check_input(x), training)
+
+    def backward(self, dy: Any) -> Any:
+        """Fill ``grads`` from the output gradient ``dy`` and return the input gradient."""
+        if self._act is not None:
+            if self._act_cache is None:
+                raise ValueError(f"{self.label}: backward called before forward")
+            z, y = self._act_cache
+            dy = self._act.backward(dy, z, y)
+        return self.call_backward(dy)
+
+    def call(self, x: Any, training: bool) -> Any:
+        raise NotImplementedError
+
+    def call_backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        return self.forward(x, training)
+
+    # ----- config ----------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments as JSON-friendly values; ``from_config`` rebuilds the layer."""
+        config: dict[str, Any] = {"name": self.name}
+        if self.input_shape is not None:
+            config["input_shape"] = list(self.input_shape)
+        if self.dtype is not None:
+            config["dtype"] = np.dtype(self.dtype).name
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
