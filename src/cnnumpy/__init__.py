@@ -1,7 +1,25 @@
-"""cnnumpy: convolutional neural networks in NumPy."""
+"""cnnumpy: convolutional neural networks in NumPy.
 
-from cnnumpy.backend import set_seed
+    import cnnumpy
+    from cnnumpy import layers
+
+    model = cnnumpy.Sequential([
+        layers.Conv2D(32, 5, padding="same", activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPool2D(),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy")
+"""
+
+from cnnumpy import callbacks, datasets, layers, losses, metrics, optimizers
+from cnnumpy.backend import floatx, set_floatx, set_seed
+from cnnumpy.io import ModelFormatError, load_model
+from cnnumpy.model import Sequential
 
 __version__ = "0.1.0"
 
-__all__ = ["set_seed", "__version__"]
+__all__ = [
+    "Sequential", "load_model", "ModelFormatError", "set_seed", "floatx", "set_floatx",
+    "layers", "losses", "optimizers", "metrics", "callbacks", "datasets", "__version__",
+]

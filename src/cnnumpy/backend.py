@@ -36,7 +36,8 @@ def as_float_dtype(dtype: str | np.dtype | type, where: str) -> np.dtype:
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"{where}: dtype must be float32 or float64, received dtype={dtype!r}") from exc
+        raise TypeError(
+            f"{where}: dtype must be float32 or float64, received dtype={dtype!r}") from exc
     if dt.name not in _FLOAT_DTYPES:
         raise TypeError(f"{where}: dtype must be float32 or float64, received dtype={dt.name!r}")
     return dt

@@ -15,7 +15,7 @@ from cnnumpy.backend import rng, xp
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """Return ``(fan_in, fan_out)`` for a Dense ``(in, out)`` or conv ``(kh, kw, in, out)`` kernel."""
+    """``(fan_in, fan_out)`` of a Dense ``(in, out)`` or conv ``(kh, kw, in, out)`` kernel."""
     if len(shape) == 1:
         return shape[0], shape[0]
     receptive = math.prod(shape[:-2])

@@ -34,7 +34,7 @@ _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 
 
 def _snake_case(name: str) -> str:
-    return re.sub(r"(?<=[a-z])(?=[A-Z0-9])|(?<=[0-9])(?=[A-Z])", "_", name).lower()
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def check_shape(shape: Any, where: str) -> tuple[int, ...]:

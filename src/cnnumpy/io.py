@@ -1,0 +1,205 @@
+"""Model files: one ``.safetensors`` file holding every array and, as metadata, the config.
+
+Layout:
+    tensors   ``layers.{index}.{name}`` for each layer's params and state, and
+              ``optimizer.{index}.{slot}`` for the optimizer's state when it is included;
+    metadata  ``format`` = "cnnumpy", ``format_version``, ``model_config`` (JSON),
+              ``compile_config`` (JSON: loss, optimizer, metrics) and ``optimizer_iterations``.
+
+Loading trusts nothing in the file. Nothing it names is imported, evaluated or looked up on a
+module: layer, loss and optimizer names go through explicit tables. Pickles are refused.
+Writes are atomic: a temporary file in the same folder, flushed, synced and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from typing import Any
+
+import numpy as np
+
+FORMAT = "cnnumpy"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class ModelFormatError(ValueError):
+    """A model file is malformed, unsafe, or does not match its own config."""
+
+
+def _no_duplicates(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ModelFormatError(f"duplicate keys {dupes} in JSON")
+    return dict(pairs)
+
+
+def _loads(text: str, what: str, path: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {what}: {exc}") from None
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
+    """Save ``model`` (built) to ``path`` as a safetensors file; see the module docstring."""
+    from safetensors.numpy import save
+
+    from cnnumpy import losses, optimizers
+
+    if not model.built:
+        raise ValueError("save_model: the model is not built yet; fit, predict or build it first")
+    tensors = {f"layers.{i}.{name}": np.ascontiguousarray(arr)
+               for i, layer in enumerate(model.layers)
+               for name, arr in layer.get_weights().items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+                "model_config": json.dumps(model.get_config())}
+    if model.loss is not None and model.optimizer is not None:
+        metadata["compile_config"] = json.dumps({
+            "loss": losses.serialize(model.loss),
+            "optimizer": optimizers.serialize(model.optimizer),
+            "metrics": list(model.metrics)})
+        if include_optimizer:
+            state = model.optimizer.state_dict()
+            metadata["optimizer_iterations"] = str(int(state["iterations"]))
+            for index, slots in state["state"].items():
+                for slot, arr in slots.items():
+                    tensors[f"optimizer.{int(index)}.{slot}"] = np.ascontiguousarray(arr)
+    atomic_write(path, save(tensors, metadata=metadata))
+
+
+def _parse_header(data: bytes, path: str) -> dict[str, str]:
+    """Check the framing before the safetensors parser sees the bytes; return the metadata."""
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        kind = "a pickle" if data[:1] == b"\x80" else "a zip/npz archive"
+        raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles can run "
+                               "arbitrary code when opened, so cnnumpy never loads them")
+    if len(data) < 8:
+        raise ModelFormatError(f"{path}: too short to be a model file ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise ModelFormatError(f"{path}: declared header length {n} is larger than "
+                               f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'}")
+    try:
+        text = data[8:8 + n].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelFormatError(f"{path}: header is not UTF-8") from None
+    if not text.startswith("{"):
+        raise ModelFormatError(f"{path}: header is not a JSON object")
+    header = _loads(text, "header", path)
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ModelFormatError(f"{path}: metadata values must all be strings")
+    return meta
+
+
+def _read_tensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    with open(path, "rb") as f:
+        data = f.read()
+    meta = _parse_header(data, path)
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise ModelFormatError(f"{path}: not a valid safetensors file ({exc})") from None
+    return meta, tensors
+
+
+def load_model(path: str, compile: bool = True) -> Any:
+    """Load a model saved by :func:`save_model` (or ``model.save``).
+
+    Raises:
+        ModelFormatError: the file is malformed, a pickle, from a newer cnnumpy, or its
+            arrays disagree with its config (all disagreements listed in one message).
+    """
+    from cnnumpy import losses, optimizers
+    from cnnumpy.model import Sequential
+
+    meta, tensors = _read_tensors(path)
+    if meta.get("format") != FORMAT:
+        raise ModelFormatError(f"{path}: not a cnnumpy model file (format={meta.get('format')!r})")
+    version = meta.get("format_version", "")
+    if not version.isdigit():
+        raise ModelFormatError(f"{path}: missing or malformed format_version {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: written by a newer cnnumpy (format_version {version}); "
+                               f"this version reads up to {FORMAT_VERSION}")
+    config = _loads(meta.get("model_config", ""), "model_config", path)
+    try:
+        model = Sequential.from_config(config)
+        dtypes = {a.dtype for k, a in tensors.items() if k.startswith("layers.")}
+        model.build(dtype=dtypes.pop() if len(dtypes) == 1 else None)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ModelFormatError(f"{path}: bad model_config: {exc}") from None
+    _assign_weights(model, tensors, path)
+    if compile and "compile_config" in meta:
+        cc = _loads(meta["compile_config"], "compile_config", path)
+        try:
+            model.compile(optimizers.deserialize(cc["optimizer"]), losses.deserialize(cc["loss"]),
+                          metrics=cc.get("metrics", []))
+            _assign_optimizer_state(model, tensors, meta)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ModelFormatError(
+                f"{path}: bad compile_config or optimizer state: {exc}") from None
+    return model
+
+
+def _assign_weights(model: Any, tensors: dict[str, np.ndarray], path: str) -> None:
+    problems = []
+    expected = {f"layers.{i}.{name}": (layer, name, arr.shape)
+                for i, layer in enumerate(model.layers)
+                for name, arr in layer.get_weights().items()}
+    for key, (layer, _, shape) in expected.items():
+        if key not in tensors:
+            problems.append(f"missing tensor {key!r} ({layer.label})")
+        elif tensors[key].shape != shape:
+            problems.append(f"tensor {key!r} has shape {tensors[key].shape}, "
+                            f"{layer.label} expects {shape}")
+        elif tensors[key].dtype not in (np.float32, np.float64):
+            problems.append(f"tensor {key!r} has dtype {tensors[key].dtype}, expected a float")
+    problems += [f"unexpected tensor {k!r}" for k in tensors
+                 if k.startswith("layers.") and k not in expected]
+    problems += [f"unexpected tensor {k!r}" for k in tensors
+                 if not k.startswith(("layers.", "optimizer."))]
+    if problems:
+        raise ModelFormatError(f"{path}: weights do not match the model config: "
+                               + "; ".join(problems))
+    for i, layer in enumerate(model.layers):
+        layer.set_weights({name: tensors[f"layers.{i}.{name}"] for name in layer.get_weights()})
+
+
+def _assign_optimizer_state(model: Any, tensors: dict[str, np.ndarray], meta: dict) -> None:
+    state: dict[int, dict[str, np.ndarray]] = {}
+    for key, arr in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, slot = key.split(".", 2)
+            state.setdefault(int(index), {})[slot] = arr
+    if state or "optimizer_iterations" in meta:
+        model.optimizer.load_state_dict(
+            {"iterations": int(meta.get("optimizer_iterations", "0")), "state": state})

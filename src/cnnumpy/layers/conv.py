@@ -1,0 +1,140 @@
+"""The Conv2D layer: parameter handling around :mod:`cnnumpy.functional.conv`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnumpy import initializers
+from cnnumpy.backend import xp
+from cnnumpy.functional import conv
+from cnnumpy.layers.base import Layer
+
+
+def _to_json(value: Any) -> Any:
+    """Tuples (nested too) to lists, for configs."""
+    if isinstance(value, (tuple, list)):
+        return [_to_json(v) for v in value]
+    return value
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+class Conv2D(Layer):
+    """2-D convolution over channels-last images (a cross-correlation, as in every framework).
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw).
+        padding: "valid" (none); "same" (output size ``ceil(input / stride)``, the odd extra
+            row/column at the bottom/right, as in TensorFlow); an int (all four sides); a pair
+            (pad_h, pad_w) (both sides of each axis); or ((top, bottom), (left, right)).
+        dilation_rate: int or (dh, dw): the spacing between kernel taps.
+        groups: split the input channels into this many groups, each convolved with its own
+            ``filters // groups`` filters; groups equal to the input channels is depthwise.
+        use_bias: add a learned bias per filter (initialized to zeros).
+        activation: name of an activation applied to the output, or None.
+        kernel_initializer: name of an initializer in :mod:`cnnumpy.initializers`.
+        input_shape, name, dtype: see :class:`~cnnumpy.layers.base.Layer`.
+
+    Shape:
+        input (batch, H, W, C); output (batch, Ho, Wo, filters) with
+        ``Ho = (H + top + bottom - (kh - 1) * dh - 1) // sh + 1`` (likewise ``Wo``);
+        kernel (kh, kw, C // groups, filters); bias (filters,).
+    """
+
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int],
+                 strides: int | tuple[int, int] = 1, padding: Any = "valid",
+                 dilation_rate: int | tuple[int, int] = 1, groups: int = 1,
+                 use_bias: bool = True, activation: str | None = None,
+                 kernel_initializer: str = "glorot_uniform", input_shape: Any = None,
+                 name: str | None = None, dtype: str | None = None) -> None:
+        where = type(self).__name__
+        if not _is_positive_int(filters):
+            raise ValueError(f"{where}: filters must be a positive int, "
+                             f"received filters={filters!r}")
+        if not _is_positive_int(groups):
+            raise ValueError(f"{where}: groups must be a positive int, received groups={groups!r}")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise ValueError(f"{where}: use_bias must be True or False, "
+                             f"received use_bias={use_bias!r}")
+        self.filters = int(filters)
+        self.kernel_size = conv.as_pair(kernel_size, "kernel_size", where)
+        self.strides = conv.as_pair(strides, "strides", where)
+        self.dilation_rate = conv.as_pair(dilation_rate, "dilation_rate", where)
+        self._padding = conv.normalize_padding(padding, where)
+        # Keep the form the user chose (for the config), with strings lower-cased.
+        self.padding = padding.lower() if isinstance(padding, str) else _to_json(padding)
+        self.groups = int(groups)
+        self.use_bias = bool(use_bias)
+        initializers.get(kernel_initializer, f"{where}: kernel_initializer")
+        self.kernel_initializer = kernel_initializer
+        super().__init__(activation=activation, input_shape=input_shape, name=name, dtype=dtype)
+        self._cache: conv.ConvCache | None = None
+
+    def _pads(self, input_shape: tuple[int, ...]) -> conv.Pads:
+        return conv.resolve_padding(self._padding, input_shape[:2], self.kernel_size,
+                                    self.strides, self.dilation_rate)
+
+    def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.label}: expected per-sample input of shape (height, width, "
+                             f"channels), received {input_shape}")
+        height, width, channels = input_shape
+        if channels % self.groups:
+            raise ValueError(f"{self.label}: input channels ({channels}) must be divisible by "
+                             f"groups={self.groups}")
+        if self.filters % self.groups:
+            raise ValueError(f"{self.label}: filters={self.filters} must be divisible by "
+                             f"groups={self.groups}")
+        (top, bottom), (left, right) = self._pads(input_shape)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
+        out_h = conv.conv_output_size(height, kh, sh, top, bottom, dh)
+        out_w = conv.conv_output_size(width, kw, sw, left, right, dw)
+        if out_h < 1 or out_w < 1:
+            raise ValueError(
+                f"{self.label}: kernel_size={self.kernel_size} with dilation_rate="
+                f"{self.dilation_rate} does not fit the input {input_shape[:2]} padded to "
+                f"{(height + top + bottom, width + left + right)}")
+        return out_h, out_w, self.filters
+
+    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
+        shape = (*self.kernel_size, input_shape[2] // self.groups, self.filters)
+        init = initializers.get(self.kernel_initializer)
+        self.params["kernel"] = init(shape, dtype=self.dtype)
+        if self.use_bias:
+            self.params["bias"] = initializers.zeros((self.filters,), dtype=self.dtype)
+
+    def call(self, x: Any, training: bool) -> Any:
+        y, self._cache = conv.conv2d_forward(
+            x, self.params["kernel"], self.params.get("bias"), self.strides, self._padding,
+            self.dilation_rate, self.groups)
+        return y
+
+    def call_backward(self, dy: Any) -> Any:
+        if self._cache is None:
+            raise ValueError(f"{self.label}: backward called before forward")
+        dy = xp.asarray(dy, dtype=self.dtype)
+        dx, self.grads["kernel"], dbias = conv.conv2d_backward(dy, self._cache)
+        if self.use_bias:
+            self.grads["bias"] = dbias
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            filters=self.filters,
+            kernel_size=list(self.kernel_size),
+            strides=list(self.strides),
+            padding=self.padding,
+            dilation_rate=list(self.dilation_rate),
+            groups=self.groups,
+            use_bias=self.use_bias,
+            activation=self.activation,
+            kernel_initializer=self.kernel_initializer,
+        )
+        return config

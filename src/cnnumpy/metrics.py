@@ -1,0 +1,48 @@
+"""Metrics: functions of ``(y_true, y_pred)`` returning one number for a batch.
+
+``"accuracy"`` resolves, as in Keras, to the accuracy that fits the loss and the shapes:
+sparse labels against class scores, one-hot targets against class scores, or binary targets
+against one probability per output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cnnumpy.backend import xp
+
+
+def sparse_categorical_accuracy(y_true, y_pred) -> float:
+    """Fraction of rows whose highest score is at the integer label."""
+    labels = xp.asarray(y_true).reshape(-1)
+    return float(xp.mean(xp.argmax(y_pred, axis=-1).reshape(-1) == labels))
+
+
+def categorical_accuracy(y_true, y_pred) -> float:
+    """Fraction of rows whose highest score is where the one-hot target is highest."""
+    return float(xp.mean(xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)))
+
+
+def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
+    """Fraction of outputs on the same side of ``threshold`` as the 0/1 target."""
+    return float(xp.mean((y_pred > threshold) == (xp.asarray(y_true) > 0.5)))
+
+
+METRICS: dict[str, Callable] = {
+    f.__name__: f for f in (sparse_categorical_accuracy, categorical_accuracy, binary_accuracy)
+}
+
+
+def resolve(name: str, loss_name: str | None, y_pred_shape: tuple) -> Callable:
+    """Return the metric function for ``name``, resolving "accuracy"/"acc" from the loss."""
+    if name in ("accuracy", "acc"):
+        if loss_name == "sparse_categorical_crossentropy":
+            return sparse_categorical_accuracy
+        if loss_name == "binary_crossentropy" or (len(y_pred_shape) > 0 and y_pred_shape[-1] == 1):
+            return binary_accuracy
+        return categorical_accuracy
+    if name not in METRICS:
+        raise ValueError(
+            f"unknown metric {name!r}; expected 'accuracy' or one of {sorted(METRICS)}"
+        )
+    return METRICS[name]

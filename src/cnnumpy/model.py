@@ -1,0 +1,259 @@
+"""``Sequential``: a stack of layers with Keras' ``compile``/``fit``/``evaluate``/``predict``.
+
+The model owns the order of layers and the training loop; layers own their math and
+gradients; the optimizer owns its state and updates ``params`` from ``grads``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnumpy import backend, losses, optimizers
+from cnnumpy.backend import xp
+from cnnumpy.callbacks import Callback, History
+from cnnumpy.functional import activations
+from cnnumpy.layers import Layer, layer_from_config
+from cnnumpy.training import check_arrays, iterate_batches, run_fit
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Args:
+        layers: layers to add, in order.
+        name: the model's name.
+        dtype: "float32" or "float64" for every layer that does not set its own; by default
+            the dtype of the first batch if it is float64, else ``backend.floatx()``.
+
+    Shape:
+        Input ``(N, *input_shape)``, output ``(N, *output_shape)``; images are NHWC.
+    """
+
+    def __init__(self, layers: list[Layer] | None = None, name: str = "sequential",
+                 dtype: str | None = None) -> None:
+        self.name = name
+        self.dtype = None if dtype is None else backend.as_float_dtype(dtype, "Sequential")
+        self.layers: list[Layer] = []
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losses.Loss | None = None
+        self.metrics: list[str] = []
+        self.stop_training = False
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer; only the first layer needs ``input_shape``."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add: expected a cnnumpy Layer, received {layer!r}")
+        if any(layer is other for other in self.layers):
+            raise ValueError(f"Sequential.add: {layer.label} is already in the model")
+        self.layers.append(layer)
+
+    # ----- building --------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return bool(self.layers) and all(layer.built for layer in self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        return self.layers[0].input_shape if self.layers else None
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        self._require_built("output_shape")
+        return self.layers[-1].compute_output_shape(self.layers[-1].input_shape)
+
+    def build(self, input_shape: Any = None, dtype: Any = None) -> None:
+        """Build every layer, inferring each input shape from the previous layer's output."""
+        if not self.layers:
+            raise ValueError("Sequential: the model has no layers; add some first")
+        shape = input_shape if input_shape is not None else self.layers[0].input_shape
+        if shape is None:
+            raise ValueError("Sequential: cannot build without an input shape; give the first "
+                             "layer input_shape=..., or call build(input_shape), fit or predict")
+        dtype = self.dtype or dtype or backend.floatx()
+        for i, layer in enumerate(self.layers):
+            if not layer.built:
+                if i > 0 and layer.input_shape is not None and layer.input_shape != tuple(shape):
+                    raise ValueError(f"Sequential: {layer.label} was given input_shape="
+                                     f"{layer.input_shape}, but the layer before it outputs "
+                                     f"{tuple(shape)}")
+                layer.dtype = layer.dtype or dtype
+                layer.build(shape)
+            shape = layer.compute_output_shape(layer.input_shape)
+
+    def _ensure_built(self, x: Any) -> None:
+        if not self.built:
+            shape = self.layers[0].input_shape if self.layers and self.layers[0].input_shape \
+                else tuple(np.shape(x)[1:])
+            self.build(shape, np.float64 if getattr(x, "dtype", None) == np.float64 else None)
+
+    def _require_built(self, what: str) -> None:
+        if not self.built and self.layers and self.layers[0].input_shape is not None:
+            self.build()
+        if not self.built:
+            raise ValueError(f"Sequential.{what}: the model is not built yet; give the first "
+                             "layer input_shape=..., or call build(input_shape), fit or predict")
+
+    def count_params(self) -> int:
+        self._require_built("count_params")
+        return sum(layer.count_params() for layer in self.layers)
+
+    # ----- compile and the forward/backward passes -------------------------------------------
+    def compile(self, optimizer: Any = "adam", loss: Any = None,
+                metrics: Any = ("accuracy",)) -> None:
+        """Choose the optimizer, the loss and the metrics reported by ``fit``/``evaluate``."""
+        if loss is None:
+            raise ValueError("Sequential.compile: loss is required, e.g. "
+                             "loss='sparse_categorical_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        self.metrics = list(metrics or [])
+        self.stop_training = False
+
+    @property
+    def _fused(self) -> bool:
+        """True when the last activation is folded into the loss (softmax/sigmoid + CE)."""
+        return (self.loss is not None and not getattr(self.loss, "from_logits", True)
+                and self.loss.fused_activation is not None
+                and self.layers[-1].activation == self.loss.fused_activation)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """Run every layer on a batch (no batching, no checks beyond the layers' own)."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def _forward_loss(self, x: Any, y: Any, training: bool) -> tuple[Any, float, Any]:
+        """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
+        for layer in self.layers[:-1]:
+            x = layer.forward(x, training)
+        last = self.layers[-1]
+        if self._fused:
+            z = last.forward_logits(x, training)
+            value, grad = self.loss.with_logits().value_and_grad(y, z)
+            return activations.get(last.activation).forward(z), value, grad
+        y_pred = last.forward(x, training)
+        value, grad = self.loss.value_and_grad(y, y_pred)
+        return y_pred, value, grad
+
+    def _backward(self, grad: Any) -> None:
+        last = self.layers[-1]
+        grad = last.call_backward(grad) if self._fused else last.backward(grad)
+        for layer in reversed(self.layers[:-1]):
+            grad = layer.backward(grad)
+
+    def trainable_weights(self) -> tuple[list, list]:
+        """``(params, grads)``: parallel lists over every layer's trainable arrays."""
+        params, grads = [], []
+        for layer in self.layers:
+            for key, value in layer.params.items():
+                params.append(value)
+                grads.append(layer.grads[key])
+        return params, grads
+
+    def train_step(self, x: Any, y: Any) -> tuple[Any, float]:
+        """One update on one batch: forward, loss, backward, optimizer step."""
+        y_pred, value, grad = self._forward_loss(x, y, training=True)
+        self._backward(grad)
+        self.optimizer.apply(*self.trainable_weights())
+        return y_pred, value
+
+    def _metric_fns(self, y_pred_shape: tuple) -> dict:
+        from cnnumpy import metrics as metrics_module
+
+        loss_name = losses.serialize(self.loss)["name"] if self.loss is not None else None
+        return {m: metrics_module.resolve(m, loss_name, y_pred_shape) for m in self.metrics}
+
+    def _require_compiled(self, what: str) -> None:
+        if self.loss is None or self.optimizer is None:
+            raise ValueError(f"Sequential.{what}: call compile(optimizer, loss) first")
+
+    def train_on_batch(self, x: Any, y: Any) -> dict[str, float]:
+        """One update on one batch; returns the batch's loss and metrics."""
+        self._require_compiled("train_on_batch")
+        x, y = check_arrays(self, x, y, "train_on_batch")
+        y_pred, value = self.train_step(x, y)
+        logs = {"loss": value}
+        logs.update({k: f(y, y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
+        return logs
+
+    # ----- the loops -------------------------------------------------------------------------
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
+            validation_split: float = 0.0, validation_data: tuple | None = None,
+            shuffle: bool = True, verbose: int = 1, callbacks: list[Callback] | None = None,
+            initial_epoch: int = 0) -> History:
+        """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History."""
+        self._require_compiled("fit")
+        return run_fit(self, x, y, epochs=epochs, batch_size=batch_size,
+                       validation_split=validation_split, validation_data=validation_data,
+                       shuffle=shuffle, verbose=verbose, callbacks=callbacks,
+                       initial_epoch=initial_epoch)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict:
+        """Loss and metrics over ``(x, y)`` in inference mode, as a dict."""
+        self._require_compiled("evaluate")
+        x, y = check_arrays(self, x, y, "evaluate")
+        totals: dict[str, float] = {}
+        for idx in iterate_batches(len(x), batch_size, "evaluate"):
+            y_pred, value, _ = self._forward_loss(x[idx], y[idx], training=False)
+            logs = {"loss": value}
+            logs.update({k: f(y[idx], y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
+            for key, v in logs.items():
+                totals[key] = totals.get(key, 0.0) + v * len(y_pred)
+        result = {k: v / len(x) for k, v in totals.items()}
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
+        return result
+
+    def predict(self, x: Any, batch_size: int = 32) -> Any:
+        """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
+        x, _ = check_arrays(self, x, None, "predict")
+        out = xp.empty((len(x), *self.output_shape), dtype=self.layers[-1].dtype)
+        for idx in iterate_batches(len(x), batch_size, "predict"):
+            out[idx] = self.forward(x[idx], training=False)
+        return out
+
+    # ----- description and files -------------------------------------------------------------
+    def summary(self, print_fn: Any = print) -> str:
+        """Print (and return) a table: each layer, its output shape and parameter count."""
+        self._require_built("summary")
+        rows = [(f"{layer.name} ({type(layer).__name__})",
+                 str((None, *layer.compute_output_shape(layer.input_shape))),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        header = ("Layer (type)", "Output Shape", "Param #")
+        widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        fmt = "".join(f"{{:<{w}}}" for w in widths)
+        total = self.count_params()
+        trainable = sum(layer.count_trainable_params() for layer in self.layers)
+        text = "\n".join([f'Model: "{self.name}"', line, fmt.format(*header), "=" * len(line),
+                          *(fmt.format(*r) for r in rows), "=" * len(line),
+                          f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                          f"Non-trainable params: {total - trainable:,}", line])
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name, "layers": [
+            {"class_name": type(layer).__name__, "config": layer.get_config()}
+            for layer in self.layers]}
+        if self.dtype is not None:
+            config["dtype"] = np.dtype(self.dtype).name
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        layers = [layer_from_config(item) for item in config.get("layers", [])]
+        return cls(layers, name=config.get("name", "sequential"), dtype=config.get("dtype"))
+
+    def save(self, path: str, include_optimizer: bool = True) -> None:
+        """Write the model to one ``.safetensors`` file (see :mod:`cnnumpy.io`)."""
+        from cnnumpy import io
+
+        io.save_model(self, path, include_optimizer=include_optimizer)

@@ -1,0 +1,177 @@
+"""The training loop behind ``Sequential.fit``, and the input checks it shares with
+``evaluate`` and ``predict``."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from cnnumpy import backend
+from cnnumpy.backend import xp
+from cnnumpy.callbacks import Callback, History
+
+
+def _check_int(value: Any, name: str, where: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Sequential.{where}: {name} must be an int >= {minimum}, "
+                         f"received {name}={value!r}")
+    return int(value)
+
+
+def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
+    """Validate ``x`` (and ``y`` unless None), build the model if needed, cast ``x``.
+
+    Raises:
+        TypeError: ``x`` is not a real-valued array.
+        ValueError: wrong shape, ``x`` and ``y`` of different lengths, or no samples to train on.
+    """
+    x = x if isinstance(x, xp.ndarray) else xp.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"Sequential.{where}: x must be a real-valued array, "
+                        f"received dtype {x.dtype.name!r}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"Sequential.{where}: x must be a batch (N, ...), received shape {x.shape}")
+    model._ensure_built(x)
+    expected = model.input_shape
+    if x.shape[1:] != expected:
+        raise ValueError(f"Sequential.{where}: x must have shape (N, "
+                         f"{', '.join(map(str, expected))}), received {x.shape}")
+    x = x.astype(model.layers[0].dtype, copy=False)
+    if y is None:
+        return x, None
+    y = y if isinstance(y, xp.ndarray) else xp.asarray(y)
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"Sequential.{where}: y must be a real-valued array, "
+                        f"received dtype {y.dtype.name!r}")
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"Sequential.{where}: x and y must have the same number of samples, "
+                         f"received {len(x)} images and {y.shape[0] if y.ndim else 0} labels")
+    if len(x) == 0:
+        raise ValueError(f"Sequential.{where}: received an empty dataset (0 samples)")
+    if y.dtype.kind == "f":
+        y = y.astype(model.layers[-1].dtype, copy=False)
+    return x, y
+
+
+def iterate_batches(n: int, batch_size: int, where: str,
+                    order: Any = None) -> Iterator[Any]:
+    """Yield the indices of each batch: slices in order, or chunks of ``order``."""
+    batch_size = _check_int(batch_size, "batch_size", where, 1)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield slice(start, stop) if order is None else order[start:stop]
+
+
+class _Progress:
+    """Per-epoch progress on one terminal line (verbose=1) or one line per epoch (verbose=2)."""
+
+    def __init__(self, verbose: int, epoch: int, epochs: int, n: int) -> None:
+        self.verbose, self.n, self.seen = verbose, n, 0
+        self.start = self.last = time.perf_counter()
+        self.prefix = f"Epoch {epoch + 1}/{epochs}"
+
+    def _line(self, logs: dict) -> str:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        rate = self.seen / elapsed
+        eta = (self.n - self.seen) / rate if rate > 0 else 0.0
+        metrics = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+        timing = f"{elapsed:.1f}s" if self.seen >= self.n else f"ETA {eta:.0f}s"
+        return f"{self.prefix} {self.seen}/{self.n} - {timing} - {rate:,.0f} img/s - {metrics}"
+
+    def update(self, seen: int, logs: dict) -> None:
+        self.seen = seen
+        now = time.perf_counter()
+        if self.verbose == 1 and (now - self.last > 0.2 or seen >= self.n):
+            self.last = now
+            sys.stdout.write("\r" + self._line(logs))
+            sys.stdout.flush()
+
+    def end(self, logs: dict) -> None:
+        if self.verbose == 1:
+            sys.stdout.write("\r" + self._line(logs) + "\n")
+        elif self.verbose == 2:
+            sys.stdout.write(self._line(logs) + "\n")
+        sys.stdout.flush()
+
+
+def _split_validation(model, x, y, validation_split, validation_data):
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
+        return x, y, check_arrays(model, *validation_data, "fit (validation_data)")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError("Sequential.fit: validation_split must be in [0, 1), "
+                         f"received validation_split={validation_split!r}")
+    n_val = int(len(x) * validation_split)
+    if validation_split > 0 and not 0 < n_val < len(x):
+        raise ValueError(f"Sequential.fit: validation_split={validation_split} of {len(x)} "
+                         "samples leaves no samples for validation or for training")
+    if n_val == 0:
+        return x, y, None
+    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+
+
+def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
+            validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
+            callbacks: list[Callback] | None, initial_epoch: int) -> History:
+    """Train ``model`` (see ``Sequential.fit``)."""
+    epochs = _check_int(epochs, "epochs", "fit", 0)
+    initial_epoch = _check_int(initial_epoch, "initial_epoch", "fit", 0)
+    _check_int(batch_size, "batch_size", "fit", 1)
+    x, y = check_arrays(model, x, y, "fit")
+    x, y, val = _split_validation(model, x, y, validation_split, validation_data)
+    history = History()
+    callbacks = [*(callbacks or []), history]
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(
+                f"Sequential.fit: callbacks must be Callback instances, received {cb!r}")
+        cb.set_model(model)
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin()
+    n = len(x)
+    for epoch in range(initial_epoch, epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        order = backend.rng().permutation(n) if shuffle else None
+        progress = _Progress(verbose, epoch, epochs, n)
+        totals: dict[str, float] = {}
+        seen = 0
+        for batch, idx in enumerate(iterate_batches(n, batch_size, "fit", order)):
+            y_pred, value = model.train_step(x[idx], y[idx])
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"Sequential.fit: the loss became {value} at epoch {epoch + 1}, batch "
+                    f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
+            batch_logs = {"loss": value}
+            batch_logs.update({k: f(y[idx], y_pred)
+                               for k, f in model._metric_fns(y_pred.shape).items()})
+            size = len(y_pred)
+            seen += size
+            for key, v in batch_logs.items():
+                totals[key] = totals.get(key, 0.0) + v * size
+            logs = {k: v / seen for k, v in totals.items()}
+            progress.update(seen, logs)
+            for cb in callbacks:
+                cb.on_batch_end(batch, batch_logs)
+            if model.stop_training:
+                break
+        logs = {k: v / max(seen, 1) for k, v in totals.items()}
+        if val is not None:
+            val_logs = model.evaluate(*val, batch_size=batch_size)
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        progress.end(logs)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end()
+    return history

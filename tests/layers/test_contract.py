@@ -1,0 +1,145 @@
+"""The contract every layer keeps (Keras' run_layer_test, in our terms).
+
+For each layer: output shape agrees with ``compute_output_shape``; ``params`` and ``grads``
+share keys and shapes after backward; ``count_params`` counts them; the config round-trips;
+a model file round-trips; one optimizer step on the layer lowers a loss; the input gradient
+matches finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import check_layer_gradients
+
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.layers import LAYERS
+
+# (factory, per-sample input shape): one representative configuration per layer class.
+CASES = {
+    "Conv2D": (lambda: layers.Conv2D(3, 3, padding="same", activation="tanh"), (6, 5, 2)),
+    "MaxPool2D": (lambda: layers.MaxPool2D(2), (6, 4, 3)),
+    "AvgPool2D": (lambda: layers.AvgPool2D(3, strides=2, padding="same"), (7, 5, 2)),
+    "GlobalAvgPool2D": (lambda: layers.GlobalAvgPool2D(), (4, 3, 2)),
+    "GlobalMaxPool2D": (lambda: layers.GlobalMaxPool2D(), (4, 3, 2)),
+    "Flatten": (lambda: layers.Flatten(), (3, 2, 2)),
+    "Dense": (lambda: layers.Dense(4, activation="sigmoid"), (5,)),
+    "Activation": (lambda: layers.Activation("elu"), (3, 4)),
+    "Dropout": (lambda: layers.Dropout(0.3), (4, 3)),
+    "BatchNormalization": (lambda: layers.BatchNormalization(), (3, 3, 2)),
+}
+
+
+def test_every_registered_layer_has_a_case():
+    assert set(CASES) == set(LAYERS)
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request):
+    cnnumpy.set_seed(0)
+    factory, shape = CASES[request.param]
+    return factory, shape
+
+
+def test_shapes_params_and_grads(case):
+    factory, shape = case
+    layer = factory()
+    x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+    y = layer.forward(x, training=True)
+    assert y.shape == (2, *layer.compute_output_shape(shape))
+    assert layer.compute_output_shape((None, *shape)) == (None, *y.shape[1:])
+    assert y.dtype == np.float32
+    dx = layer.backward(np.ones_like(y))
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    assert set(layer.grads) == set(layer.params)
+    for key, value in layer.params.items():
+        assert layer.grads[key].shape == value.shape, key
+    expected = sum(math.prod(a.shape) for a in {**layer.params, **layer.state}.values())
+    assert layer.count_params() == expected
+
+
+def test_config_round_trip(case):
+    factory, shape = case
+    layer = factory()
+    layer.build(shape)
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_model_file_round_trip(case, tmp_path):
+    factory, shape = case
+    model = cnnumpy.Sequential([factory()])
+    model.build(shape)
+    # Make every array distinctive so that a swapped or dropped array is noticed.
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        layer.set_weights({k: rng.uniform(0.5, 1.5, v.shape)
+                           for k, v in layer.get_weights().items()})
+    path = str(tmp_path / "m.safetensors")
+    model.save(path)
+    loaded = cnnumpy.load_model(path)
+    x = rng.standard_normal((3, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.get_config() == model.get_config()
+
+
+TRAINABLE = ["Conv2D", "Dense", "BatchNormalization"]
+
+
+def test_trainable_list_is_complete():
+    for name, (factory, shape) in CASES.items():
+        layer = factory()
+        layer.build(shape)
+        assert bool(layer.params) == (name in TRAINABLE), name
+
+
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_one_step_lowers_the_loss(name):
+    factory, shape = CASES[name]
+    cnnumpy.set_seed(0)
+    layer = factory()
+    layer.dtype = np.dtype(np.float64)
+    layer.build(shape)
+    x = np.random.default_rng(2).standard_normal((8, *shape))
+    y0 = layer.forward(x, training=True)
+    target = np.random.default_rng(3).standard_normal(y0.shape)
+
+    def loss():
+        cnnumpy.set_seed(5)
+        return float(np.mean((layer.forward(x, training=True) - target) ** 2))
+
+    before = loss()
+    cnnumpy.set_seed(5)
+    y = layer.forward(x, training=True)
+    layer.backward(2 * (y - target) / y.size)
+    opt = cnnumpy.optimizers.SGD(learning_rate=0.05)
+    keys = list(layer.params)
+    opt.apply([layer.params[k] for k in keys], [layer.grads[k] for k in keys])
+    assert loss() < before
+
+
+def test_input_gradient_matches_finite_differences(case):
+    factory, shape = case
+    layer = factory()
+    layer.dtype = np.dtype(np.float64)
+    x = np.random.default_rng(4).standard_normal((2, *shape))
+    check_layer_gradients(layer, x, training=True)
+
+
+def test_wrong_input_shape_names_the_layer(case):
+    factory, shape = case
+    layer = factory()
+    layer.build(shape)
+    bad = np.zeros((2, *shape[:-1], shape[-1] + 1), dtype=np.float32)
+    with pytest.raises(ValueError, match=type(layer).__name__):
+        layer.forward(bad)
+
+
+def test_non_numeric_input_is_a_type_error(case):
+    factory, shape = case
+    layer = factory()
+    with pytest.raises(TypeError, match=type(layer).__name__):
+        layer.forward(np.full((2, *shape), "a", dtype=object))

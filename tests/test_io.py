@@ -1,0 +1,145 @@
+"""Model files: round trips, atomic writes, and refusing what does not match."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.io import ModelFormatError, load_model
+
+
+def trained_model(dtype="float32"):
+    cnnumpy.set_seed(0)
+    model = cnnumpy.Sequential([
+        layers.Conv2D(3, 3, activation="relu", input_shape=(6, 6, 2)),
+        layers.BatchNormalization(),
+        layers.Flatten(),
+        layers.Dropout(0.2),
+        layers.Dense(4, activation="softmax"),
+    ], dtype=dtype)
+    model.compile(cnnumpy.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6, 6, 2)), rng.integers(0, 4, 16)
+    model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    return model, x.astype(dtype), y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_is_bit_identical(tmp_path, dtype):
+    model, x, y = trained_model(dtype)
+    path = str(tmp_path / "model.safetensors")
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.layers[1].state["moving_mean"].dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(loaded.layers[1].state["moving_variance"],
+                                  model.layers[1].state["moving_variance"])
+    assert loaded.optimizer.iterations == model.optimizer.iterations
+
+
+def test_training_resumes_exactly_from_a_file(tmp_path):
+    model, x, y = trained_model("float64")
+    path = str(tmp_path / "ckpt.safetensors")
+    model.save(path)
+    loaded = load_model(path)
+    for m in (model, loaded):
+        cnnumpy.set_seed(11)  # the same dropout masks for both
+        m.train_on_batch(x[:8], y[:8])
+    for a, b in zip(model.layers, loaded.layers, strict=True):
+        for key in a.params:
+            np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    model, _, _ = trained_model()
+    path = tmp_path / "m.safetensors"
+    model.save(str(path))
+    first = path.read_bytes()
+    model.layers[0].params["kernel"] += 1
+    model.save(str(path))
+    assert path.read_bytes() != first
+    assert os.listdir(tmp_path) == ["m.safetensors"]
+
+
+def _rewrite(path, tensors=None, metadata_update=None):
+    from safetensors.numpy import load_file, save_file
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        meta = json.loads(f.read(n))["__metadata__"]
+    arrays = load_file(path)
+    if tensors is not None:
+        arrays = tensors(arrays)
+    meta.update(metadata_update or {})
+    save_file(arrays, path, metadata=meta)
+
+
+def test_mismatched_tensors_are_listed_together(tmp_path):
+    model, _, _ = trained_model()
+    path = str(tmp_path / "m.safetensors")
+    model.save(path)
+
+    def damage(arrays):
+        arrays.pop("layers.0.bias")
+        arrays["layers.4.kernel"] = np.zeros((2, 2), np.float32)
+        arrays["layers.9.extra"] = np.zeros(1, np.float32)
+        return arrays
+
+    _rewrite(path, damage)
+    with pytest.raises(ModelFormatError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "missing tensor 'layers.0.bias'" in message
+    assert "'layers.4.kernel' has shape (2, 2)" in message
+    assert "unexpected tensor 'layers.9.extra'" in message
+
+
+@pytest.mark.parametrize("update, match", [
+    ({"format_version": "99"}, "written by a newer cnnumpy"),
+    ({"format_version": ""}, "format_version"),
+    ({"format": "keras"}, "not a cnnumpy model file"),
+    ({"model_config": json.dumps({"layers": [{"class_name": "os.system", "config": {}}]})},
+     "unknown layer class 'os.system'"),
+    ({"model_config": '{"a": 1, "a": 2}'}, "duplicate keys"),
+    ({"model_config": "not json"}, "not valid JSON"),
+])
+def test_bad_metadata_is_refused(tmp_path, update, match):
+    model, _, _ = trained_model()
+    path = str(tmp_path / "m.safetensors")
+    model.save(path)
+    _rewrite(path, metadata_update=update)
+    with pytest.raises(ModelFormatError, match=match):
+        load_model(path)
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"\x80\x04K\x01.", "pickle"),
+    (b"PK\x03\x04rest", "zip"),
+    (b"abc", "too short"),
+    (struct.pack("<Q", 10**12) + b"{}", "header length"),
+    (struct.pack("<Q", 4) + b"[1] ", "not a JSON object"),
+    (struct.pack("<Q", 2) + b"\xff\xfe", "UTF-8"),
+])
+def test_malformed_files_are_refused(tmp_path, data, match):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ModelFormatError, match=match):
+        load_model(str(path))
+
+
+def test_truncated_files_raise_only_model_format_errors(tmp_path):
+    model, _, _ = trained_model()
+    path = tmp_path / "m.safetensors"
+    model.save(str(path))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    for size in range(0, len(data), max(1, len(data) // 97)):
+        cut.write_bytes(data[:size])
+        with pytest.raises(ModelFormatError):
+            load_model(str(cut))

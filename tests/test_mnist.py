@@ -1,0 +1,44 @@
+"""A LeNet-like model trained on real handwritten digits reaches at least 97% test accuracy."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.datasets import load_idx
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist-10k")
+
+
+def lenet():
+    return cnnumpy.Sequential([
+        layers.Conv2D(32, 5, padding="same", activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPool2D(2),
+        layers.Conv2D(64, 5, padding="same", activation="relu"),
+        layers.MaxPool2D(2),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+@pytest.mark.slow
+def test_lenet_reaches_97_percent_on_mnist_10k():
+    if not os.path.isdir(DATA):
+        pytest.skip(f"shared MNIST data not found at {DATA}")
+    x_train, y_train = load_idx(os.path.join(DATA, "train-images-idx3-ubyte.gz"),
+                                os.path.join(DATA, "train-labels-idx1-ubyte.gz"))
+    x_test, y_test = load_idx(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"),
+                              os.path.join(DATA, "t10k-labels-idx1-ubyte.gz"))
+    assert x_train.shape == (8000, 28, 28, 1) and x_test.shape == (2000, 28, 28, 1)
+    cnnumpy.set_seed(0)
+    model = lenet()
+    model.compile(cnnumpy.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    result = model.evaluate(x_test, y_test, batch_size=256)
+    assert result["accuracy"] >= 0.97, result
+    assert np.isfinite(result["loss"])

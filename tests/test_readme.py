@@ -1,0 +1,23 @@
+"""The README's commands are what CI runs."""
+
+from __future__ import annotations
+
+import os
+import re
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def _read(*parts):
+    with open(os.path.join(ROOT, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_ci_runs_the_readme_test_command():
+    readme, ci = _read("README.md"), _read(".ci", "run")
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    test_command = commands[1]
+    assert "pytest" in test_command
+    assert test_command in ci.splitlines()
