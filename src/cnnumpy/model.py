@@ -142,6 +142,8 @@ class Sequential:
         return y_pred, value, grad
 
     def _backward(self, grad: Any) -> None:
+        for i, layer in enumerate(self.layers):
+            layer.needs_input_grad = i > 0
         last = self.layers[-1]
         grad = last.call_backward(grad) if self._fused else last.backward(grad)
         for layer in reversed(self.layers[:-1]):

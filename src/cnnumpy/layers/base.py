@@ -81,6 +81,9 @@ class Layer:
         self.state: dict[str, Any] = {}
         self.built = False
         self._act_cache: tuple | None = None
+        # Sequential sets this to False on its first layer, whose input gradient (with respect
+        # to the images) nobody needs; a layer may then skip computing it and return None.
+        self.needs_input_grad = True
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
