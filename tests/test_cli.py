@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+PIL = pytest.importorskip("PIL.Image")
 
 
 def run(*args, cwd=None):
@@ -21,22 +24,88 @@ def write_idx(path, array):
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def test_train_on_an_idx_folder_then_summary(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 96)
-    images = rng.integers(0, 60, (96, 12, 12))
+def striped_images(n=96, size=12, seed=0):
+    """Three easy classes: a bright band at the top, middle or bottom."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.integers(0, 60, (n, size, size))
+    band = size // 3
     for c in range(3):
-        images[labels == c, 4 * c: 4 * c + 4, :] = 255
+        images[labels == c, band * c: band * (c + 1), :] = 255
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """An IDX folder, a model trained on it by the CLI, and the CLI's output."""
+    folder = tmp_path_factory.mktemp("idx")
+    images, labels = striped_images()
     for prefix in ("train", "t10k"):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels)
-    out = tmp_path / "m.safetensors"
-    result = run("train", "--data", str(tmp_path), "--model", "simple", "--epochs", "8",
-                 "--batch-size", "16", "--lr", "0.01", "--out", str(out))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+    out = folder / "m.safetensors"
+    result = run("train", "--data", str(folder), "--model", "simple", "--epochs", "6",
+                 "--batch-size", "16", "--lr", "0.01", "--out", str(out),
+                 "--checkpoint-dir", str(folder / "ckpt"), "--plot", str(folder / "curves.png"))
+    return folder, out, result
+
+
+def assert_png(path, min_size=(100, 100)):
+    with PIL.open(path) as img:
+        assert img.size[0] >= min_size[0] and img.size[1] >= min_size[1]
+        pixels = np.asarray(img.convert("L"))
+    assert pixels.std() > 5  # not blank
+
+
+def test_train_reports_accuracy_saves_model_checkpoints_and_curves(trained):
+    folder, out, result = trained
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
     assert accuracy > 0.9
     assert out.is_file()
+    assert sorted(p.name for p in (folder / "ckpt").iterdir()) == [
+        f"epoch-{e:03d}.safetensors" for e in range(1, 7)]
+    assert_png(folder / "curves.png")
+
+
+def test_resume_continues_from_the_checkpoint_epoch(trained):
+    folder, _, _ = trained
+    out = folder / "resumed.safetensors"
+    result = run("train", "--data", str(folder), "--epochs", "7", "--batch-size", "16",
+                 "--resume", str(folder / "ckpt" / "epoch-006.safetensors"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "after epoch 6" in result.stdout
+    assert "Epoch 7/7" in result.stdout and "Epoch 6/7" not in result.stdout
+
+
+def test_evaluate_prints_per_class_accuracy_and_confusion_matrix(trained):
+    folder, out, _ = trained
+    result = run("evaluate", str(out), "--data", str(folder), "--plot", str(folder / "cm.png"))
+    assert result.returncode == 0, result.stderr
+    assert "Per-class accuracy" in result.stdout and "Confusion matrix" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("  ") and
+            len(line.split()) == 4 and "(" not in line]
+    assert sum(int(v) for row in rows for v in row.split()[1:]) == 96
+    assert_png(folder / "cm.png")
+
+
+def test_predict_and_visualize_an_image_file(trained, tmp_path):
+    folder, out, _ = trained
+    images, labels = striped_images(3, size=24, seed=1)  # another size: the CLI resizes
+    paths = []
+    for i, img in enumerate(images):
+        path = tmp_path / f"img{i}.png"
+        PIL.fromarray(img.astype(np.uint8)).convert("RGB").save(path)
+        paths.append(str(path))
+    result = run("predict", str(out), *paths, "--top-k", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["top"][0]["index"] for p in predictions] == labels.tolist()
+    assert all(len(p["top"]) == 2 for p in predictions)
+    maps = tmp_path / "maps.png"
+    result = run("visualize", str(out), paths[0], "--out", str(maps))
+    assert result.returncode == 0, result.stderr
+    assert_png(maps)
     summary = run("summary", str(out))
     assert summary.returncode == 0 and "Conv2D" in summary.stdout
 
@@ -44,8 +113,10 @@ def test_train_on_an_idx_folder_then_summary(tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["train", "--data", "/no/such/folder"], 1, "--data '/no/such/folder'"),
     (["train", "--out", "/no/such/dir/m.safetensors"], 1, "--out"),
-    (["train", "--model", "resnet"], 2, "invalid choice"),
+    (["train", "--model", "resnet"], 1, "unknown model 'resnet'"),
+    (["train", "--epochs", "many"], 2, "invalid int value"),
     (["summary", "/no/such/model.safetensors"], 1, "no model file"),
+    (["predict", "/no/such/model.safetensors", "x.png"], 1, "no model file"),
 ])
 def test_errors_are_one_line_without_traceback(args, code, message):
     result = run(*args)
@@ -54,3 +125,10 @@ def test_errors_are_one_line_without_traceback(args, code, message):
     assert "Traceback" not in result.stderr
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_pickle_is_refused_by_every_command(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(b"\x80\x04K\x01.")
+    result = run("summary", str(path))
+    assert result.returncode == 1 and "pickle" in result.stderr

@@ -10,6 +10,7 @@ import pytest
 import cnnumpy
 from cnnumpy import layers
 from cnnumpy.datasets import load_idx
+from cnnumpy.optimizers.schedules import CosineDecay
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist-10k")
 
@@ -37,8 +38,10 @@ def test_lenet_reaches_97_percent_on_mnist_10k():
     assert x_train.shape == (8000, 28, 28, 1) and x_test.shape == (2000, 28, 28, 1)
     cnnumpy.set_seed(0)
     model = lenet()
-    model.compile(cnnumpy.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    model.fit(x_train, y_train, epochs=3, batch_size=64, verbose=0)
+    epochs, batch_size = 3, 64
+    schedule = CosineDecay(2e-3, decay_steps=epochs * len(x_train) // batch_size)
+    model.compile(cnnumpy.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     result = model.evaluate(x_test, y_test, batch_size=256)
     assert result["accuracy"] >= 0.97, result
     assert np.isfinite(result["loss"])

@@ -1,4 +1,10 @@
-"""The ``cnnumpy`` command line: ``cnnumpy train`` trains a CNN on the bundled digits.
+"""The ``cnnumpy`` command line.
+
+    cnnumpy train                      # LeNet on the bundled digits; prints test accuracy
+    cnnumpy evaluate MODEL --data DIR  # loss, accuracy, per-class accuracy, confusion matrix
+    cnnumpy predict MODEL IMAGE...     # top classes of each image
+    cnnumpy summary MODEL
+    cnnumpy visualize MODEL IMAGE --out MAPS.png
 
 Exit status: 0 on success, 2 on a usage error, 1 on failure with a one-line message
 (``--debug`` shows the traceback).
@@ -7,109 +13,219 @@ Exit status: 0 on success, 2 on a usage error, 1 on failure with a one-line mess
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
 
 import cnnumpy
-from cnnumpy import layers
+from cnnumpy import datasets, models
+from cnnumpy.callbacks import Callback
 
-
-def lenet(input_shape: tuple[int, ...], num_classes: int) -> cnnumpy.Sequential:
-    """Conv 5x5x32 same, pool, conv 5x5x64 same, pool, dense 128, dense ``num_classes``."""
-    return cnnumpy.Sequential([
-        layers.Conv2D(32, 5, padding="same", activation="relu", input_shape=input_shape),
-        layers.MaxPool2D(2),
-        layers.Conv2D(64, 5, padding="same", activation="relu"),
-        layers.MaxPool2D(2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="lenet")
-
-
-def simple(input_shape: tuple[int, ...], num_classes: int) -> cnnumpy.Sequential:
-    """The prototype notebook's model: two 3x3 convolutions with pooling, dense 128."""
-    return cnnumpy.Sequential([
-        layers.Conv2D(8, 3, activation="relu", input_shape=input_shape),
-        layers.MaxPool2D(2),
-        layers.Conv2D(16, 3, activation="relu"),
-        layers.MaxPool2D(2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="simple")
-
-
-MODELS: dict[str, Callable] = {"lenet": lenet, "simple": simple}
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
 
 
 class CLIError(Exception):
     """A failure reported as one line on stderr with exit status 1."""
 
 
-def load_data(spec: str):
-    """``mnist-sample`` or a folder holding the IDX train pair (and optionally the t10k pair)."""
+class Data(NamedTuple):
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
+    class_names: list[str]
+
+
+def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    for ext in (".gz", ""):
+        images = os.path.join(folder, f"{prefix}-images-idx3-ubyte{ext}")
+        labels = os.path.join(folder, f"{prefix}-labels-idx1-ubyte{ext}")
+        if os.path.isfile(images) and os.path.isfile(labels):
+            return datasets.load_idx(images, labels)
+    return None
+
+
+def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
+    """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders."""
+    digits = [str(d) for d in range(10)]
     if spec == "mnist-sample":
-        return cnnumpy.datasets.load_mnist_sample()
+        return Data(*datasets.load_mnist_sample(), digits)
+    if spec == "mnist":
+        return Data(*datasets.load_mnist(download=True), digits)
+    if spec == "fashion-mnist":
+        return Data(*datasets.load_fashion_mnist(download=True), FASHION_CLASSES)
     if not os.path.isdir(spec):
-        raise CLIError(f"--data {spec!r}: expected 'mnist-sample' or a folder of IDX files")
+        raise CLIError(f"--data {spec!r}: expected mnist-sample, mnist, fashion-mnist or a folder")
+    train = _idx_pair(spec, "train")
+    if train is not None:
+        labels = int(train[1].max()) + 1
+        names = FASHION_CLASSES if "fashion" in os.path.basename(os.path.abspath(spec)) else None
+        return Data(train, _idx_pair(spec, "t10k"), names or [str(c) for c in range(labels)])
+    kwargs: dict[str, Any] = {}
+    if image_shape is not None:
+        kwargs = {"image_size": image_shape[:2],
+                  "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
+    x, y, names = datasets.load_image_folder(spec, **kwargs)
+    return Data((x, y), None, list(names))
 
-    def pair(prefix):
-        for ext in (".gz", ""):
-            images = os.path.join(spec, f"{prefix}-images-idx3-ubyte{ext}")
-            labels = os.path.join(spec, f"{prefix}-labels-idx1-ubyte{ext}")
-            if os.path.isfile(images) and os.path.isfile(labels):
-                return cnnumpy.datasets.load_idx(images, labels)
-        return None
 
-    train = pair("train")
-    if train is None:
-        raise CLIError(f"--data {spec!r}: no train-images-idx3-ubyte[.gz] and "
-                       "train-labels-idx1-ubyte[.gz] in that folder")
-    return train, pair("t10k")
+class _EpochCheckpoint(Callback):
+    """Write ``epoch-NNN.safetensors`` (weights and optimizer state) after every epoch."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.save(os.path.join(self.folder, f"epoch-{epoch + 1:03d}.safetensors"))
+
+
+def _check_writable(path: str, flag: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise CLIError(f"{flag} {path!r}: folder {folder!r} does not exist or is not writable")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-        raise CLIError(f"--out {args.out!r}: folder {out_dir!r} does not exist or is not writable")
+    _check_writable(args.out, "--out")
+    if args.plot:
+        _check_writable(args.plot, "--plot")
+    if args.checkpoint_dir:
+        os.makedirs(args.checkpoint_dir, exist_ok=True)
+        _check_writable(os.path.join(args.checkpoint_dir, "x"), "--checkpoint-dir")
     cnnumpy.set_seed(args.seed)
-    (x_train, y_train), test = load_data(args.data)
-    num_classes = int(max(y_train.max(), test[1].max() if test else 0)) + 1
-    model = MODELS[args.model](x_train.shape[1:], num_classes)
-    optimizer = cnnumpy.optimizers.get(args.optimizer)
-    if args.lr is not None:
-        config = {**cnnumpy.optimizers.serialize(optimizer)["config"], "learning_rate": args.lr}
-        optimizer = type(optimizer).from_config(config)
-    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = load_data(args.data)
+    x_train, y_train = data.train
+    if args.resume:
+        model = cnnumpy.load_model(args.resume)
+        if model.optimizer is None:
+            raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
+                           "training cannot resume from it")
+        print(f"Resuming from {args.resume} after epoch {model.epoch}")
+    else:
+        num_classes = max(len(data.class_names), int(y_train.max()) + 1)
+        model = models.get(args.model, x_train.shape[1:], num_classes)
+        optimizer = cnnumpy.optimizers.get(args.optimizer)
+        if args.lr is not None:
+            config = {**cnnumpy.optimizers.serialize(optimizer)["config"], "learning_rate": args.lr}
+            optimizer = type(optimizer).from_config(config)
+        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.class_names = data.class_names
     model.summary()
-    print(f"Training on {len(x_train):,} images ({args.data}), {args.epochs} epochs")
+    print(f"Training on {len(x_train):,} images ({args.data}) for {args.epochs} epochs")
+    callbacks = [_EpochCheckpoint(args.checkpoint_dir)] if args.checkpoint_dir else []
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-              validation_split=args.val_split, verbose=1)
+    history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_split=args.val_split, verbose=1 if sys.stdout.isatty() else 2,
+                        callbacks=callbacks, initial_epoch=model.epoch)
     print(f"Trained in {time.perf_counter() - start:.1f}s")
-    if test is not None:
-        result = model.evaluate(*test, batch_size=256)
+    if data.test is not None:
+        result = model.evaluate(*data.test, batch_size=256)
         print(f"Test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f} "
-              f"({len(test[0]):,} images)")
+              f"({len(data.test[0]):,} images)")
     model.save(args.out)
     print(f"Saved model to {args.out}")
+    if args.plot:
+        from cnnumpy.plot import plot_history
+
+        plot_history(history.history, args.plot)
+        print(f"Saved training curves to {args.plot}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    model = cnnumpy.load_model(args.model)
+    data = load_data(args.data, model.input_shape)
+    x, y = data.test if data.test is not None else data.train
+    names = model.class_names or data.class_names
+    probs = model.predict(x, batch_size=256)
+    predicted = probs.argmax(axis=1)
+    loss = cnnumpy.losses.SparseCategoricalCrossentropy()(y, probs)
+    print(f"{len(x):,} images - loss: {loss:.4f} - accuracy: {np.mean(predicted == y):.4f}")
+    from cnnumpy.plot import confusion_matrix
+
+    cm = confusion_matrix(y, predicted, probs.shape[1])
+    width = max(len(n) for n in names) + 2
+    print("Per-class accuracy:")
+    for c, name in enumerate(names):
+        total = cm[c].sum()
+        acc = f"{cm[c, c] / total:.4f}" if total else "n/a"
+        print(f"  {name:<{width}} {acc}  ({total} images)")
+    print("Confusion matrix (rows: true class, columns: predicted):")
+    for c, name in enumerate(names):
+        print(f"  {name:<{width}}" + " ".join(f"{v:5d}" for v in cm[c]))
+    if args.plot:
+        from cnnumpy.plot import plot_confusion_matrix
+
+        _check_writable(args.plot, "--plot")
+        plot_confusion_matrix(cm, names, args.plot)
+        print(f"Saved confusion matrix to {args.plot}")
+
+
+def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One image file as the model's input: converted to its channels, resized to its size."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
+    if not os.path.isfile(path):
+        raise CLIError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB" if shape[2] == 3 else "L").resize((shape[1], shape[0]))
+            array = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CLIError(f"{path}: not a readable image ({exc})") from None
+    return array.reshape(shape)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    model = cnnumpy.load_model(args.model)
+    x = np.stack([load_image(p, model.input_shape) for p in args.images])
+    probs = model.predict(x)
+    names = model.class_names or [str(c) for c in range(probs.shape[1])]
+    k = max(1, min(args.top_k, probs.shape[1]))
+    results = []
+    for path, p in zip(args.images, probs, strict=True):
+        top = np.argsort(-p, kind="stable")[:k]
+        results.append({"image": path, "top": [{"class": names[c], "index": int(c),
+                                                "probability": float(p[c])} for c in top]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    for r in results:
+        print(r["image"] + ": " + ", ".join(f"{t['class']} ({t['probability']:.3f})"
+                                            for t in r["top"]))
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    cnnumpy.load_model(args.model).summary()
+    model = cnnumpy.load_model(args.model)
+    model.summary()
+    if model.class_names:
+        print(f"Classes: {', '.join(model.class_names)}")
+
+
+def cmd_visualize(args: argparse.Namespace) -> None:
+    from cnnumpy.plot import plot_feature_maps
+
+    _check_writable(args.out, "--out")
+    model = cnnumpy.load_model(args.model)
+    plot_feature_maps(model, load_image(args.image, model.input_shape), args.out)
+    print(f"Saved filters and feature maps to {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnumpy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
+                "one sub-folder of images per class)"
     train = sub.add_parser("train", help="train a CNN and report its test accuracy")
-    train.add_argument("--data", default="mnist-sample",
-                       help="'mnist-sample' (bundled, default) or a folder of IDX files")
-    train.add_argument("--model", default="lenet", choices=sorted(MODELS))
+    train.add_argument("--data", default="mnist-sample", help=data_help)
+    train.add_argument("--model", default="lenet",
+                       help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
@@ -117,22 +233,41 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-split", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="model.safetensors", help="where to save the model")
+    train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
+    train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.set_defaults(func=cmd_train)
+    evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--data", default="mnist-sample", help=data_help)
+    evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
+    evaluate.set_defaults(func=cmd_evaluate)
+    predict = sub.add_parser("predict", help="classify image files")
+    predict.add_argument("model")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(func=cmd_predict)
     summary = sub.add_parser("summary", help="print a saved model's layers")
     summary.add_argument("model")
     summary.set_defaults(func=cmd_summary)
+    visualize = sub.add_parser("visualize", help="draw first-layer filters and feature maps")
+    visualize.add_argument("model")
+    visualize.add_argument("image")
+    visualize.add_argument("--out", default="feature_maps.png")
+    visualize.set_defaults(func=cmd_visualize)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (CLIError, ValueError, TypeError, OSError) as exc:
+    except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:
         if args.debug:
             raise
-        print(f"cnnumpy {args.command}: error: {exc}", file=sys.stderr)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"cnnumpy {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,8 +3,9 @@
 Layout:
     tensors   ``layers.{index}.{name}`` for each layer's params and state, and
               ``optimizer.{index}.{slot}`` for the optimizer's state when it is included;
-    metadata  ``format`` = "cnnumpy", ``format_version``, ``model_config`` (JSON),
-              ``compile_config`` (JSON: loss, optimizer, metrics) and ``optimizer_iterations``.
+    metadata  ``format`` = "cnnumpy", ``format_version``, ``model_config`` (JSON), ``epoch``
+              (epochs completed), optionally ``class_names`` (JSON), ``compile_config``
+              (JSON: loss, optimizer, metrics) and ``optimizer_iterations``.
 
 Loading trusts nothing in the file. Nothing it names is imported, evaluated or looked up on a
 module: layer, loss and optimizer names go through explicit tables. Pickles are refused.
@@ -75,7 +76,9 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
                for i, layer in enumerate(model.layers)
                for name, arr in layer.get_weights().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-                "model_config": json.dumps(model.get_config())}
+                "model_config": json.dumps(model.get_config()), "epoch": str(int(model.epoch))}
+    if model.class_names is not None:
+        metadata["class_names"] = json.dumps([str(c) for c in model.class_names])
     if model.loss is not None and model.optimizer is not None:
         metadata["compile_config"] = json.dumps({
             "loss": losses.serialize(model.loss),
@@ -158,6 +161,13 @@ def load_model(path: str, compile: bool = True) -> Any:
     except (ValueError, TypeError, AttributeError) as exc:
         raise ModelFormatError(f"{path}: bad model_config: {exc}") from None
     _assign_weights(model, tensors, path)
+    epoch = meta.get("epoch", "0")
+    model.epoch = int(epoch) if epoch.isdigit() else 0
+    if "class_names" in meta:
+        names = _loads(meta["class_names"], "class_names", path)
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise ModelFormatError(f"{path}: class_names must be a list of strings")
+        model.class_names = names
     if compile and "compile_config" in meta:
         cc = _loads(meta["compile_config"], "compile_config", path)
         try:

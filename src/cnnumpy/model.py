@@ -40,6 +40,8 @@ class Sequential:
         self.loss: losses.Loss | None = None
         self.metrics: list[str] = []
         self.stop_training = False
+        self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
+        self.class_names: list[str] | None = None  # optional, saved with the model
         for layer in layers or []:
             self.add(layer)
 

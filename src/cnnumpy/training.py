@@ -69,35 +69,36 @@ def iterate_batches(n: int, batch_size: int, where: str,
 
 
 class _Progress:
-    """Per-epoch progress on one terminal line (verbose=1) or one line per epoch (verbose=2)."""
+    """Per-epoch progress: a tqdm bar (verbose=1) or one line per epoch (verbose=2).
+
+    The bar shows images done, images per second, the ETA, and the running loss and metrics.
+    """
 
     def __init__(self, verbose: int, epoch: int, epochs: int, n: int) -> None:
-        self.verbose, self.n, self.seen = verbose, n, 0
-        self.start = self.last = time.perf_counter()
+        self.verbose, self.n = verbose, n
+        self.start = time.perf_counter()
         self.prefix = f"Epoch {epoch + 1}/{epochs}"
+        self.bar = None
+        if verbose == 1:
+            from tqdm import tqdm
 
-    def _line(self, logs: dict) -> str:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        rate = self.seen / elapsed
-        eta = (self.n - self.seen) / rate if rate > 0 else 0.0
-        metrics = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-        timing = f"{elapsed:.1f}s" if self.seen >= self.n else f"ETA {eta:.0f}s"
-        return f"{self.prefix} {self.seen}/{self.n} - {timing} - {rate:,.0f} img/s - {metrics}"
+            self.bar = tqdm(total=n, desc=self.prefix, unit="img", unit_scale=True,
+                            file=sys.stdout, dynamic_ncols=True, mininterval=0.2)
 
-    def update(self, seen: int, logs: dict) -> None:
-        self.seen = seen
-        now = time.perf_counter()
-        if self.verbose == 1 and (now - self.last > 0.2 or seen >= self.n):
-            self.last = now
-            sys.stdout.write("\r" + self._line(logs))
-            sys.stdout.flush()
+    def update(self, done: int, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+            self.bar.update(done - self.bar.n)
 
     def end(self, logs: dict) -> None:
-        if self.verbose == 1:
-            sys.stdout.write("\r" + self._line(logs) + "\n")
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+            self.bar.close()
         elif self.verbose == 2:
-            sys.stdout.write(self._line(logs) + "\n")
-        sys.stdout.flush()
+            elapsed = time.perf_counter() - self.start
+            metrics = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            print(f"{self.prefix} - {elapsed:.1f}s - {self.n / max(elapsed, 1e-9):,.0f} img/s"
+                  f" - {metrics}", flush=True)
 
 
 def _split_validation(model, x, y, validation_split, validation_data):
@@ -168,6 +169,7 @@ def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             val_logs = model.evaluate(*val, batch_size=batch_size)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         progress.end(logs)
+        model.epoch = epoch + 1
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
         if model.stop_training:

@@ -1,4 +1,4 @@
-"""Datasets: IDX files (MNIST, Fashion-MNIST) and the bundled MNIST sample."""
+"""Datasets: IDX files, MNIST and Fashion-MNIST (bundled sample or downloaded), image folders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ from importlib import resources
 
 import numpy as np
 
+from cnnumpy.datasets.download import (
+    CHECKSUMS,
+    FILES,
+    MIRRORS,
+    default_data_dir,
+    fetch_file,
+    sha256_of,
+)
+from cnnumpy.datasets.folder import IMAGE_EXTENSIONS, load_image_folder
 from cnnumpy.datasets.idx import DatasetError, load_idx, read_idx
+from cnnumpy.datasets.mnist import load_fashion_mnist, load_mnist
 
 
 def load_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -46,4 +56,8 @@ def to_categorical(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     return out
 
 
-__all__ = ["DatasetError", "load_idx", "read_idx", "load_mnist_sample", "to_categorical"]
+__all__ = [
+    "CHECKSUMS", "FILES", "IMAGE_EXTENSIONS", "MIRRORS", "DatasetError", "default_data_dir",
+    "fetch_file", "load_fashion_mnist", "load_idx", "load_image_folder", "load_mnist",
+    "load_mnist_sample", "read_idx", "sha256_of", "to_categorical",
+]
