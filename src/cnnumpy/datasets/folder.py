@@ -94,7 +94,7 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     if not 0 < n_val < len(x):
         raise DatasetError(f"{root}: validation_split={validation_split} of {len(x)} images "
                            f"gives {n_val} validation images; need at least 1 on each side")
-    generator = np.random.default_rng(seed) if seed is not None else backend.rng()
+    generator = np.random.default_rng(int(seed)) if seed is not None else backend.rng()
     order = generator.permutation(len(x))
     val, train = order[:n_val], order[n_val:]
     return (x[train], y[train]), (x[val], y[val]), class_names
@@ -162,7 +162,7 @@ def _read_image(image_module, path: str, color_mode: str,
                 im = (im.convert("RGBA") if im.mode == "P" else im).convert(mode)
             if image_size is not None:
                 im = im.resize((image_size[1], image_size[0]),
-                               image_module.Resampling.BILINEAR)
+                               image_module.BILINEAR)
             pixels = np.asarray(im, dtype=np.float32)
     except _Unreadable:
         raise
@@ -187,23 +187,25 @@ def _check_args(image_size, color_mode, validation_split, seed, on_error):
     where = "load_image_folder"
     if image_size is not None:
         ok = (isinstance(image_size, (tuple, list)) and len(image_size) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+              and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
                       for v in image_size))
         if not ok:
             raise ValueError(f"{where}: image_size must be (height, width) of positive ints, "
                              f"received image_size={image_size!r}")
         image_size = (int(image_size[0]), int(image_size[1]))
-    if color_mode not in _COLOR_MODES:
+    if not isinstance(color_mode, str) or color_mode not in _COLOR_MODES:
         raise ValueError(f"{where}: color_mode must be 'grayscale' or 'rgb', "
                          f"received color_mode={color_mode!r}")
-    if (isinstance(validation_split, bool) or not isinstance(validation_split, (int, float))
+    numbers = (int, float, np.integer, np.floating)
+    if (isinstance(validation_split, bool) or not isinstance(validation_split, numbers)
             or not 0 <= validation_split < 1):
         raise ValueError(f"{where}: validation_split must be a number in [0, 1), "
                          f"received validation_split={validation_split!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
         raise ValueError(f"{where}: seed must be a non-negative int or None, "
                          f"received seed={seed!r}")
-    if on_error not in ("raise", "skip"):
+    if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
         raise ValueError(f"{where}: on_error must be 'raise' or 'skip', "
                          f"received on_error={on_error!r}")
     return image_size
