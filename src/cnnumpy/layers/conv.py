@@ -119,7 +119,8 @@ class Conv2D(Layer):
         if self._cache is None:
             raise ValueError(f"{self.label}: backward called before forward")
         dy = xp.asarray(dy, dtype=self.dtype)
-        dx, self.grads["kernel"], dbias = conv.conv2d_backward(dy, self._cache)
+        dx, self.grads["kernel"], dbias = conv.conv2d_backward(
+            dy, self._cache, need_dx=self.needs_input_grad)
         if self.use_bias:
             self.grads["bias"] = dbias
         return dx
