@@ -143,3 +143,28 @@ def test_truncated_files_raise_only_model_format_errors(tmp_path):
         cut.write_bytes(data[:size])
         with pytest.raises(ModelFormatError):
             load_model(str(cut))
+
+
+def test_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path):
+    """Shuffling and dropout continue exactly: the checkpoint holds the generator's state."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(24, 6, 6, 2)), rng.integers(0, 4, 24)
+
+    def fresh():
+        model, _, _ = trained_model("float64")
+        return model
+
+    straight = fresh()
+    straight.fit(x, y, epochs=4, initial_epoch=2, batch_size=5, verbose=0)
+    first = fresh()
+    first.fit(x, y, epochs=3, initial_epoch=2, batch_size=5, verbose=0)
+    path = str(tmp_path / "ckpt.safetensors")
+    first.save(path)
+    cnnumpy.set_seed(999)  # a new process would start from anywhere
+    resumed = load_model(path)
+    assert resumed.epoch == 3 and resumed.rng_state is not None
+    cnnumpy.backend.set_rng_state(resumed.rng_state)
+    resumed.fit(x, y, epochs=4, initial_epoch=resumed.epoch, batch_size=5, verbose=0)
+    for a, b in zip(straight.layers, resumed.layers, strict=True):
+        for key, value in a.get_weights().items():
+            np.testing.assert_array_equal(value, b.get_weights()[key])

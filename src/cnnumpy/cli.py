@@ -104,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         if model.optimizer is None:
             raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
                            "training cannot resume from it")
+        if model.rng_state is not None:
+            cnnumpy.backend.set_rng_state(model.rng_state)  # same shuffles as an unbroken run
         print(f"Resuming from {args.resume} after epoch {model.epoch}")
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)

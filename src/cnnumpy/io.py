@@ -5,7 +5,8 @@ Layout:
               ``optimizer.{index}.{slot}`` for the optimizer's state when it is included;
     metadata  ``format`` = "cnnumpy", ``format_version``, ``model_config`` (JSON), ``epoch``
               (epochs completed), optionally ``class_names`` (JSON), ``compile_config``
-              (JSON: loss, optimizer, metrics) and ``optimizer_iterations``.
+              (JSON: loss, optimizer, metrics), ``optimizer_iterations`` and, in checkpoints,
+              ``rng_state`` (the library generator's state, JSON).
 
 Loading trusts nothing in the file. Nothing it names is imported, evaluated or looked up on a
 module: layer, loss and optimizer names go through explicit tables. Pickles are refused.
@@ -21,6 +22,8 @@ import tempfile
 from typing import Any
 
 import numpy as np
+
+from cnnumpy import backend
 
 FORMAT = "cnnumpy"
 FORMAT_VERSION = 1
@@ -85,6 +88,9 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
             "optimizer": optimizers.serialize(model.optimizer),
             "metrics": list(model.metrics)})
         if include_optimizer:
+            # A checkpoint: with the random generator's state, a resumed run draws the same
+            # shuffles and dropout masks as one that never stopped.
+            metadata["rng_state"] = json.dumps(backend.rng_state())
             state = model.optimizer.state_dict()
             metadata["optimizer_iterations"] = str(int(state["iterations"]))
             for index, slots in state["state"].items():
@@ -163,6 +169,7 @@ def load_model(path: str, compile: bool = True) -> Any:
     _assign_weights(model, tensors, path)
     epoch = meta.get("epoch", "0")
     model.epoch = int(epoch) if epoch.isdigit() else 0
+    model.rng_state = _rng_state(meta, path)
     if "class_names" in meta:
         names = _loads(meta["class_names"], "class_names", path)
         if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
@@ -178,6 +185,18 @@ def load_model(path: str, compile: bool = True) -> Any:
             raise ModelFormatError(
                 f"{path}: bad compile_config or optimizer state: {exc}") from None
     return model
+
+
+def _rng_state(meta: dict[str, str], path: str) -> dict | None:
+    """The saved generator state, checked to be a PCG64 state of plain integers."""
+    if "rng_state" not in meta:
+        return None
+    state = _loads(meta["rng_state"], "rng_state", path)
+    inner = state.get("state") if isinstance(state, dict) else None
+    if (not isinstance(inner, dict) or state.get("bit_generator") != "PCG64"
+            or not all(isinstance(inner.get(k), int) for k in ("state", "inc"))):
+        raise ModelFormatError(f"{path}: rng_state is not a PCG64 generator state")
+    return state
 
 
 def _assign_weights(model: Any, tensors: dict[str, np.ndarray], path: str) -> None:

@@ -42,6 +42,7 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
+        self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
         for layer in layers or []:
             self.add(layer)
 
