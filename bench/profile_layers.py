@@ -10,9 +10,9 @@ import statistics
 import time
 
 import numpy as np
+from models import build_cnnumpy
 
 import cnnumpy
-from models import build_cnnumpy
 
 
 def profile(model_name: str, batch: int, repeats: int) -> None:

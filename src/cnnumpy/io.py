@@ -121,7 +121,52 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
     meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ModelFormatError(f"{path}: metadata values must all be strings")
+    _check_tensor_table(header, len(data) - 8 - n, path)
     return meta
+
+
+_ITEMSIZE = {"F32": 4, "F64": 8}
+
+
+def _check_tensor_table(header: dict, buffer_size: int, path: str) -> None:
+    """Every tensor: a known dtype, a sane shape, and byte ranges that tile the buffer exactly
+    (in order, no gap, no overlap, no trailing bytes), as its shape and dtype require."""
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ModelFormatError(f"{where}: entry must hold exactly dtype, shape, data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype not in _ITEMSIZE:
+            raise ModelFormatError(f"{where}: unsupported dtype {dtype!r}; model files hold "
+                                   f"{sorted(_ITEMSIZE)}")
+        if not isinstance(shape, list) or not all(
+                type(d) is int and 0 <= d <= buffer_size for d in shape):
+            raise ModelFormatError(f"{where}: bad shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+            raise ModelFormatError(f"{where}: bad data_offsets {offsets!r}")
+        size = _ITEMSIZE[dtype]
+        for d in shape:
+            size *= d
+            if size > buffer_size:
+                break
+        if size != offsets[1] - offsets[0]:
+            raise ModelFormatError(f"{where}: shape {shape} of {dtype} needs {size} bytes but "
+                                   f"data_offsets {offsets} hold {offsets[1] - offsets[0]}")
+        entries.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(entries):
+        if begin != end:
+            kind = "overlaps the tensor before it" if begin < end else "leaves a gap before it"
+            raise ModelFormatError(f"{path}: tensor {name!r} {kind} (offset {begin}, expected "
+                                   f"{end})")
+        end = stop
+    if end != buffer_size:
+        raise ModelFormatError(f"{path}: the tensors hold {end} bytes but the file has "
+                               f"{buffer_size} bytes of data")
 
 
 def _read_tensors(path: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:

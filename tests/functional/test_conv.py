@@ -118,6 +118,46 @@ def test_forward_and_backward_match_naive_loops(seed):
         assert dbias is None
 
 
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("chunk_bytes", [1, 700])
+def test_chunked_path_matches_naive_loops_across_chunk_boundaries(seed, chunk_bytes, monkeypatch):
+    """Tiny chunks (one image, or a few) give the same results as the naive reference, and
+    need_dx=False skips only the input gradient."""
+    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(seed)
+    cfg, pads = next(c for c in map(random_config, range(3 * seed, 3 * seed + 9))
+                     if c[0]["groups"] == 1)  # the chunked path is the ungrouped one
+    x_shape = (int(rng.integers(3, 8)), *cfg["x_shape"][1:])
+    x = rng.standard_normal(x_shape)
+    kernel = rng.standard_normal(cfg["kernel_shape"])
+    bias = rng.standard_normal(cfg["kernel_shape"][3])
+    y, cache = forward(x, kernel, bias, cfg)
+    expected = naive_conv2d(x, kernel, bias, cfg["strides"], pads, cfg["dilation"], 1)
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12, err_msg=str(cfg))
+    dy = rng.standard_normal(y.shape)
+    ex_dx, ex_dkernel, _ = naive_conv2d_backward(dy, x, kernel, cfg["strides"], pads,
+                                                 cfg["dilation"], 1)
+    dx, dkernel, _ = conv.conv2d_backward(dy, cache)
+    np.testing.assert_allclose(dx, ex_dx, rtol=1e-12, atol=1e-12, err_msg=str(cfg))
+    np.testing.assert_allclose(dkernel, ex_dkernel, rtol=1e-12, atol=1e-12, err_msg=str(cfg))
+    no_dx, dkernel_only, _ = conv.conv2d_backward(dy, cache, need_dx=False)
+    assert no_dx is None
+    np.testing.assert_allclose(dkernel_only, ex_dkernel, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups, cg", [(2, 3), (4, 1)])
+def test_grouped_backward_can_skip_the_input_gradient(groups, cg):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, groups * cg))
+    kernel = rng.standard_normal((3, 2, cg, 2 * groups))
+    y, cache = conv.conv2d_forward(x, kernel, None, 1, "same", groups=groups)
+    dy = rng.standard_normal(y.shape)
+    dx, dkernel, _ = conv.conv2d_backward(dy, cache)
+    no_dx, dkernel_only, _ = conv.conv2d_backward(dy, cache, need_dx=False)
+    assert dx is not None and no_dx is None
+    np.testing.assert_array_equal(dkernel_only, dkernel)
+
+
 @pytest.mark.parametrize("x_shape, kernel_shape, padding, groups", [
     ((2, 4, 5, 3), (1, 1, 3, 2), 2, 1),
     ((1, 5, 4, 4), (2, 2, 2, 4), ((3, 0), (0, 3)), 2),

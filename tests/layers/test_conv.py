@@ -320,3 +320,17 @@ def test_config_round_trip(kwargs):
     clone.build(x.shape[1:])
     clone.set_weights(layer.get_weights())
     np.testing.assert_array_equal(clone.forward(x), layer.forward(x))
+
+
+def test_first_layer_skips_the_input_gradient_but_not_the_weight_gradients():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 6, 2))
+    layer = Conv2D(4, 3, padding="same", activation="relu")
+    dy = rng.standard_normal(layer(x).shape)
+    dx = layer.backward(dy)
+    grads = {k: v.copy() for k, v in layer.grads.items()}
+    layer.needs_input_grad = False
+    assert layer.backward(dy) is None
+    for key, value in grads.items():
+        np.testing.assert_array_equal(layer.grads[key], value)
+    assert dx.shape == x.shape

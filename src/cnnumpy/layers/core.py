@@ -86,7 +86,7 @@ class Dense(Layer):
         self.grads["kernel"] = x2.T @ dy2
         if self.use_bias:
             self.grads["bias"] = dy2.sum(axis=0)
-        return dy @ self.params["kernel"].T
+        return dy @ self.params["kernel"].T if self.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units, "activation": self.activation,

@@ -1,0 +1,236 @@
+"""cnnumpy against PyTorch on this CPU, side by side in one process.
+
+    python bench/run.py            # every model, train at batch 32/64/256, inference at 256
+    python bench/run.py --quick    # about a minute: batch 64 training, 256 inference
+    python bench/run.py --env unset  # only the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
+
+Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
+with the same shapes and optimizer (Adam), warms each up, then times them interleaved (one
+step of each in turn) and reports medians. Training is a full step (forward, loss, backward,
+update); inference is a forward pass in inference mode. GFLOP/s count a training step as three
+forward passes; "peak" is the best float32 matrix product NumPy reaches here, measured first.
+Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
+the process's resident set during one step (VmHWM after resetting it) for each framework.
+
+PyTorch and threadpoolctl are imported here only; cnnumpy never needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
+
+BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def blas_description() -> str:
+    """The BLAS library, its kernel (architecture) and thread count, from threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (pip install threadpoolctl to see the BLAS kernel)"
+    rows = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
+            f"threads={i.get('num_threads')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return "; ".join(rows) or "no BLAS found by threadpoolctl"
+
+
+def peak_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 ``size x size`` matrix product NumPy does here, in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rss_growth(fn: Any) -> float | None:
+    """MiB the resident set grew to during ``fn()`` (Linux only; None elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak (VmHWM) to the current resident set
+        before = _status_kib("VmRSS")
+        fn()
+        return (_status_kib("VmHWM") - before) / 1024
+    except OSError:
+        return None
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(key)
+
+
+def make_runners(name: str, batch: int, train: bool) -> dict[str, Any]:
+    """One zero-argument step function per framework, each on its own copy of the data."""
+    import torch
+
+    shape, _, classes = SPECS[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    y = rng.integers(0, classes, batch)
+    model, _, _ = build_cnnumpy(name)
+    y_np = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
+    runners = {"cnnumpy": (lambda: model.train_on_batch(x, y_np)) if train
+               else (lambda: model.predict(x, batch_size=batch))}
+    x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    y_t = torch.from_numpy(y_np if classes == 2 else y.astype(np.int64))
+    for layout, fmt in (("torch NCHW", torch.contiguous_format),
+                        ("torch channels_last", torch.channels_last)):
+        module, opt, loss_fn = build_torch(name)
+        module = module.to(memory_format=fmt)
+        xt = x_t.contiguous(memory_format=fmt)
+        if train:
+            def step(module=module, opt=opt, loss_fn=loss_fn, xt=xt) -> None:
+                opt.zero_grad(set_to_none=True)
+                loss_fn(module(xt), y_t).backward()
+                opt.step()
+        else:
+            module.eval()
+
+            def step(module=module, xt=xt) -> None:
+                with torch.inference_mode():
+                    module(xt)
+        runners[layout] = step
+    return runners
+
+
+def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) -> dict:
+    runners = make_runners(name, batch, train)
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(repeats):  # interleaved: one step of each framework in turn
+        for key, fn in runners.items():
+            times[key].append(_timed(fn))
+    result = {"model": name, "batch": batch, "mode": "train" if train else "infer",
+              "img_per_s": {k: batch / statistics.median(v) for k, v in times.items()}}
+    if train:
+        tracemalloc.start()
+        runners["cnnumpy"]()
+        result["cnnumpy_traced_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        result["rss_growth_mib"] = {k: _rss_growth(fn) for k, fn in runners.items()}
+    return result
+
+
+def run_all(quick: bool, repeats: int | None) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    peak = peak_matmul_gflops()
+    configs = [(m, b, True) for m in SPECS for b in ((64,) if quick else (32, 64, 256))]
+    configs += [(m, 256, False) for m in SPECS]
+    repeats = repeats or (5 if quick else 15)
+    results = []
+    for name, batch, train in configs:
+        res = bench_config(name, batch, train, repeats, warmup=2 if quick else 3)
+        flops = forward_flops(name) * (3 if train else 1)
+        res["cnnumpy_gflops"] = res["img_per_s"]["cnnumpy"] * flops / 1e9
+        res["fraction_of_peak"] = res["cnnumpy_gflops"] / peak
+        results.append(res)
+        print(_row(res), flush=True)
+    env = {k: os.environ.get(k) for k in BLAS_VARS}
+    return {"date": datetime.date.today().isoformat(), "machine": _machine(), "env": env,
+            "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
+            "torch_threads": torch.get_num_threads(), "peak_matmul_gflops": peak,
+            "results": results}
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+HEADER = ("| model | mode | batch | cnnumpy img/s | torch NCHW | torch channels_last | "
+          "ratio NCHW | ratio CL | cnnumpy GFLOP/s | % peak | mem MiB (traced / RSS cnnumpy / "
+          "RSS torch NCHW) |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+          "---: | --- |")
+
+
+def _row(res: dict) -> str:
+    ips = res["img_per_s"]
+    c, t1, t2 = ips["cnnumpy"], ips["torch NCHW"], ips["torch channels_last"]
+    mem = ""
+    if "rss_growth_mib" in res:
+        rss = res["rss_growth_mib"]
+        fmt = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
+        mem = (f"{res['cnnumpy_traced_mib']:.0f} / {fmt(rss['cnnumpy'])} / "
+               f"{fmt(rss['torch NCHW'])}")
+    return (f"| {res['model']} | {res['mode']} | {res['batch']} | {c:,.0f} | {t1:,.0f} | "
+            f"{t2:,.0f} | {c / t1:.2f} | {c / t2:.2f} | {res['cnnumpy_gflops']:.1f} | "
+            f"{100 * res['fraction_of_peak']:.0f} | {mem} |")
+
+
+def report(summary: dict) -> str:
+    env = ", ".join(f"{k}={v if v is not None else 'unset'}" for k, v in summary["env"].items())
+    lines = [f"date {summary['date']}; {summary['machine']}; numpy {summary['numpy']}, torch "
+             f"{summary['torch']} ({summary['torch_threads']} threads)",
+             f"{env}; BLAS: {summary['blas']}",
+             f"peak float32 matmul (NumPy, 2048^2): {summary['peak_matmul_gflops']:.0f} GFLOP/s",
+             "", HEADER, *(_row(r) for r in summary["results"])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="batch 64 training only, fewer "
+                        "repeats (about a minute)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps per framework")
+    parser.add_argument("--env", choices=("both", "given", "unset"), default="both",
+                        help="run with the environment as given, with OPENBLAS_CORETYPE and "
+                        "OPENBLAS_L2_SIZE unset (in a child process), or both")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    runs = []
+    if args.env in ("both", "given"):
+        print("## environment as given\n")
+        runs.append(run_all(args.quick, args.repeats))
+        print("\n" + report(runs[-1]) + "\n")
+    if args.env == "unset" or (args.env == "both" and any(os.environ.get(k) for k in BLAS_VARS)):
+        print("## OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (child process)\n", flush=True)
+        child_env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+        cmd = [sys.executable, __file__, "--env", "given"] + (["--quick"] if args.quick else [])
+        cmd += ["--repeats", str(args.repeats)] if args.repeats else []
+        subprocess.run(cmd, env=child_env, check=True)
+    elif args.env == "both":
+        print("(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set: the run above is the "
+              "unset run too)")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()

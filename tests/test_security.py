@@ -1,0 +1,167 @@
+"""Model files from strangers: nothing executed, nothing imported, bounded memory, only
+ModelFormatError for anything malformed, and no half-written file after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.io import ModelFormatError, load_model
+
+
+def raw_file(path, header: dict, data: bytes = b"") -> str:
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
+    return str(path)
+
+
+def tiny_model():
+    cnnumpy.set_seed(0)
+    model = cnnumpy.Sequential([layers.Conv2D(2, 3, input_shape=(5, 5, 1)), layers.Flatten(),
+                                layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.build()
+    return model
+
+
+class _Marker:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "model.pkl"])
+def test_a_pickle_never_runs(tmp_path, name):
+    marker = tmp_path / "marker"
+    path = tmp_path / name
+    path.write_bytes(pickle.dumps(_Marker(str(marker))))
+    with pytest.raises(ModelFormatError, match="pickle"):
+        load_model(str(path))
+    assert not marker.exists()
+
+
+def test_metadata_cannot_turn_safety_off_or_import_anything(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    path = tmp_path / "m.safetensors"
+    tiny_model().save(str(path))
+    arrays = load_file(str(path))
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        meta = json.loads(f.read(n))["__metadata__"]
+    assert "antigravity" not in sys.modules
+    meta.update(safe_mode="false", module="antigravity", callable="antigravity.fly")
+    config = json.loads(meta["model_config"])
+    config["layers"][0]["config"]["module"] = "antigravity"
+    meta["model_config"] = json.dumps(config)
+    save_file(arrays, str(path), metadata=meta)
+    with pytest.raises(ModelFormatError):  # "module" is not a Conv2D argument: refused
+        load_model(str(path))
+    del config["layers"][0]["config"]["module"]
+    config["layers"][0]["class_name"] = "antigravity.fly"
+    meta["model_config"] = json.dumps(config)
+    save_file(arrays, str(path), metadata=meta)
+    with pytest.raises(ModelFormatError, match="unknown layer class 'antigravity.fly'"):
+        load_model(str(path))
+    assert "antigravity" not in sys.modules
+
+
+@pytest.mark.parametrize("header, data, match", [
+    ({"a": {"dtype": "C64", "shape": [2], "data_offsets": [0, 16]}}, 16, "'a'.*dtype 'C64'"),
+    ({"a": {"dtype": "O", "shape": [2], "data_offsets": [0, 16]}}, 16, "'a'.*dtype 'O'"),
+    ({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, 16, "'a'.*'F128'"),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, 8, "'a'.*needs 12 bytes"),
+    ({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, 4, "'a'.*bad shape"),
+    ({"a": {"dtype": "F32", "shape": [10**18, 10**18], "data_offsets": [0, 4]}}, 4,
+     "'a'.*bad shape"),
+    ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, 12, "'b' overlaps"),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+      "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}, 12, "'b' leaves a gap"),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, 8, "file has 8 bytes"),
+    ({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4], "x": 1}}, 4, "exactly"),
+])
+def test_bad_tensor_tables_name_the_tensor(tmp_path, header, data, match):
+    path = raw_file(tmp_path / "bad.safetensors", header, b"\0" * data)
+    with pytest.raises(ModelFormatError, match=match):
+        load_model(path)
+
+
+def test_huge_declared_shapes_allocate_nothing(tmp_path):
+    header = {"a": {"dtype": "F64", "shape": [2**31, 2**31], "data_offsets": [0, 64]}}
+    path = raw_file(tmp_path / "big.safetensors", header, b"\0" * 64)
+    tracemalloc.start()
+    with pytest.raises(ModelFormatError):
+        load_model(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < os.path.getsize(path) + 1_000_000
+
+
+def test_non_string_metadata_and_non_object_headers(tmp_path):
+    path = raw_file(tmp_path / "a.safetensors", {"__metadata__": {"format": 1}})
+    with pytest.raises(ModelFormatError, match="strings"):
+        load_model(path)
+    path = tmp_path / "b.safetensors"
+    path.write_bytes(struct.pack("<Q", 12) + b'{"a":1,"a":2')
+    with pytest.raises(ModelFormatError):
+        load_model(str(path))
+
+
+def test_every_prefix_of_a_valid_file_is_a_model_format_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    tiny_model().save(str(path))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    for size in range(len(data)):
+        cut.write_bytes(data[:size])
+        with pytest.raises(ModelFormatError):
+            load_model(str(cut))
+    cut.write_bytes(data)
+    load_model(str(cut))
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np, cnnumpy
+    from cnnumpy import layers
+    cnnumpy.set_seed(0)
+    model = cnnumpy.Sequential([layers.Dense(256, input_shape=(512,)), layers.Dense(256)])
+    model.compile("adam", "mse")
+    model.build()
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        model.layers[0].params["bias"][:] = i
+        model.save(sys.argv[1])
+""")
+
+
+def test_a_process_killed_while_saving_never_leaves_a_broken_file(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    for delay in (0.05, 0.13, 0.21, 0.34, 0.55):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        model = load_model(str(path))  # whatever was last renamed into place is whole
+        bias = model.layers[0].params["bias"]
+        assert np.all(bias == bias[0]) and bias[0] >= 1
