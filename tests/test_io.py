@@ -168,3 +168,15 @@ def test_resume_from_a_checkpoint_equals_an_unbroken_run(tmp_path):
     for a, b in zip(straight.layers, resumed.layers, strict=True):
         for key, value in a.get_weights().items():
             np.testing.assert_array_equal(value, b.get_weights()[key])
+
+
+def test_a_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    model, x, _ = trained_model()
+    path = tmp_path / "m.safetensors"
+    for extra in range(600):  # grow the metadata until the length's first byte is 0x80
+        model.class_names = ["x" * extra]
+        model.save(str(path))
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    np.testing.assert_array_equal(load_model(str(path)).predict(x), model.predict(x))

@@ -129,7 +129,8 @@ class EarlyStopping(Callback):
     """Stop training when the monitored quantity has stopped improving.
 
     Training stops at the end of the epoch that makes ``patience`` epochs in a row without an
-    improvement of more than ``min_delta`` over the best value so far.
+    improvement of more than ``min_delta`` over the best value so far (as in Keras,
+    ``patience=0`` and ``patience=1`` both stop after the first epoch without improvement).
 
     Args:
         monitor: key of the epoch logs to watch, e.g. "val_loss" or "val_accuracy".
@@ -173,7 +174,7 @@ class EarlyStopping(Callback):
                                      for layer in self.model.layers]
             return
         self.wait += 1
-        if self.wait > self.patience or (self.patience == 0 and self.wait > 0):
+        if self.wait >= max(self.patience, 1):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
@@ -250,7 +251,7 @@ class ModelCheckpoint(Callback):
 class ReduceLROnPlateau(Callback):
     """Multiply a float learning rate by ``factor`` when the monitored quantity stalls.
 
-    After ``patience`` epochs in a row without an improvement of more than ``min_delta``,
+    After ``max(patience, 1)`` epochs in a row without an improvement of more than ``min_delta``,
     ``lr = max(lr * factor, min_lr)``; then ``cooldown`` epochs pass before counting again.
 
     Args:
@@ -358,7 +359,7 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         has_rows = self.append and os.path.isfile(self.path) and os.path.getsize(self.path) > 0
-        self._file = open(self.path, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._file = open(self.path, "a" if self.append else "w", newline="")
         self._writer = None
         self._header_written = has_rows
 

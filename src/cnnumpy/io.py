@@ -101,14 +101,17 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
 
 def _parse_header(data: bytes, path: str) -> dict[str, str]:
     """Check the framing before the safetensors parser sees the bytes; return the metadata."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        kind = "a pickle" if data[:1] == b"\x80" else "a zip/npz archive"
-        raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles can run "
-                               "arbitrary code when opened, so cnnumpy never loads them")
+    n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
+    framed = len(data) >= 8 and n <= MAX_HEADER_BYTES and 8 + n <= len(data)
+    if not (framed and data[8:9] == b"{"):
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            kind = "a pickle" if data[:1] == b"\x80" else "a zip/npz archive"
+            raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles "
+                                   "can run arbitrary code when opened, so cnnumpy never loads "
+                                   "them")
     if len(data) < 8:
         raise ModelFormatError(f"{path}: too short to be a model file ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+    if not framed:
         raise ModelFormatError(f"{path}: declared header length {n} is larger than "
                                f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'}")
     try:
