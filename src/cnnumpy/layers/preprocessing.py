@@ -206,9 +206,9 @@ class RandomTranslation(_Augmentation):
     def __init__(self, height_factor: float | tuple, width_factor: float | tuple,
                  fill_value: float = 0.0, *, input_shape: Any = None,
                  name: str | None = None, dtype: str | None = None) -> None:
-        self._ranges = [_factor_range("RandomTranslation", name, value, 1.0)
-                        for name, value in (("height_factor", height_factor),
-                                            ("width_factor", width_factor))]
+        self._ranges = [_factor_range("RandomTranslation", arg, value, 1.0)
+                        for arg, value in (("height_factor", height_factor),
+                                           ("width_factor", width_factor))]
         self.fill_value = _fill("RandomTranslation", fill_value)
         super().__init__(input_shape=input_shape, name=name, dtype=dtype)
         self.height_factor, self.width_factor = height_factor, width_factor
@@ -243,12 +243,12 @@ class RandomCrop(_Augmentation):
 
     def __init__(self, height: int, width: int, padding: int = 0, *, input_shape: Any = None,
                  name: str | None = None, dtype: str | None = None) -> None:
-        for name, value, low in (("height", height, 1), ("width", width, 1),
-                                 ("padding", padding, 0)):
+        for arg, value, low in (("height", height, 1), ("width", width, 1),
+                                ("padding", padding, 0)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
                     or value < low:
-                raise ValueError(f"RandomCrop: {name} must be an int >= {low}, "
-                                 f"received {name}={value!r}")
+                raise ValueError(f"RandomCrop: {arg} must be an int >= {low}, "
+                                 f"received {arg}={value!r}")
         super().__init__(input_shape=input_shape, name=name, dtype=dtype)
         self.height, self.width, self.padding = int(height), int(width), int(padding)
 
