@@ -53,7 +53,8 @@ def test_im2col_and_col2im_are_adjoint(h, w, k, s, d, c, seed):
        ties=st.booleans())
 def test_max_pool_gradient_preserves_the_incoming_sum(h, w, p, s, padding, seed, ties):
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 3, (2, h, w, 2)).astype(float) if ties else rng.standard_normal((2, h, w, 2))
+    shape = (2, h, w, 2)
+    x = rng.integers(0, 3, shape).astype(float) if ties else rng.standard_normal(shape)
     if padding == "valid" and (p > h or p > w):
         return
     y, cache = pooling.max_pool2d_forward(x, p, s, padding)

@@ -157,6 +157,7 @@ class EarlyStopping(Callback):
                             f"received restore_best_weights={restore_best_weights!r}")
         self.restore_best_weights = bool(restore_best_weights)
         self.monitor, self.mode, self.min_delta = monitor, mode, self._monitor.min_delta
+        self.on_train_begin()
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.wait = 0
@@ -287,13 +288,13 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = self._monitor.value(epoch, logs)
-        if self.cooldown_left > 0:
-            self.cooldown_left -= 1
-            self.wait = 0
-        if self._monitor.improved(current, self.best):
+        improved = self._monitor.improved(current, self.best)
+        if improved:
             self.best, self.wait = current, 0
+        if self.cooldown_left > 0:  # epochs in cooldown do not count as bad
+            self.cooldown_left -= 1
             return
-        if self.cooldown_left > 0:
+        if improved:
             return
         self.wait += 1
         lr = _float_learning_rate("ReduceLROnPlateau", self.model)
@@ -306,11 +307,11 @@ class LearningRateScheduler(Callback):
     """Set a float learning rate before each epoch: ``lr = fn(epoch, lr)`` (epoch from 0).
 
     Args:
-        fn: a callable of ``(epoch, current_lr)`` returning the new learning rate (>= 0).
+        fn: a callable of ``(epoch, current_lr)`` returning the new learning rate (> 0).
 
     Raises:
         TypeError: at the start of training, if the optimizer's learning rate is a schedule.
-        ValueError: if ``fn`` returns something other than a finite float >= 0.
+        ValueError: if ``fn`` returns something other than a finite float > 0.
     """
 
     def __init__(self, fn: Callable[[int, float], float]) -> None:
@@ -326,8 +327,8 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         lr = _float_learning_rate("LearningRateScheduler", self.model)
         new = self.fn(epoch, lr)
-        _number("LearningRateScheduler", f"fn({epoch}, {lr!r})", new, "a finite float >= 0",
-                lambda v: math.isfinite(v) and v >= 0)
+        _number("LearningRateScheduler", f"fn({epoch}, {lr!r})", new, "a finite float > 0",
+                lambda v: math.isfinite(v) and v > 0)
         self.model.optimizer.learning_rate = float(new)
 
 

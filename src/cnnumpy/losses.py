@@ -2,7 +2,9 @@
 
 Every loss offers ``forward`` (the value, a Python float), ``backward`` (d value / d y_pred,
 same shape as ``y_pred``) and ``value_and_grad`` (both, sharing the work). The value is a mean
-over the batch, so the gradient already carries the ``1 / batch`` factor.
+over the batch, so the gradient already carries the ``1 / batch`` factor. Each also takes
+``sample_weight`` (one weight per sample): the value is then ``mean(weight * per-sample loss)``,
+as in Keras.
 
 Fused activations: when a model's last layer ends in ``loss.fused_activation`` (softmax for the
 categorical losses, sigmoid for binary cross-entropy), the model may skip that activation and
@@ -30,8 +32,9 @@ EPSILON = 1e-7
 class Loss:
     """Base class of all losses.
 
-    Subclasses implement ``_compute(y_true, y_pred, need_grad) -> (value, grad or None)``
-    on validated arrays; ``_targets`` validates ``y_true`` against ``y_pred``.
+    Subclasses implement ``_compute(y_true, y_pred, need_grad) -> (losses, grad or None)``
+    on validated arrays: the per-sample losses ``(batch,)`` and the gradient of their *sum*;
+    ``_targets`` validates ``y_true`` against ``y_pred``. The base class reduces both.
     """
 
     fused_activation: str | None = None
@@ -43,20 +46,21 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    def __call__(self, y_true: Any, y_pred: Any) -> float:
-        return self.forward(y_true, y_pred)
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        return self.forward(y_true, y_pred, sample_weight)
 
-    def forward(self, y_true: Any, y_pred: Any) -> float:
-        """The loss, averaged over the batch."""
-        return self._run(y_true, y_pred, need_grad=False)[0]
+    def forward(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> float:
+        """The loss, averaged over the batch (each sample times its weight, if given)."""
+        return self._run(y_true, y_pred, sample_weight, need_grad=False)[0]
 
-    def backward(self, y_true: Any, y_pred: Any) -> Any:
+    def backward(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         """d loss / d y_pred for the batch-mean loss; same shape and dtype as ``y_pred``."""
-        return self._run(y_true, y_pred, need_grad=True)[1]
+        return self._run(y_true, y_pred, sample_weight, need_grad=True)[1]
 
-    def value_and_grad(self, y_true: Any, y_pred: Any) -> tuple[float, Any]:
+    def value_and_grad(self, y_true: Any, y_pred: Any,
+                       sample_weight: Any = None) -> tuple[float, Any]:
         """``(forward(...), backward(...))``, computing the shared parts once."""
-        return self._run(y_true, y_pred, need_grad=True)
+        return self._run(y_true, y_pred, sample_weight, need_grad=True)
 
     def with_logits(self) -> Loss:
         """An equivalent loss that takes the pre-activation outputs (``from_logits=True``)."""
@@ -71,13 +75,30 @@ class Loss:
         return cls(**config)
 
     # ----- internals ---------------------------------------------------------------------
-    def _run(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[float, Any]:
+    def _run(self, y_true: Any, y_pred: Any, sample_weight: Any,
+             need_grad: bool) -> tuple[float, Any]:
         y_pred = self._predictions(y_pred)
         y_true = self._targets(y_true, y_pred)
+        n = y_pred.shape[0]
         # Results below the smallest normal number are harmless: let them round to zero.
         with np.errstate(under="ignore"):
-            value, grad = self._compute(y_true, y_pred, need_grad)
-        return float(value), grad
+            losses, grad = self._compute(y_true, y_pred, need_grad)
+            if sample_weight is None:
+                return float(xp.sum(losses) / n), (grad / n if need_grad else None)
+            w = self._weights(sample_weight, n, y_pred.dtype)
+            value = float(xp.sum(w * losses) / n)
+            if need_grad:
+                grad = grad * (w / n).reshape(n, *([1] * (grad.ndim - 1)))
+            return value, grad
+
+    def _weights(self, sample_weight: Any, n: int, dtype: Any) -> Any:
+        w = xp.asarray(sample_weight)
+        if w.dtype.kind not in "fiub" or w.shape not in ((n,), (n, 1)):
+            raise ValueError(f"{type(self).__name__}: sample_weight must be {n} real numbers, "
+                             f"one per sample, received shape {w.shape} of {w.dtype.name}")
+        if not xp.all(xp.isfinite(w)) or xp.any(w < 0):
+            raise ValueError(f"{type(self).__name__}: sample_weight must be finite and >= 0")
+        return w.reshape(n).astype(dtype)
 
     def _predictions(self, y_pred: Any) -> Any:
         y_pred = xp.asarray(y_pred)
@@ -139,8 +160,9 @@ class MeanSquaredError(Loss):
 
     def _compute(self, y_true, y_pred, need_grad):
         diff = y_pred - y_true
-        value = xp.mean(diff * diff)
-        return value, (2 * diff / diff.size if need_grad else None)
+        per_sample = diff[0].size
+        losses = xp.mean((diff * diff).reshape(len(diff), -1), axis=1)
+        return losses, (2 * diff / per_sample if need_grad else None)
 
 
 class BinaryCrossentropy(_Crossentropy):
@@ -156,17 +178,18 @@ class BinaryCrossentropy(_Crossentropy):
     fused_activation = "sigmoid"
 
     def _compute(self, y_true, y_pred, need_grad):
-        n = y_pred.size
+        n = y_pred[0].size  # elements per sample: the loss averages over them
+        batch = len(y_pred)
         if self.from_logits:
             # log(1 + exp(x)) - x*y, written so that no exp overflows.
             x = y_pred
             terms = xp.maximum(x, 0) - x * y_true + xp.log1p(exp_no_underflow(-xp.abs(x)))
             grad = (sigmoid(x) - y_true) / n if need_grad else None
-            return xp.sum(terms) / n, grad
+            return xp.sum(terms.reshape(batch, -1), axis=1) / n, grad
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
         terms = y_true * xp.log(p) + (1 - y_true) * xp.log1p(-p)
         grad = (p - y_true) / (p * (1 - p)) / n if need_grad else None
-        return -xp.sum(terms) / n, grad
+        return -xp.sum(terms.reshape(batch, -1), axis=1) / n, grad
 
 
 class CategoricalCrossentropy(_Crossentropy):
@@ -202,16 +225,17 @@ class CategoricalCrossentropy(_Crossentropy):
                          f"{hint}")
 
     def _compute(self, y_true, y_pred, need_grad):
-        count = y_pred.size // y_pred.shape[-1]
+        batch = len(y_pred)
+        count = y_pred[0].size // y_pred.shape[-1]  # positions per sample (1 for (N, C))
         if self.from_logits:
-            value = -xp.sum(y_true * log_softmax(y_pred)) / count
+            losses = -xp.sum((y_true * log_softmax(y_pred)).reshape(batch, -1), axis=1) / count
             if not need_grad:
-                return value, None
+                return losses, None
             total = xp.sum(y_true, axis=-1, keepdims=True)  # 1 for one-hot or soft targets
-            return value, (softmax(y_pred) * total - y_true) / count
+            return losses, (softmax(y_pred) * total - y_true) / count
         p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-        value = -xp.sum(y_true * xp.log(p)) / count
-        return value, (-y_true / p / count if need_grad else None)
+        losses = -xp.sum((y_true * xp.log(p)).reshape(batch, -1), axis=1) / count
+        return losses, (-y_true / p / count if need_grad else None)
 
 
 class SparseCategoricalCrossentropy(_Crossentropy):
@@ -258,16 +282,17 @@ class SparseCategoricalCrossentropy(_Crossentropy):
         return labels.astype(xp.int64)
 
     def _compute(self, labels, y_pred, need_grad):
-        count = labels.size
+        batch = len(y_pred)
+        count = labels[0].size  # positions per sample (1 for (N, C) predictions)
         onehot = (xp.arange(y_pred.shape[-1]) == labels[..., None]).astype(y_pred.dtype)
         if self.from_logits:
             picked = xp.take_along_axis(log_softmax(y_pred), labels[..., None], axis=-1)
-            value = -xp.sum(picked) / count
-            return value, ((softmax(y_pred) - onehot) / count if need_grad else None)
+            losses = -xp.sum(picked.reshape(batch, -1), axis=1) / count
+            return losses, ((softmax(y_pred) - onehot) / count if need_grad else None)
         picked = xp.take_along_axis(y_pred, labels[..., None], axis=-1)
         p = xp.clip(picked, EPSILON, 1 - EPSILON)
-        value = -xp.sum(xp.log(p)) / count
-        return value, (-onehot / p / count if need_grad else None)
+        losses = -xp.sum(xp.log(p).reshape(batch, -1), axis=1) / count
+        return losses, (-onehot / p / count if need_grad else None)
 
 
 LOSSES: dict[str, type[Loss]] = {

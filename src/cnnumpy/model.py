@@ -131,17 +131,18 @@ class Sequential:
             x = layer.forward(x, training)
         return x
 
-    def _forward_loss(self, x: Any, y: Any, training: bool) -> tuple[Any, float, Any]:
+    def _forward_loss(self, x: Any, y: Any, training: bool,
+                      sample_weight: Any = None) -> tuple[Any, float, Any]:
         """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
         for layer in self.layers[:-1]:
             x = layer.forward(x, training)
         last = self.layers[-1]
         if self._fused:
             z = last.forward_logits(x, training)
-            value, grad = self.loss.with_logits().value_and_grad(y, z)
+            value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
             return activations.get(last.activation).forward(z), value, grad
         y_pred = last.forward(x, training)
-        value, grad = self.loss.value_and_grad(y, y_pred)
+        value, grad = self.loss.value_and_grad(y, y_pred, sample_weight)
         return y_pred, value, grad
 
     def _backward(self, grad: Any) -> None:
@@ -161,9 +162,9 @@ class Sequential:
                 grads.append(layer.grads[key])
         return params, grads
 
-    def train_step(self, x: Any, y: Any) -> tuple[Any, float]:
+    def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[Any, float]:
         """One update on one batch: forward, loss, backward, optimizer step."""
-        y_pred, value, grad = self._forward_loss(x, y, training=True)
+        y_pred, value, grad = self._forward_loss(x, y, True, sample_weight)
         self._backward(grad)
         self.optimizer.apply(*self.trainable_weights())
         return y_pred, value
@@ -178,11 +179,11 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise ValueError(f"Sequential.{what}: call compile(optimizer, loss) first")
 
-    def train_on_batch(self, x: Any, y: Any) -> dict[str, float]:
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
         """One update on one batch; returns the batch's loss and metrics."""
         self._require_compiled("train_on_batch")
         x, y = check_arrays(self, x, y, "train_on_batch")
-        y_pred, value = self.train_step(x, y)
+        y_pred, value = self.train_step(x, y, sample_weight)
         logs = {"loss": value}
         logs.update({k: f(y, y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
         return logs
@@ -191,13 +192,19 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_split: float = 0.0, validation_data: tuple | None = None,
             shuffle: bool = True, verbose: int = 1, callbacks: list[Callback] | None = None,
-            initial_epoch: int = 0) -> History:
-        """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History."""
+            initial_epoch: int = 0, class_weight: dict | None = None,
+            sample_weight: Any = None) -> History:
+        """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History.
+
+        ``sample_weight`` (one non-negative weight per sample) or ``class_weight`` (a dict
+        from class index to weight) scale each sample's contribution to the loss.
+        """
         self._require_compiled("fit")
         return run_fit(self, x, y, epochs=epochs, batch_size=batch_size,
                        validation_split=validation_split, validation_data=validation_data,
                        shuffle=shuffle, verbose=verbose, callbacks=callbacks,
-                       initial_epoch=initial_epoch)
+                       initial_epoch=initial_epoch, class_weight=class_weight,
+                       sample_weight=sample_weight)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict:
         """Loss and metrics over ``(x, y)`` in inference mode, as a dict."""

@@ -101,6 +101,37 @@ class _Progress:
                   f" - {metrics}", flush=True)
 
 
+def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any) -> Any:
+    """One weight per sample from ``sample_weight`` or ``class_weight`` (None if neither)."""
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError("Sequential.fit: give class_weight or sample_weight, not both")
+    if sample_weight is not None:
+        w = xp.asarray(sample_weight)
+        if w.dtype.kind not in "fiub" or w.shape not in ((len(y),), (len(y), 1)):
+            raise ValueError(f"Sequential.fit: sample_weight must hold one number per sample "
+                             f"({len(y)}), received shape {w.shape}")
+        w = w.reshape(-1).astype(np.float64)
+    elif class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"Sequential.fit: class_weight must be a dict {{class: weight}}, "
+                            f"received {class_weight!r}")
+        labels = y.reshape(len(y), -1)
+        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
+        labels = labels.astype(np.int64)
+        missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+        if missing:
+            raise ValueError(f"Sequential.fit: class_weight has no weight for classes {missing}")
+        table = np.zeros(int(max(max(class_weight), labels.max())) + 1)
+        for c, weight in class_weight.items():
+            table[int(c)] = weight
+        w = table[labels]
+    else:
+        return None
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("Sequential.fit: sample weights must be finite and >= 0")
+    return w
+
+
 def _split_validation(model, x, y, validation_split, validation_data):
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -120,13 +151,17 @@ def _split_validation(model, x, y, validation_split, validation_data):
 
 def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
-            callbacks: list[Callback] | None, initial_epoch: int) -> History:
+            callbacks: list[Callback] | None, initial_epoch: int,
+            class_weight: dict | None = None, sample_weight: Any = None) -> History:
     """Train ``model`` (see ``Sequential.fit``)."""
     epochs = _check_int(epochs, "epochs", "fit", 0)
     initial_epoch = _check_int(initial_epoch, "initial_epoch", "fit", 0)
     _check_int(batch_size, "batch_size", "fit", 1)
     x, y = check_arrays(model, x, y, "fit")
+    weights = sample_weights(y, class_weight, sample_weight)
     x, y, val = _split_validation(model, x, y, validation_split, validation_data)
+    if weights is not None:
+        weights = weights[:len(x)]  # the validation share is the tail
     history = History()
     callbacks = [*(callbacks or []), history]
     for cb in callbacks:
@@ -146,11 +181,10 @@ def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
         totals: dict[str, float] = {}
         seen = 0
         for batch, idx in enumerate(iterate_batches(n, batch_size, "fit", order)):
-            y_pred, value = model.train_step(x[idx], y[idx])
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"Sequential.fit: the loss became {value} at epoch {epoch + 1}, batch "
-                    f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
+            for cb in callbacks:
+                cb.on_batch_begin(batch)
+            y_pred, value = model.train_step(x[idx], y[idx],
+                                             None if weights is None else weights[idx])
             batch_logs = {"loss": value}
             batch_logs.update({k: f(y[idx], y_pred)
                                for k, f in model._metric_fns(y_pred.shape).items()})
@@ -163,7 +197,11 @@ def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             for cb in callbacks:
                 cb.on_batch_end(batch, batch_logs)
             if model.stop_training:
-                break
+                break  # e.g. TerminateOnNaN, which must see a non-finite loss before we raise
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"Sequential.fit: the loss became {value} at epoch {epoch + 1}, batch "
+                    f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
         logs = {k: v / max(seen, 1) for k, v in totals.items()}
         if val is not None:
             val_logs = model.evaluate(*val, batch_size=batch_size)

@@ -30,6 +30,11 @@ CASES = {
     "Activation": (lambda: layers.Activation("elu"), (3, 4)),
     "Dropout": (lambda: layers.Dropout(0.3), (4, 3)),
     "BatchNormalization": (lambda: layers.BatchNormalization(), (3, 3, 2)),
+    "RandomFlip": (lambda: layers.RandomFlip("horizontal_and_vertical"), (4, 5, 2)),
+    "RandomTranslation": (lambda: layers.RandomTranslation(0.3, 0.4), (5, 6, 2)),
+    "RandomCrop": (lambda: layers.RandomCrop(4, 5, padding=1), (5, 6, 2)),
+    "RandomRotation": (lambda: layers.RandomRotation(0.1), (5, 6, 2)),
+    "RandomContrast": (lambda: layers.RandomContrast(0.5), (4, 4, 3)),
 }
 
 

@@ -22,11 +22,19 @@ from cnnumpy.layers.pooling import (
     MaxPool2D,
     MaxPooling2D,
 )
+from cnnumpy.layers.preprocessing import (
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+)
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, Flatten, Dense,
-                Activation, Dropout, BatchNormalization)
+                Activation, Dropout, BatchNormalization, RandomFlip, RandomTranslation, RandomCrop,
+                RandomRotation, RandomContrast)
 }
 
 
@@ -52,5 +60,6 @@ __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization", "LAYERS",
+    "RandomFlip", "RandomTranslation", "RandomCrop", "RandomRotation", "RandomContrast",
     "layer_from_config",
 ]
