@@ -11,14 +11,13 @@ from helpers import check_layer_gradients, nchw_to_nhwc, nhwc_to_nchw
 
 import cnnumpy
 from cnnumpy import layers
+from cnnumpy.functional.augment import rotation_taps, sample
 from cnnumpy.layers.preprocessing import (
     RandomContrast,
     RandomCrop,
     RandomFlip,
     RandomRotation,
     RandomTranslation,
-    rotation_taps,
-    sample,
 )
 
 torch = pytest.importorskip("torch")
