@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cnnumpy import backend
 from cnnumpy.backend import xp
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -165,11 +166,20 @@ def _add_taps(out: Any, tap: Callable[[int, int], Any], kernel_hw: tuple[int, in
 CHUNK_BYTES = 4 * 2**20
 """Target size of one chunk's patch matrix: small enough to stay in cache while multiplied."""
 
+DX_AS_CONV = True
+"""Compute a stride-1 input gradient as a convolution of the padded output gradient with the
+flipped kernel (one product per chunk) rather than one small product per kernel tap."""
+
 
 def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """Split a batch of ``n`` images into chunks of about :data:`CHUNK_BYTES` of patches."""
-    size = max(1, CHUNK_BYTES // max(bytes_per_image, 1))
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+    """Split a batch of ``n`` images into balanced chunks of about :data:`CHUNK_BYTES` of
+    patches, a whole number of them per thread."""
+    count = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))
+    threads = backend.get_num_threads()
+    if threads > 1:
+        count = min(n, -(-count // threads) * threads)
+    bounds = [n * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 # ----- groups ----------------------------------------------------------------------------------
@@ -206,19 +216,23 @@ def _ungroup_kernel(grouped: Any, kernel_shape: tuple[int, ...]) -> Any:
 
 def _conv_chunked(xpad: Any, kernel: Any, bias: Any, strides: tuple[int, int],
                   dilation: tuple[int, int]) -> Any:
-    """Ungrouped convolution of the padded input, a chunk of images at a time."""
+    """Ungrouped convolution of the padded input, a chunk of images at a time (the chunks
+    spread over the library's threads)."""
     kh, kw, c, f = kernel.shape
     n = xpad.shape[0]
     ho = conv_output_size(xpad.shape[1], kh, strides[0], dilation=dilation[0])
     wo = conv_output_size(xpad.shape[2], kw, strides[1], dilation=dilation[1])
     flat_kernel = kernel.reshape(-1, f)
     y = xp.empty((n, ho, wo, f), dtype=xpad.dtype)
-    for part in _chunks(n, ho * wo * kh * kw * c * xpad.itemsize):
+
+    def work(part: slice) -> None:
         cols = im2col(xpad[part], (kh, kw), strides, "valid", dilation).reshape(-1, kh * kw * c)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
         if bias is not None:
             out += bias
+
+    backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * xpad.itemsize))
     return y
 
 
@@ -315,10 +329,9 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     """
     saved, kernel, x_shape, strides, pads, dilation, groups, has_bias = cache
     kh, kw, cg, f = kernel.shape
-    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
     if groups == 1:
-        dx, dkernel = _backward_chunked(dy, cache, need_dx)
-        return dx, dkernel, dbias
+        return _backward_chunked(dy, cache, need_dx)
+    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
     if cg == 1:
         dy_split = dy.reshape(*dy.shape[:3], groups, f // groups)
         dkernel = xp.einsum("nhwijc,nhwcf->ijcf", saved, dy_split).reshape(kernel.shape)
@@ -330,31 +343,68 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     return dx, dkernel, dbias
 
 
-def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, Any]:
-    """Kernel and input gradients of an ungrouped convolution, a chunk of images at a time:
-    each chunk's patches are gathered again for ``cols.T @ dy`` and the input gradient is
-    ``dy @ kernel[i, j].T`` added back at each kernel offset (i, j)."""
-    xpad, kernel, x_shape, strides, pads, dilation = cache[:6]
+def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, Any, Any]:
+    """Input, kernel and bias gradients of an ungrouped convolution, a chunk of images at a
+    time (spread over the library's threads): each chunk's patches are gathered again for
+    ``cols.T @ dy``; the input gradient is a convolution of ``dy`` for stride 1 (see
+    :func:`_dx_by_conv_operands`), else ``dy @ kernel[i, j].T`` added back at each kernel
+    offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order."""
+    xpad, kernel, x_shape, strides, pads, dilation, _, has_bias = cache
     kh, kw, c, f = kernel.shape
     n, ho, wo, _ = dy.shape
     dy = dy.astype(xpad.dtype, copy=False)
-    dkernel = xp.zeros((kh * kw * c, f), dtype=xpad.dtype)
-    dxpad = xp.zeros(xpad.shape, dtype=xpad.dtype) if need_dx else None
-    taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # taps[i, j]: (F, C)
-    for part in _chunks(n, ho * wo * kh * kw * c * xpad.itemsize):
+    by_conv = need_dx and DX_AS_CONV and strides == (1, 1)
+    if by_conv:
+        dx = xp.empty(x_shape, dtype=xpad.dtype)
+        dy_padded, flipped = _dx_by_conv_operands(dy, kernel, x_shape, pads, dilation)
+    elif need_dx:
+        dxpad = xp.zeros(xpad.shape, dtype=xpad.dtype)
+        taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # taps[i, j]: (F, C)
+
+    def work(part: slice) -> Any:
         cols = im2col(xpad[part], (kh, kw), strides, "valid", dilation).reshape(-1, kh * kw * c)
         dy_flat = dy[part].reshape(-1, f)
-        dkernel += cols.T @ dy_flat
-        if need_dx:
+        sums = (cols.T @ dy_flat, dy_flat.sum(axis=0) if has_bias else None)
+        if by_conv:
+            cols = im2col(dy_padded[part], (kh, kw), 1, "valid", dilation)
+            xp.matmul(cols.reshape(-1, kh * kw * f), flipped, out=dx[part].reshape(-1, c))
+        elif need_dx:
             shape = (dy_flat.shape[0] // (ho * wo), ho, wo, c)
+            _add_taps(dxpad[part], lambda i, j: (dy_flat @ taps[i, j]).reshape(shape),
+                      (kh, kw), strides, dilation)
+        return sums
 
-            def tap(i: int, j: int, dy_flat: Any = dy_flat, shape: tuple = shape) -> Any:
-                return (dy_flat @ taps[i, j]).reshape(shape)
-            _add_taps(dxpad[part], tap, (kh, kw), strides, dilation)
-    if not need_dx:
-        return None, dkernel.reshape(kernel.shape)
-    (top, _), (left, _) = pads
-    return dxpad[:, top:top + x_shape[1], left:left + x_shape[2]], dkernel.reshape(kernel.shape)
+    parts = backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * max(c, f) * xpad.itemsize))
+    dkernel, dbias = parts[0]
+    for dk, db in parts[1:]:  # in chunk order, whatever the threads
+        dkernel += dk
+        if has_bias:
+            dbias += db
+    if need_dx and not by_conv:
+        (top, _), (left, _) = pads
+        dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
+    return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+
+
+def _dx_by_conv_operands(dy: Any, kernel: Any, x_shape: tuple[int, ...], pads: Pads,
+                         dilation: tuple[int, int]) -> tuple[Any, Any]:
+    """For stride 1, ``dx`` is the "valid" convolution of ``dy`` padded by ``span - 1 - pad``
+    on each side (cropped where that is negative) with the kernel flipped in both spatial
+    axes and its channel axes swapped. Returns that padded ``dy`` and the flat kernel.
+
+    Shape:
+        dy: (N, Ho, Wo, F) -> (N, H + span_h - 1, W + span_w - 1, F); kernel ->
+        (kh * kw * F, C).
+    """
+    kh, kw, c, f = kernel.shape
+    spans = ((kh - 1) * dilation[0], (kw - 1) * dilation[1])
+    widths = [(span - before, span - after)
+              for span, (before, after) in zip(spans, pads, strict=True)]
+    crop = tuple(slice(max(-b, 0), dy.shape[1 + a] - max(-e, 0))
+                 for a, (b, e) in enumerate(widths))
+    dy = _pad(dy[:, crop[0], crop[1]], tuple((max(b, 0), max(e, 0)) for b, e in widths))
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(kh * kw * f, c)
+    return dy, xp.ascontiguousarray(flipped)
 
 
 def _input_grad_grouped(dy: Any, kernel: Any, x_shape: tuple[int, ...],

@@ -14,8 +14,10 @@ real elements in each window (PyTorch's ``count_include_pad=False``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from cnnumpy import backend
 from cnnumpy.backend import xp
 
 PADDINGS = ("valid", "same")
@@ -74,8 +76,24 @@ def _window(i: int, j: int, strides: tuple[int, int], out: tuple[int, int]) -> t
             slice(j, j + sw * (ow - 1) + 1, sw), slice(None))
 
 
+def _batch_parts(x_shape: tuple[int, ...]) -> list[slice]:
+    """One slice of the batch per thread, or the whole batch when it is too small to split."""
+    n = x_shape[0]
+    parts = min(n, backend.get_num_threads())
+    if parts < 2 or math.prod(x_shape) < PARALLEL_MIN_SIZE:
+        return [slice(0, n)]
+    return [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+
+
+PARALLEL_MIN_SIZE = 2**16
+"""Inputs with fewer elements are pooled in one piece, without the threads."""
+
+
 def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str) -> tuple[Any, tuple]:
     """Max pooling: each output is the largest element of its window.
+
+    Besides the output, it keeps which offset of each window held the first maximum (in
+    row-major window order), as one small integer per output, for the backward pass.
 
     Args:
         x: images, channels last.
@@ -88,12 +106,23 @@ def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str) -> tu
     """
     (kh, kw), st, out, pads = _geometry(x.shape, pool_size, strides, padding)
     xp_ = _pad(x, pads, -xp.inf)
-    y = None
-    for i in range(kh):
-        for j in range(kw):
-            window = xp_[_window(i, j, st, out)]
-            y = window.copy() if y is None else xp.maximum(y, window, out=y)
-    return y, (xp_, y, (kh, kw), st, out, pads)
+    y = xp.empty((x.shape[0], *out, x.shape[3]), dtype=x.dtype)
+    first = xp.zeros(y.shape, dtype=xp.min_scalar_type(kh * kw - 1))
+
+    def work(part: slice) -> None:
+        y_part, first_part = y[part], first[part]
+        xp.copyto(y_part, xp_[part][_window(0, 0, st, out)])
+        greater = xp.empty(y_part.shape, dtype=bool)
+        for k in range(1, kh * kw):
+            window = xp_[part][_window(k // kw, k % kw, st, out)]
+            xp.greater(window, y_part, out=greater)  # strictly: ties keep the first maximum
+            xp.maximum(y_part, window, out=y_part)
+            # first = k where greater, else unchanged (k is above every earlier offset); this
+            # arithmetic form is several times faster than a masked assignment
+            xp.maximum(first_part, greater * first.dtype.type(k), out=first_part)
+
+    backend.parallel_map(work, _batch_parts(xp_.shape))
+    return y, (xp_.shape, first, (kh, kw), st, out, pads)
 
 
 def max_pool2d_backward(dy: Any, cache: tuple) -> Any:
@@ -105,23 +134,22 @@ def max_pool2d_backward(dy: Any, cache: tuple) -> Any:
     Shape:
         dy: (N, H_out, W_out, C) -> dx: (N, H, W, C).
     """
-    xp_, y, (kh, kw), st, out, pads = cache
-    dxp = xp.zeros(xp_.shape, dtype=dy.dtype)
-    remaining = dy.copy()  # the gradient not yet routed: the first maximum takes it all
-    hit = xp.empty(y.shape, dtype=bool)
+    padded_shape, first, (kh, kw), st, out, pads = cache
     disjoint = st[0] >= kh and st[1] >= kw  # each input in at most one window: write, not add
-    part = None if disjoint else xp.empty(y.shape, dtype=dy.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            idx = _window(i, j, st, out)
-            xp.equal(xp_[idx], y, out=hit)
+    tiled = st == (kh, kw) and padded_shape[1:3] == (out[0] * kh, out[1] * kw)
+    dxp = (xp.empty if tiled else xp.zeros)(padded_shape, dtype=dy.dtype)
+
+    def work(part: slice) -> None:
+        hit = xp.empty(first[part].shape, dtype=bool)
+        for k in range(kh * kw):
+            xp.equal(first[part], k, out=hit)
+            target = dxp[part][_window(k // kw, k % kw, st, out)]
             if disjoint:
-                part = dxp[idx]
-                xp.multiply(remaining, hit, out=part)
+                xp.multiply(dy[part], hit, out=target)
             else:
-                xp.multiply(remaining, hit, out=part)
-                dxp[idx] += part
-            remaining -= part  # exact: each element loses all of itself or nothing
+                target += dy[part] * hit
+
+    backend.parallel_map(work, _batch_parts(padded_shape))
     return _crop(dxp, pads)
 
 
