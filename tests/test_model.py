@@ -221,3 +221,21 @@ def test_config_round_trip():
     model = small_cnn()
     clone = cnnumpy.Sequential.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
+
+
+def test_layers_before_the_first_weights_get_no_backward_pass(monkeypatch):
+    """Nothing needs the gradient with respect to the images: augmentation layers in front
+    are not run backward, and the first convolution skips its input gradient."""
+    from cnnumpy.layers.preprocessing import RandomTranslation
+
+    def fail(self, dy):
+        raise AssertionError("backward of a layer in front of every weight")
+
+    monkeypatch.setattr(RandomTranslation, "call_backward", fail)
+    cnnumpy.set_seed(0)
+    model = cnnumpy.Sequential([layers.RandomTranslation(0.1, 0.1, input_shape=(8, 8, 1)),
+                                *small_cnn().layers])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x, y = toy_data(16)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert [layer.needs_input_grad for layer in model.layers[:3]] == [False, False, True]

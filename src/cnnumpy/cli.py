@@ -110,6 +110,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
+        if args.augment:
+            model = models.with_augmentation(model)
         optimizer = cnnumpy.optimizers.get(args.optimizer)
         if args.lr is not None:
             config = {**cnnumpy.optimizers.serialize(optimizer)["config"], "learning_rate": args.lr}
@@ -238,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
+    train.add_argument("--augment", action="store_true",
+                       help="random shifts and small rotations of the training images")
     train.set_defaults(func=cmd_train)
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix")
     evaluate.add_argument("model")

@@ -146,11 +146,17 @@ class Sequential:
         return y_pred, value, grad
 
     def _backward(self, grad: Any) -> None:
-        for i, layer in enumerate(self.layers):
-            layer.needs_input_grad = i > 0
+        # A layer's input gradient is needed only if some layer before it has weights: the
+        # first convolution (after any augmentation layers) may skip its input gradient.
+        needed = False
+        for layer in self.layers:
+            layer.needs_input_grad = needed
+            needed = needed or bool(layer.params)
         last = self.layers[-1]
         grad = last.call_backward(grad) if self._fused else last.backward(grad)
         for layer in reversed(self.layers[:-1]):
+            if grad is None:
+                break  # no layer further back has weights
             grad = layer.backward(grad)
 
     def trainable_weights(self) -> tuple[list, list]:

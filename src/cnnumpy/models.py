@@ -55,6 +55,14 @@ def vgg_small(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
     ], name="vgg_small")
 
 
+def with_augmentation(model: Sequential) -> Sequential:
+    """The same model behind random shifts (up to 10%) and rotations (up to about 11 degrees),
+    active only while training; the input shape is taken from the model's first layer."""
+    shape = model.layers[0].input_shape
+    return Sequential([layers.RandomTranslation(0.1, 0.1, input_shape=shape),
+                       layers.RandomRotation(0.03), *model.layers], name=model.name)
+
+
 MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential]] = {
     "lenet": lenet, "simple": simple, "vgg-small": vgg_small}
 
