@@ -5,6 +5,7 @@
     cnnumpy predict MODEL IMAGE...     # top classes of each image
     cnnumpy summary MODEL
     cnnumpy visualize MODEL IMAGE --out MAPS.png
+    cnnumpy export MODEL --onnx OUT.onnx  # for onnxruntime and other ONNX runtimes
 
 Exit status: 0 on success, 2 on a usage error, 1 on failure with a one-line message
 (``--debug`` shows the traceback).
@@ -220,6 +221,17 @@ def cmd_visualize(args: argparse.Namespace) -> None:
     print(f"Saved filters and feature maps to {args.out}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    _check_writable(args.onnx, "--onnx")
+    from cnnumpy import onnx as onnx_export  # the optional extra: pip install "cnnumpy[onnx]"
+
+    model = cnnumpy.load_model(args.model, compile=False)
+    onnx_export.export(model, args.onnx, opset=args.opset)
+    shape = ", ".join(str(d) for d in model.input_shape)
+    print(f"Saved {args.onnx} (ONNX opset {args.opset or onnx_export.DEFAULT_OPSET}): input "
+          f"'input' float32 (batch, {shape}), output 'output' as from predict")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -262,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("image")
     visualize.add_argument("--out", default="feature_maps.png")
     visualize.set_defaults(func=cmd_visualize)
+    export = sub.add_parser("export", help="convert a saved model to ONNX")
+    export.add_argument("model")
+    export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

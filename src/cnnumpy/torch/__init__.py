@@ -1,0 +1,34 @@
+"""PyTorch weights in and out: :func:`from_torch` and :func:`to_torch`.
+
+    from cnnumpy.torch import from_torch, to_torch     # needs PyTorch
+
+    net = to_torch(model)                    # torch.nn.Sequential, NCHW input, same weights
+    from_torch(net, model)                   # or a state_dict, or a .safetensors/.pt file
+
+PyTorch images are NCHW and cnnumpy's NHWC, so the conversions reorder weights:
+
+- ``Conv2d.weight`` (out, in/groups, kh, kw) is the transpose of ``Conv2D``'s kernel
+  (kh, kw, in/groups, out); ``Linear.weight`` (out, in) is the transpose of ``Dense``'s.
+- A ``Flatten`` of an (H, W, C) image yields features in (H, W, C) order here and (C, H, W)
+  order in PyTorch, so the first ``Dense`` after it (and any ``BatchNormalization`` between)
+  has its inputs permuted.
+- ``BatchNorm2d``/``BatchNorm1d`` carry the moving statistics; ``eps`` must equal
+  ``epsilon``. PyTorch's ``momentum`` is ``1 - momentum`` here (it only matters for training
+  and is not checked on import).
+
+Only ``Conv2D``, ``Dense`` and ``BatchNormalization`` hold weights; weight-free PyTorch modules
+(activations, pooling, padding, Flatten, Dropout) are not needed by :func:`from_torch`, which
+matches the layers with weights to the PyTorch modules with weights in order.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("cnnumpy.torch needs PyTorch: pip install torch") from exc
+
+from cnnumpy.torch._export import AvgPool2dSame, to_torch
+from cnnumpy.torch._import import from_torch
+
+__all__ = ["AvgPool2dSame", "from_torch", "to_torch"]

@@ -1,0 +1,224 @@
+"""``from_torch``: load the weights of an equivalent PyTorch model into a Sequential."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnumpy import layers
+from cnnumpy.functional.conv import resolve_padding
+
+
+class _Source(NamedTuple):
+    """One PyTorch module (or state-dict prefix) that holds weights."""
+
+    name: str  # e.g. "features.0"
+    tensors: dict[str, np.ndarray]  # "weight", "bias", "running_mean", "running_var"
+    module: nn.Module | None  # None when read from a state dict or a file
+    pads: tuple[int, int, int, int]  # (left, right, top, bottom) of a ZeroPad2d just before
+
+    @property
+    def label(self) -> str:
+        kind = f" ({type(self.module).__name__})" if self.module is not None else ""
+        return repr(self.name) + kind
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        return (value if value.dtype == torch.float64 else value.float()).numpy()
+    return np.asarray(value)
+
+
+def _from_state_dict(state: Mapping[str, Any]) -> list[_Source]:
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in state.items():
+        prefix, _, leaf = str(key).rpartition(".")
+        if leaf != "num_batches_tracked":
+            groups.setdefault(prefix, {})[leaf] = _numpy(value)
+    return [_Source(name, tensors, None, (0, 0, 0, 0)) for name, tensors in groups.items()]
+
+
+def _from_module(module: nn.Module) -> list[_Source]:
+    sources, pads = [], [0, 0, 0, 0]
+    for name, mod in module.named_modules():
+        own = dict(mod.named_parameters(recurse=False))
+        own.update(mod.named_buffers(recurse=False))
+        own.pop("num_batches_tracked", None)
+        if own:
+            sources.append(_Source(name, {k: _numpy(v) for k, v in own.items()}, mod, tuple(pads)))
+        if type(mod) is nn.ZeroPad2d:  # the padding of the Conv2d right after it, if any
+            pads = list(mod.padding)
+        elif own or not list(mod.children()):
+            pads = [0, 0, 0, 0]
+    return sources
+
+
+def _read(source: Any) -> list[_Source]:
+    if isinstance(source, nn.Module):
+        return _from_module(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            source = load_file(path)
+        else:
+            try:
+                source = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # UnpicklingError and friends: refuse, explain
+                raise ValueError(f"cnnumpy.torch.from_torch: {path!r} is not a state_dict that "
+                                 f"loads with weights_only=True (save model.state_dict(), not "
+                                 f"the model): {exc}") from None
+    if isinstance(source, Mapping):
+        return _from_state_dict(source)
+    raise TypeError("cnnumpy.torch.from_torch: expected a torch.nn.Module, a state_dict or the "
+                    f"path of a .safetensors/.pt file, received {type(source).__name__}")
+
+
+def _torch_shapes(layer: layers.Layer) -> dict[str, tuple[int, ...]]:
+    """The PyTorch tensors a layer needs, with their PyTorch shapes."""
+    w = layer.get_weights()
+    if type(layer) is layers.BatchNormalization:
+        return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), w["gamma"].shape)
+    if type(layer) is layers.Conv2D:
+        kh, kw, cg, f = w["kernel"].shape
+        shapes = {"weight": (f, cg, kh, kw)}
+    else:  # Dense: nn.Linear, or a 1x1 nn.Conv2d on the channels of an image
+        n_in, units = w["kernel"].shape
+        shapes = {"weight": (units, n_in, 1, 1) if len(layer.input_shape) == 3 else (units, n_in)}
+    if "bias" in w:
+        shapes["bias"] = w["bias"].shape
+    return shapes
+
+
+def _expected_module(layer: layers.Layer) -> tuple[type, ...]:
+    image = len(layer.input_shape) == 3
+    if type(layer) is layers.BatchNormalization:
+        return (nn.BatchNorm2d,) if image else (nn.BatchNorm1d,)
+    return (nn.Conv2d,) if type(layer) is layers.Conv2D or image else (nn.Linear,)
+
+
+def _torch_pads(conv: nn.Conv2d, extra: tuple[int, int, int, int]) -> tuple:
+    if conv.padding == "same":
+        total = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size, strict=True)]
+        pairs = [(t // 2, t - t // 2) for t in total]
+    else:
+        pairs = [(0, 0)] * 2 if conv.padding == "valid" else [(p, p) for p in conv.padding]
+    left, right, top, bottom = extra
+    return ((pairs[0][0] + top, pairs[0][1] + bottom), (pairs[1][0] + left, pairs[1][1] + right))
+
+
+def _config_problems(layer: layers.Layer, src: _Source) -> list[str]:
+    """Differences in the settings that change outputs (only known for a module source)."""
+    mod, where = src.module, f"{layer.label} <- {src.label}"
+    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if not math.isclose(mod.eps, layer.epsilon, rel_tol=1e-6):
+            return [f"{where}: eps={mod.eps:g} but epsilon={layer.epsilon:g}; create the layer "
+                    f"with BatchNormalization(epsilon={mod.eps:g})"]
+        return []
+    if type(layer) is not layers.Conv2D:
+        return []
+    ours = {"stride": layer.strides, "dilation": layer.dilation_rate, "groups": layer.groups,
+            "padding_mode": "zeros",
+            "padding": resolve_padding(layer.padding, layer.input_shape[:2], layer.kernel_size,
+                                       layer.strides, layer.dilation_rate)}
+    theirs = {"stride": mod.stride, "dilation": mod.dilation, "groups": mod.groups,
+              "padding_mode": mod.padding_mode, "padding": _torch_pads(mod, src.pads)}
+    return [f"{where}: {key} {theirs[key]!r} differs from cnnumpy's {ours[key]!r}"
+            for key in ours if _plain(ours[key]) != _plain(theirs[key])]
+
+
+def _plain(value: Any) -> Any:
+    return tuple(_plain(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+def _problems(layer: layers.Layer, src: _Source) -> list[str]:
+    where = f"{layer.label} <- {src.label}"
+    if src.module is not None and not isinstance(src.module, _expected_module(layer)):
+        return [f"{where}: expected a {' or '.join(c.__name__ for c in _expected_module(layer))}"]
+    expected, found = _torch_shapes(layer), src.tensors
+    optional = {"weight", "bias"} if type(layer) is layers.BatchNormalization else set()
+    problems = [f"{where}: missing {k!r}" for k in expected
+                if k not in found and not (k in optional and not optional & found.keys())]
+    problems += [f"{where}: unexpected {k!r}" for k in found if k not in expected]
+    problems += [f"{where}: {k!r} has shape {tuple(found[k].shape)}, expected {shape}"
+                 for k, shape in expected.items() if k in found and found[k].shape != shape]
+    return problems + (_config_problems(layer, src) if src.module is not None else [])
+
+
+def _convert(layer: layers.Layer, t: dict[str, np.ndarray],
+             flattened: tuple | None) -> dict[str, np.ndarray]:
+    """PyTorch tensors (already checked) to the layer's weights."""
+    def chw_to_hwc(v: np.ndarray) -> np.ndarray:  # one flattened feature vector per row
+        if flattened is None:
+            return v
+        h, w, c = flattened
+        return v.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(v.shape)
+
+    if type(layer) is layers.BatchNormalization:
+        ones = np.ones_like(t["running_mean"])
+        values = (t.get("weight", ones), t.get("bias", 0 * ones), t["running_mean"],
+                  t["running_var"])
+        return {k: chw_to_hwc(v) for k, v in zip(
+            ("gamma", "beta", "moving_mean", "moving_variance"), values, strict=True)}
+    if type(layer) is layers.Conv2D:
+        weights = {"kernel": t["weight"].transpose(2, 3, 1, 0)}
+    else:
+        weights = {"kernel": chw_to_hwc(t["weight"].reshape(t["weight"].shape[0], -1)).T}
+    if "bias" in t:
+        weights["bias"] = t["bias"]
+    return weights
+
+
+def from_torch(source: Any, model: Any) -> Any:
+    """Load PyTorch weights into a built cnnumpy model; return the model.
+
+    The layers with weights (Conv2D, Dense, BatchNormalization) are matched, in order, to the
+    PyTorch modules with weights (Conv2d, Linear, BatchNorm2d/1d) or, for a state dict, to the
+    key prefixes (``features.0`` for ``features.0.weight``). Everything is checked before
+    anything is loaded, and all problems are reported together.
+
+    Args:
+        source: a ``torch.nn.Module`` (its settings are checked too: kinds, strides,
+            padding, dilation, groups, ``eps``), a ``state_dict``, or the path of a
+            ``.safetensors`` file or of a state dict saved with ``torch.save`` (loaded with
+            ``weights_only=True``).
+        model: a built :class:`~cnnumpy.Sequential` of the same architecture.
+
+    Raises:
+        ValueError: one error listing every mismatch (counts, missing or unexpected tensors,
+            shapes, settings); TypeError: ``source`` is none of the above.
+    """
+    if not getattr(model, "layers", None) or not model.built:
+        raise ValueError("cnnumpy.torch.from_torch: build the model first (give the first layer "
+                         "input_shape=..., or call model.build(input_shape))")
+    sources = _read(source)
+    targets, flattened, flat_before = [], None, []
+    for layer in model.layers:
+        if type(layer) is layers.Flatten:
+            flattened = layer.input_shape if len(layer.input_shape) == 3 else None
+        elif layer.get_weights():
+            targets.append(layer)
+            flat_before.append(flattened)
+            flattened = None if type(layer) is layers.Dense else flattened
+    problems = []
+    if len(sources) != len(targets):
+        problems.append(f"the model has {len(targets)} layers with weights "
+                        f"({', '.join(t.label for t in targets)}) but the PyTorch source has "
+                        f"{len(sources)} ({', '.join(s.label for s in sources)})")
+    for layer, src in zip(targets, sources, strict=False):
+        problems += _problems(layer, src)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ValueError(f"cnnumpy.torch.from_torch: the weights do not fit the model ({count}):"
+                         + "".join(f"\n  - {p}" for p in problems))
+    for layer, src, flat in zip(targets, sources, flat_before, strict=True):
+        layer.set_weights(_convert(layer, src.tensors, flat))
+    return model
