@@ -1,6 +1,7 @@
 """The ``cnnumpy`` command line.
 
     cnnumpy train                      # LeNet on the bundled digits; prints test accuracy
+    mpirun -n 4 cnnumpy train --distributed   # the same, data-parallel on 4 processes
     cnnumpy evaluate MODEL --data DIR  # loss, accuracy, per-class accuracy, confusion matrix
     cnnumpy predict MODEL IMAGE...     # top classes of each image
     cnnumpy summary MODEL
@@ -14,6 +15,7 @@ Exit status: 0 on success, 2 on a usage error, 1 on failure with a one-line mess
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 import cnnumpy
-from cnnumpy import datasets, models
+from cnnumpy import datasets, distributed, models
 from cnnumpy.callbacks import Callback
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -76,6 +78,8 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
 class _EpochCheckpoint(Callback):
     """Write ``epoch-NNN.safetensors`` (weights and optimizer state) after every epoch."""
 
+    root_only = True  # in a distributed run, rank 0 alone writes
+
     def __init__(self, folder: str) -> None:
         super().__init__()
         self.folder = folder
@@ -91,6 +95,15 @@ def _check_writable(path: str, flag: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    root = not args.distributed or distributed.is_root()
+    with contextlib.ExitStack() as stack:
+        if not root:  # in a distributed run, rank 0 alone prints and writes files
+            stack.enter_context(contextlib.redirect_stdout(
+                stack.enter_context(open(os.devnull, "w"))))
+        _train(args, root)
+
+
+def _train(args: argparse.Namespace, root: bool) -> None:
     _check_writable(args.out, "--out")
     if args.plot:
         _check_writable(args.plot, "--plot")
@@ -125,8 +138,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         validation_split=args.val_split, verbose=1 if sys.stdout.isatty() else 2,
-                        callbacks=callbacks, initial_epoch=model.epoch)
+                        callbacks=callbacks, initial_epoch=model.epoch,
+                        distributed=args.distributed)
     print(f"Trained in {time.perf_counter() - start:.1f}s")
+    if not root:
+        return
     if data.test is not None:
         result = model.evaluate(*data.test, batch_size=256)
         print(f"Test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f} "
@@ -254,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", action="store_true",
                        help="random shifts and small rotations of the training images")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel under mpirun -n K: --batch-size is per process, "
+                            "and rank 0 alone prints and writes files")
     train.set_defaults(func=cmd_train)
     evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix")
     evaluate.add_argument("model")
@@ -291,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"cnnumpy {args.command}: error: {message}", file=sys.stderr)
+        if getattr(args, "distributed", False) and distributed.size() > 1:
+            distributed.abort("stopping every rank")  # the others must not wait for this one
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -199,18 +199,24 @@ class Sequential:
             validation_split: float = 0.0, validation_data: tuple | None = None,
             shuffle: bool = True, verbose: int = 1, callbacks: list[Callback] | None = None,
             initial_epoch: int = 0, class_weight: dict | None = None,
-            sample_weight: Any = None) -> History:
+            sample_weight: Any = None, distributed: bool = False) -> History:
         """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History.
 
         ``sample_weight`` (one non-negative weight per sample) or ``class_weight`` (a dict
         from class index to weight) scale each sample's contribution to the loss.
+
+        ``distributed=True`` under ``mpirun -n K`` trains data-parallel (every rank passes
+        the same data and seed): ``batch_size`` is per rank, each global batch of
+        ``K * batch_size`` samples is split across ranks, gradients are averaged by one
+        allreduce per step, logs are global, and only rank 0 prints and writes files. Without
+        MPI it is ordinary training. See :mod:`cnnumpy.distributed` and docs/distributed.md.
         """
         self._require_compiled("fit")
         return run_fit(self, x, y, epochs=epochs, batch_size=batch_size,
                        validation_split=validation_split, validation_data=validation_data,
                        shuffle=shuffle, verbose=verbose, callbacks=callbacks,
                        initial_epoch=initial_epoch, class_weight=class_weight,
-                       sample_weight=sample_weight)
+                       sample_weight=sample_weight, distributed=distributed)
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict:
         """Loss and metrics over ``(x, y)`` in inference mode, as a dict."""

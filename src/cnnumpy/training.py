@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy import distributed as dist
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 
@@ -149,11 +150,19 @@ def _split_validation(model, x, y, validation_split, validation_data):
     return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
 
 
-def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
-            validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
-            callbacks: list[Callback] | None, initial_epoch: int,
-            class_weight: dict | None = None, sample_weight: Any = None) -> History:
-    """Train ``model`` (see ``Sequential.fit``)."""
+def run_fit(model: Any, x: Any, y: Any, *, distributed: bool = False,
+            **options: Any) -> History:
+    """Train ``model`` (see ``Sequential.fit``, whose other arguments are ``options``)."""
+    if distributed and dist.size() > 1:
+        with dist.abort_on_error():  # one failing rank stops all ranks, never a hang
+            return _fit(model, x, y, parallel=True, **options)
+    return _fit(model, x, y, parallel=False, **options)
+
+
+def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
+         validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
+         callbacks: list[Callback] | None, initial_epoch: int, class_weight: dict | None = None,
+         sample_weight: Any = None, parallel: bool = False) -> History:
     epochs = _check_int(epochs, "epochs", "fit", 0)
     initial_epoch = _check_int(initial_epoch, "initial_epoch", "fit", 0)
     _check_int(batch_size, "batch_size", "fit", 1)
@@ -169,26 +178,29 @@ def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             raise TypeError(
                 f"Sequential.fit: callbacks must be Callback instances, received {cb!r}")
         cb.set_model(model)
+    if parallel:
+        dist.synchronize_model(model)  # rank 0's weights, optimizer and generator everywhere
+        if not dist.is_root():  # rank 0 alone prints and writes files
+            verbose = 0
+            callbacks = [cb for cb in callbacks if not _root_only(cb)]
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin()
     n = len(x)
+    step = batch_size * dist.size() if parallel else batch_size  # samples per global batch
     for epoch in range(initial_epoch, epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
         order = backend.rng().permutation(n) if shuffle else None
+        shared_rng = _enter_rank_stream() if parallel else None
         progress = _Progress(verbose, epoch, epochs, n)
         totals: dict[str, float] = {}
         seen = 0
-        for batch, idx in enumerate(iterate_batches(n, batch_size, "fit", order)):
+        for batch, idx in enumerate(iterate_batches(n, step, "fit", order)):
             for cb in callbacks:
                 cb.on_batch_begin(batch)
-            y_pred, value = model.train_step(x[idx], y[idx],
-                                             None if weights is None else weights[idx])
-            batch_logs = {"loss": value}
-            batch_logs.update({k: f(y[idx], y_pred)
-                               for k, f in model._metric_fns(y_pred.shape).items()})
-            size = len(y_pred)
+            size, batch_logs = _parallel_step(model, x, y, weights, idx) if parallel \
+                else _local_step(model, x, y, weights, idx)
             seen += size
             for key, v in batch_logs.items():
                 totals[key] = totals.get(key, 0.0) + v * size
@@ -198,20 +210,96 @@ def run_fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                 cb.on_batch_end(batch, batch_logs)
             if model.stop_training:
                 break  # e.g. TerminateOnNaN, which must see a non-finite loss before we raise
+            value = batch_logs["loss"]
             if not math.isfinite(value):
                 raise FloatingPointError(
                     f"Sequential.fit: the loss became {value} at epoch {epoch + 1}, batch "
                     f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
         logs = {k: v / max(seen, 1) for k, v in totals.items()}
+        if parallel:
+            backend.set_rng_state(shared_rng)  # back on the stream all ranks share
+            dist.average_state(model)  # e.g. BatchNormalization's moving statistics
         if val is not None:
-            val_logs = model.evaluate(*val, batch_size=batch_size)
+            val_logs = _parallel_evaluate(model, *val, batch_size) if parallel \
+                else model.evaluate(*val, batch_size=batch_size)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         progress.end(logs)
         model.epoch = epoch + 1
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
+        if parallel:  # all ranks stop together, even if a callback decided on one rank only
+            model.stop_training = dist.any_true(model.stop_training)
         if model.stop_training:
             break
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def _local_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[int, dict]:
+    """One optimizer step on ``x[idx]``: the batch size and the batch's loss and metrics."""
+    y_pred, value = model.train_step(x[idx], y[idx], None if weights is None else weights[idx])
+    logs = {"loss": value}
+    logs.update({k: f(y[idx], y_pred) for k, f in model._metric_fns(y_pred.shape).items()})
+    return len(y_pred), logs
+
+
+def _parallel_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[int, dict]:
+    """One data-parallel step on the global batch ``idx``; this rank computes its shard.
+
+    Each rank's gradient is the mean over its ``n_r`` samples; scaled by ``n_r / N`` (``N``
+    the global batch size) and summed over ranks by one allreduce, it becomes the mean over
+    the whole global batch, as one process with batch ``N`` computes it, whatever the
+    shares (an empty share adds zeros). The loss and metrics ride in the same buffer.
+    """
+    total = (idx.stop - idx.start) if isinstance(idx, slice) else len(idx)
+    part = dist.shard(idx)
+    params = [p for layer in model.layers for p in layer.params.values()]
+    xb, yb = x[part], y[part]
+    keys = ["loss", *model.metrics]
+    if len(xb):
+        y_pred, value, grad = model._forward_loss(
+            xb, yb, True, None if weights is None else weights[part])
+        model._backward(grad)
+        grads = model.trainable_weights()[1]
+        fns = model._metric_fns(y_pred.shape)
+        values = [value, *(fns[k](yb, y_pred) for k in model.metrics)]
+    else:
+        grads, values = [xp.zeros_like(p) for p in params], [0.0] * len(keys)
+    buffer = dist.pack(grads, values, dist.common_dtype(params))
+    buffer *= len(xb) / total
+    grads, values = dist.unpack(dist.allreduce_sum_(buffer), params)
+    model.optimizer.apply(params, grads)
+    return total, dict(zip(keys, values, strict=True))
+
+
+def _parallel_evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict:
+    """``model.evaluate`` on this rank's shard of ``(x, y)``, averaged over all samples."""
+    part = dist.shard(slice(0, len(x)))
+    keys = ["loss", *model.metrics]
+    count = part.stop - part.start
+    sums = [0.0] * len(keys)
+    if count:
+        logs = model.evaluate(x[part], y[part], batch_size=batch_size)
+        sums = [logs[k] * count for k in keys]
+    buffer = dist.allreduce_sum_(np.array([*sums, count], dtype=np.float64))
+    return {k: float(v / buffer[-1]) for k, v in zip(keys, buffer[:-1], strict=True)}
+
+
+def _root_only(cb: Callback) -> bool:
+    """Callbacks that write files and decide nothing: only rank 0 runs them."""
+    from cnnumpy.callbacks import CSVLogger, ModelCheckpoint
+
+    return isinstance(cb, (ModelCheckpoint, CSVLogger)) or bool(getattr(cb, "root_only", False))
+
+
+def _enter_rank_stream() -> dict:
+    """Switch the library generator to a stream of this rank's own for the epoch's batches
+    (dropout masks and augmentations differ between ranks) and return the shared state,
+    which every rank restores at the epoch's end, so the next shuffle is the same everywhere.
+    """
+    shared = backend.rng_state()
+    s = int(shared["state"]["state"])
+    seed = np.random.SeedSequence([s & (2**64 - 1), s >> 64, dist.rank()])
+    backend.set_rng_state(np.random.PCG64(seed).state)
+    return shared
