@@ -1,6 +1,13 @@
 """Per-layer forward/backward times of a cnnumpy model (medians, milliseconds).
 
     python bench/profile_layers.py [--model lenet|cifar|small] [--batch 64] [--repeats 20]
+                                   [--threads 1,2]
+
+With several thread counts (``cnnumpy.backend.set_num_threads``) the rounds are interleaved,
+one of each in turn. That biases against the threaded rounds: OpenBLAS's threads keep spinning
+after a one-thread round used them. Compare thread counts in separate processes (``--threads
+2``, then ``--threads 1``) unless the machine is loaded anyway. Every step and layer call runs
+inside ``backend.single_threaded_blas()``, as a training step does.
 """
 
 from __future__ import annotations
@@ -8,44 +15,59 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 from models import build_cnnumpy
 
 import cnnumpy
+from cnnumpy import backend
 
 
-def profile(model_name: str, batch: int, repeats: int) -> None:
-    cnnumpy.set_seed(0)
-    model, shape, classes = build_cnnumpy(model_name)
+def profile(model_name: str, batch: int, repeats: int, threads: list[int]) -> None:
     rng = np.random.default_rng(0)
+    runs = {}
+    for n in threads:
+        cnnumpy.set_seed(0)
+        model, shape, classes = build_cnnumpy(model_name)
+        runs[n] = model, {"step": []}, {}
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, classes, batch)
-    model.train_step(x, y)
-    layers = model.layers
-    fwd = {layer.name: [] for layer in layers}
-    bwd = {layer.name: [] for layer in layers}
-    steps = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model.train_step(x, y)
-        steps.append(time.perf_counter() - t0)
-        h = x
-        for layer in layers:
-            t = time.perf_counter()
-            h = layer.forward(h, training=True)
-            fwd[layer.name].append(time.perf_counter() - t)
-        g = np.ones_like(h) / h.size
-        for i, layer in reversed(list(enumerate(layers))):
-            layer.needs_input_grad = i > 0
-            t = time.perf_counter()
-            g = layer.backward(g)
-            bwd[layer.name].append(time.perf_counter() - t)
-    print(f"{model_name}, batch {batch}: train step {1e3 * statistics.median(steps):.1f} ms "
-          f"({batch / statistics.median(steps):.0f} img/s)")
-    for layer in layers:
-        print(f"  {layer.name:<16} fwd {1e3 * statistics.median(fwd[layer.name]):7.2f}  "
-              f"bwd {1e3 * statistics.median(bwd[layer.name]):7.2f}")
+    y = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for n, (model, fwd, bwd) in runs.items():
+            backend.set_num_threads(n)
+            with backend.single_threaded_blas():
+                times = _one_round(model, x, y)
+            for key, seconds in times.items():  # "step", i: layer i forward, -1 - i: backward
+                if round_:
+                    (bwd if key != "step" and key < 0 else fwd).setdefault(key, []).append(seconds)
+    backend.set_num_threads(None)
+    med = lambda values: 1e3 * statistics.median(values)  # noqa: E731
+    print(f"{model_name}, batch {batch}, threads {' / '.join(map(str, runs))} (ms)")
+    print("  train step       " + " / ".join(f"{med(r[1]['step']):7.2f}" for r in runs.values()))
+    for i, layer in enumerate(runs[threads[0]][0].layers):
+        print(f"  {layer.name:<16} fwd " + " / ".join(f"{med(r[1][i]):6.2f}" for r in runs.values())
+              + "  bwd " + " / ".join(f"{med(r[2][-1 - i]):6.2f}" for r in runs.values()))
+
+
+def _one_round(model: Any, x: Any, y: Any) -> dict[str | int, float]:
+    times = {}
+    t0 = time.perf_counter()
+    model.train_on_batch(x, y)
+    times["step"] = time.perf_counter() - t0
+    h = x
+    for i, layer in enumerate(model.layers):
+        t = time.perf_counter()
+        h = layer.forward(h, training=True)
+        times[i] = time.perf_counter() - t
+    g = np.ones_like(h) / h.size
+    for i, layer in reversed(list(enumerate(model.layers))):
+        layer.needs_input_grad = i > 0
+        t = time.perf_counter()
+        g = layer.backward(g)
+        times[-1 - i] = time.perf_counter() - t
+    return times
 
 
 if __name__ == "__main__":
@@ -53,5 +75,7 @@ if __name__ == "__main__":
     parser.add_argument("--model", default="lenet")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", default=str(backend.get_num_threads()),
+                        help="comma-separated thread counts to compare, e.g. 1,2")
     args = parser.parse_args()
-    profile(args.model, args.batch, args.repeats)
+    profile(args.model, args.batch, args.repeats, [int(t) for t in args.threads.split(",")])

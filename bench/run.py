@@ -12,7 +12,10 @@ forward passes; "peak" is the best float32 matrix product NumPy reaches here, me
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
 the process's resident set during one step (VmHWM after resetting it) for each framework.
 
-PyTorch and threadpoolctl are imported here only; cnnumpy never needs them.
+PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
+kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
+holds the BLAS at one thread during each step; ``--threads 1`` leaves the threading to the
+BLAS instead.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
+
+from cnnumpy import backend  # noqa: E402
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
@@ -97,8 +102,17 @@ def make_runners(name: str, batch: int, train: bool) -> dict[str, Any]:
     y = rng.integers(0, classes, batch)
     model, _, _ = build_cnnumpy(name)
     y_np = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
-    runners = {"cnnumpy": (lambda: model.train_on_batch(x, y_np)) if train
-               else (lambda: model.predict(x, batch_size=batch))}
+
+    def cnnumpy_step() -> None:
+        # BLAS at one thread for the whole step while cnnumpy runs its own threads: what
+        # Sequential.train_on_batch/predict should do themselves (nesting is harmless)
+        with backend.single_threaded_blas():
+            if train:
+                model.train_on_batch(x, y_np)
+            else:
+                model.predict(x, batch_size=batch)
+
+    runners = {"cnnumpy": cnnumpy_step}
     x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     y_t = torch.from_numpy(y_np if classes == 2 else y.astype(np.int64))
     for layout, fmt in (("torch NCHW", torch.contiguous_format),
@@ -144,7 +158,7 @@ def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) 
 def run_all(quick: bool, repeats: int | None) -> dict:
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(_usable_cpus())
     peak = peak_matmul_gflops()
     configs = [(m, b, True) for m in SPECS for b in ((64,) if quick else (32, 64, 256))]
     configs += [(m, 256, False) for m in SPECS]
@@ -160,8 +174,17 @@ def run_all(quick: bool, repeats: int | None) -> dict:
     env = {k: os.environ.get(k) for k in BLAS_VARS}
     return {"date": datetime.date.today().isoformat(), "machine": _machine(), "env": env,
             "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
-            "torch_threads": torch.get_num_threads(), "peak_matmul_gflops": peak,
+            "torch_threads": torch.get_num_threads(),
+            "cnnumpy_threads": backend.get_num_threads(), "peak_matmul_gflops": peak,
             "results": results}
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (what PyTorch gets, and cnnumpy by default)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _machine() -> str:
@@ -171,7 +194,8 @@ def _machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return (f"{cpu}, {os.cpu_count()} cores ({_usable_cpus()} usable), Python "
+            f"{platform.python_version()}")
 
 
 HEADER = ("| model | mode | batch | cnnumpy img/s | torch NCHW | torch channels_last | "
@@ -197,7 +221,8 @@ def _row(res: dict) -> str:
 def report(summary: dict) -> str:
     env = ", ".join(f"{k}={v if v is not None else 'unset'}" for k, v in summary["env"].items())
     lines = [f"date {summary['date']}; {summary['machine']}; numpy {summary['numpy']}, torch "
-             f"{summary['torch']} ({summary['torch_threads']} threads)",
+             f"{summary['torch']} ({summary['torch_threads']} threads), cnnumpy "
+             f"{summary['cnnumpy_threads']} threads",
              f"{env}; BLAS: {summary['blas']}",
              f"peak float32 matmul (NumPy, 2048^2): {summary['peak_matmul_gflops']:.0f} GFLOP/s",
              "", HEADER, *(_row(r) for r in summary["results"])]
@@ -213,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="run with the environment as given, with OPENBLAS_CORETYPE and "
                         "OPENBLAS_L2_SIZE unset (in a child process), or both")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--threads", type=int, default=None, help="cnnumpy's threads (default: "
+                        "the CPUs this process may use; PyTorch always gets those)")
     args = parser.parse_args(argv)
+    backend.set_num_threads(args.threads)
     runs = []
     if args.env in ("both", "given"):
         print("## environment as given\n")
@@ -224,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         child_env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
         cmd = [sys.executable, __file__, "--env", "given"] + (["--quick"] if args.quick else [])
         cmd += ["--repeats", str(args.repeats)] if args.repeats else []
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         subprocess.run(cmd, env=child_env, check=True)
     elif args.env == "both":
         print("(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set: the run above is the "

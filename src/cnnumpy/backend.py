@@ -7,10 +7,11 @@ so a GPU backend (CuPy) is a change to this file, not to every layer.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,10 +80,10 @@ def set_rng_state(state: dict) -> None:
 
 
 # ----- threads ----------------------------------------------------------------------------------
-# Kernels that work through the batch in chunks may hand the chunks to a small pool of threads
-# (NumPy releases the GIL in matrix products, copies and ufuncs). While they run, the BLAS
-# library is held to one thread per call, so the two levels of threading never compete for
-# the cores. Without threadpoolctl (which can limit the BLAS) the chunks run one after another.
+# Kernels that work through the batch in chunks hand the chunks to a small pool of threads
+# (NumPy releases the GIL in matrix products, copies and ufuncs). While they run, the BLAS is
+# held to one thread per call, so that the two levels of threading never compete for the
+# cores. Without threadpoolctl (which can limit the BLAS) the chunks run one after another.
 
 def _available_cpus() -> int:
     try:
@@ -96,8 +97,8 @@ _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] | None = None  # (threads, process id) the pool was made for
 _blas: Any = None  # threadpoolctl's controller of the BLAS libraries; False when unavailable
 _blas_lock = threading.Lock()
-_blas_depth = 0  # parallel regions now running (the BLAS limit is set by the first)
-_blas_saved: list[tuple[Any, int]] = []  # each BLAS library's thread count before the first
+_blas_depth = 0  # single_threaded_blas() blocks now open (the first one sets the limit)
+_blas_saved: list[tuple[Any, int]] = []  # each BLAS library's thread count before that
 _in_worker = threading.local()
 
 
@@ -133,15 +134,52 @@ def _blas_controller() -> Any:
     return _blas
 
 
-def _executor(threads: int) -> ThreadPoolExecutor:
+def threads_usable() -> bool:
+    """True when kernels will run on several threads: more than one is allowed, the BLAS can
+    be limited (threadpoolctl is installed), and this is not already one of those threads."""
+    return (_num_threads > 1 and not getattr(_in_worker, "active", False)
+            and bool(_blas_controller()))
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Hold the BLAS to one thread inside the block when :func:`threads_usable`.
+
+    The kernels do this around their own threads. Wrapping a whole training step in it too
+    keeps the BLAS's idle threads (which spin for a while after each call) from taking cores
+    from the kernels' threads between kernels. Blocks may nest, also across threads; the BLAS
+    gets its thread count back when the last one closes.
+    """
+    global _blas_depth, _blas_saved
+    if not threads_usable():
+        yield
+        return
+    with _blas_lock:
+        if _blas_depth == 0:
+            _blas_saved = [(lib, lib.get_num_threads()) for lib in _blas.lib_controllers]
+            for lib, _ in _blas_saved:
+                lib.set_num_threads(1)
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for lib, n in _blas_saved:
+                    lib.set_num_threads(n)
+
+
+def _executor() -> ThreadPoolExecutor:
     global _pool, _pool_key
-    key = (threads, os.getpid())  # a forked child cannot use its parent's threads
-    if _pool_key != key:
-        if _pool is not None and _pool_key[1] == key[1]:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="cnnumpy")
-        _pool_key = key
-    return _pool
+    key = (_num_threads, os.getpid())  # a forked child cannot use its parent's threads
+    with _blas_lock:
+        if _pool_key != key:
+            if _pool is not None and _pool_key[1] == key[1]:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="cnnumpy")
+            _pool_key = key
+        return _pool
 
 
 def _run_in_worker(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -155,27 +193,11 @@ def _run_in_worker(fn: Callable[[Any], Any], item: Any) -> Any:
 def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """``[fn(item) for item in items]``, spread over :func:`get_num_threads` threads.
 
-    ``fn`` must be safe to run concurrently on different items (e.g. each writes only its
-    own slice of a shared output). Results come back in the order of ``items``. It runs
-    serially with one thread, one item, inside another ``parallel_map``, or without
-    threadpoolctl.
+    ``fn`` must be safe to run concurrently on different items (e.g. each writes only its own
+    slice of a shared output). Results come back in the order of ``items``. It runs serially
+    for one item or when not :func:`threads_usable` (e.g. inside another ``parallel_map``).
     """
-    threads = min(_num_threads, len(items))
-    if threads < 2 or getattr(_in_worker, "active", False) or not _blas_controller():
+    if len(items) < 2 or not threads_usable():
         return [fn(item) for item in items]
-    global _blas_depth, _blas_saved
-    with _blas_lock:
-        if _blas_depth == 0:
-            _blas_saved = [(lib, lib.get_num_threads()) for lib in _blas.lib_controllers]
-            for lib, _ in _blas_saved:
-                lib.set_num_threads(1)
-        _blas_depth += 1
-        pool = _executor(_num_threads)
-    try:
-        return list(pool.map(_run_in_worker, itertools.repeat(fn), items))
-    finally:
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                for lib, n in _blas_saved:
-                    lib.set_num_threads(n)
+    with single_threaded_blas():
+        return list(_executor().map(_run_in_worker, itertools.repeat(fn), items))

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy import backend
+
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK", "MPI_LOCALNRANKS")
 
 
@@ -77,6 +79,9 @@ def init(timeout: float | None = None) -> int:
                 timeout = float(os.environ.get("CNNUMPY_MPI_TIMEOUT", "300"))
             _world.watchdog = _Watchdog(float(timeout))
             _world.watchdog.start()
+            # Ranks on one host share its cores: give each its share of kernel threads.
+            local = _world.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+            backend.set_num_threads(max(1, backend.get_num_threads() // local))
     _world.initialized = True
     return _world.size
 

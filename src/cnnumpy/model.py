@@ -170,9 +170,10 @@ class Sequential:
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[Any, float]:
         """One update on one batch: forward, loss, backward, optimizer step."""
-        y_pred, value, grad = self._forward_loss(x, y, True, sample_weight)
-        self._backward(grad)
-        self.optimizer.apply(*self.trainable_weights())
+        with backend.single_threaded_blas():  # the kernels' own threads use the cores
+            y_pred, value, grad = self._forward_loss(x, y, True, sample_weight)
+            self._backward(grad)
+            self.optimizer.apply(*self.trainable_weights())
         return y_pred, value
 
     def _metric_fns(self, y_pred_shape: tuple) -> dict:
@@ -224,7 +225,8 @@ class Sequential:
         x, y = check_arrays(self, x, y, "evaluate")
         totals: dict[str, float] = {}
         for idx in iterate_batches(len(x), batch_size, "evaluate"):
-            y_pred, value, _ = self._forward_loss(x[idx], y[idx], training=False)
+            with backend.single_threaded_blas():
+                y_pred, value, _ = self._forward_loss(x[idx], y[idx], training=False)
             logs = {"loss": value}
             logs.update({k: f(y[idx], y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
             for key, v in logs.items():
@@ -238,8 +240,9 @@ class Sequential:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
         x, _ = check_arrays(self, x, None, "predict")
         out = xp.empty((len(x), *self.output_shape), dtype=self.layers[-1].dtype)
-        for idx in iterate_batches(len(x), batch_size, "predict"):
-            out[idx] = self.forward(x[idx], training=False)
+        with backend.single_threaded_blas():
+            for idx in iterate_batches(len(x), batch_size, "predict"):
+                out[idx] = self.forward(x[idx], training=False)
         return out
 
     # ----- description and files -------------------------------------------------------------

@@ -145,6 +145,35 @@ def test_chunked_path_matches_naive_loops_across_chunk_boundaries(seed, chunk_by
     np.testing.assert_allclose(dkernel_only, ex_dkernel, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("dx_as_conv", [True, False])
+def test_stride_one_input_gradient_both_ways_matches_naive_loops(seed, dx_as_conv, monkeypatch):
+    """The input gradient as a convolution of the padded dy with the flipped kernel, and as
+    one product per kernel tap, over paddings narrower and wider than the kernel's reach;
+    patches gathered in either layout (offset-major up to FEW_CHANNELS channels)."""
+    monkeypatch.setattr(conv, "DX_AS_CONV", dx_as_conv)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", [1, 900, 2**22][seed % 3])
+    monkeypatch.setattr(conv, "FEW_CHANNELS", [0, 2, 64, 1][seed % 4])
+    rng = np.random.default_rng(seed)
+    kh, kw = (int(v) for v in rng.integers(1, 5, size=2, endpoint=True))
+    padding = (PADDINGS + [((4, 0), (1, 5))])[seed % (len(PADDINGS) + 1)]
+    dilation = DILATIONS[seed % len(DILATIONS)]
+    x = rng.standard_normal((int(rng.integers(1, 5)), int(rng.integers(8, 12)),
+                             int(rng.integers(8, 12)), int(rng.integers(1, 4))))
+    kernel = rng.standard_normal((kh, kw, x.shape[3], int(rng.integers(1, 4))))
+    y, cache = conv.conv2d_forward(x, kernel, None, 1, padding, dilation)
+    pads = conv.resolve_padding(padding, x.shape[1:3], (kh, kw), 1, dilation)
+    np.testing.assert_allclose(y, naive_conv2d(x, kernel, None, (1, 1), pads,
+                                               conv._pair(dilation), 1), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    ex_dx, ex_dkernel, _ = naive_conv2d_backward(dy, x, kernel, (1, 1), pads,
+                                                 conv._pair(dilation), 1)
+    dx, dkernel, dbias = conv.conv2d_backward(dy, cache)
+    assert dbias is None
+    np.testing.assert_allclose(dx, ex_dx, rtol=1e-12, atol=1e-12, err_msg=str(padding))
+    np.testing.assert_allclose(dkernel, ex_dkernel, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("groups, cg", [(2, 3), (4, 1)])
 def test_grouped_backward_can_skip_the_input_gradient(groups, cg):
     rng = np.random.default_rng(5)

@@ -108,6 +108,22 @@ def test_ties_go_to_the_first_element():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
 
 
+@pytest.mark.parametrize("pool", [(2, 2), (16, 16), (17, 16)])
+def test_max_position_survives_windows_of_more_than_256_elements(pool):
+    # The forward pass keeps each window's first-maximum offset as a small integer; windows
+    # of more offsets than a byte holds must not wrap around.
+    kh, kw = pool
+    x = np.zeros((2, kh, kw, 2))
+    x[0, kh - 1, kw - 1, 0] = 1.0  # the last offset
+    x[1, kh - 1, 0, 1] = 1.0
+    y, cache = P.max_pool2d_forward(x, pool, pool, "valid")
+    dx = P.max_pool2d_backward(np.full_like(y, 3.0), cache)
+    expected = np.zeros_like(x)
+    expected[0, kh - 1, kw - 1, 0] = expected[1, kh - 1, 0, 1] = 3.0
+    expected[1, 0, 0, 0] = expected[0, 0, 0, 1] = 3.0  # all-zero windows: the first element
+    np.testing.assert_array_equal(dx, expected)
+
+
 def torch_pool(xt, pool, strides, padding, kind):
     """PyTorch pooling of an NCHW tensor with TF padding (asymmetric pads made explicit)."""
     if padding == "same":

@@ -10,9 +10,15 @@ strided view, then one contiguous copy of a few MiB) and multiplies it by the ke
 matrix is still in cache. Chunks measured about twice as fast as one patch matrix for the whole
 batch, and nothing batch-sized is kept for backward but the padded input: the backward pass
 gathers each chunk again (a cheap copy next to its matrix products) for the kernel gradient.
-The input gradient is ``col2im`` (the adjoint of ``im2col``) of the patches' gradient, one
-kernel offset at a time: for each (i, j), ``dy @ kernel[i, j].T`` is added straight into the
-strided slice of the input it came from, again chunk by chunk.
+The chunks run on the library's threads (:func:`cnnumpy.backend.parallel_map`), each writing
+its own rows of the output; per-chunk kernel gradients are summed in chunk order.
+
+With stride 1, the input gradient is itself a convolution: of ``dy``, padded by the kernel's
+reach minus the forward padding, with the kernel flipped in both spatial axes and its channel
+axes swapped; it goes through the same gather-and-multiply, chunk by chunk. With larger
+strides it is ``col2im`` (the adjoint of ``im2col``) of the patches' gradient, one kernel
+offset at a time: for each (i, j), ``dy @ kernel[i, j].T`` is added straight into the
+strided slice of the input it came from.
 
 A grouped convolution gathers all patches at once and uses one batched product over the
 groups; a depthwise one (one input channel per group) has too few terms per output for a
@@ -171,6 +177,28 @@ DX_AS_CONV = True
 flipped kernel (one product per chunk) rather than one small product per kernel tap."""
 
 
+FEW_CHANNELS = 2
+"""Up to this many input channels, patches are gathered offset-major (see :func:`_patches`)."""
+
+
+def _patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
+             dilation: tuple[int, int]) -> Any:
+    """The receptive fields of a chunk of padded images as a matrix (a copy).
+
+    With few channels the copy is made offset-major, ``(kh * kw * C, N * Ho * Wo)``, and the
+    transposed view returned: it then runs along image rows instead of in runs of ``C``
+    values, about five times faster for ``C = 1``. Matrix products take either layout.
+
+    Shape:
+        xpad: (N, Hp, Wp, C) -> (N * Ho * Wo, kh * kw * C).
+    """
+    view = im2col(xpad, kernel_hw, strides, "valid", dilation)  # (N, Ho, Wo, kh, kw, C)
+    k = view.shape[3] * view.shape[4] * view.shape[5]
+    if view.shape[5] <= FEW_CHANNELS:
+        return xp.ascontiguousarray(view.transpose(3, 4, 5, 0, 1, 2)).reshape(k, -1).T
+    return view.reshape(-1, k)
+
+
 def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     """Split a batch of ``n`` images into balanced chunks of about :data:`CHUNK_BYTES` of
     patches, a whole number of them per thread."""
@@ -226,7 +254,7 @@ def _conv_chunked(xpad: Any, kernel: Any, bias: Any, strides: tuple[int, int],
     y = xp.empty((n, ho, wo, f), dtype=xpad.dtype)
 
     def work(part: slice) -> None:
-        cols = im2col(xpad[part], (kh, kw), strides, "valid", dilation).reshape(-1, kh * kw * c)
+        cols = _patches(xpad[part], (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
         if bias is not None:
@@ -347,7 +375,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     """Input, kernel and bias gradients of an ungrouped convolution, a chunk of images at a
     time (spread over the library's threads): each chunk's patches are gathered again for
     ``cols.T @ dy``; the input gradient is a convolution of ``dy`` for stride 1 (see
-    :func:`_dx_by_conv_operands`), else ``dy @ kernel[i, j].T`` added back at each kernel
+    :func:`_pad_for_input_grad`), else ``dy @ kernel[i, j].T`` added back at each kernel
     offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order."""
     xpad, kernel, x_shape, strides, pads, dilation, _, has_bias = cache
     kh, kw, c, f = kernel.shape
@@ -356,18 +384,19 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     by_conv = need_dx and DX_AS_CONV and strides == (1, 1)
     if by_conv:
         dx = xp.empty(x_shape, dtype=xpad.dtype)
-        dy_padded, flipped = _dx_by_conv_operands(dy, kernel, x_shape, pads, dilation)
+        flipped = _flipped_kernel(kernel)
     elif need_dx:
         dxpad = xp.zeros(xpad.shape, dtype=xpad.dtype)
         taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # taps[i, j]: (F, C)
 
     def work(part: slice) -> Any:
-        cols = im2col(xpad[part], (kh, kw), strides, "valid", dilation).reshape(-1, kh * kw * c)
+        cols = _patches(xpad[part], (kh, kw), strides, dilation)
         dy_flat = dy[part].reshape(-1, f)
         sums = (cols.T @ dy_flat, dy_flat.sum(axis=0) if has_bias else None)
         if by_conv:
-            cols = im2col(dy_padded[part], (kh, kw), 1, "valid", dilation)
-            xp.matmul(cols.reshape(-1, kh * kw * f), flipped, out=dx[part].reshape(-1, c))
+            dy_padded = _pad_for_input_grad(dy[part], (kh, kw), pads, dilation)
+            cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
+            xp.matmul(cols, flipped, out=dx[part].reshape(-1, c))
         elif need_dx:
             shape = (dy_flat.shape[0] // (ho * wo), ho, wo, c)
             _add_taps(dxpad[part], lambda i, j: (dy_flat @ taps[i, j]).reshape(shape),
@@ -386,25 +415,30 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
 
 
-def _dx_by_conv_operands(dy: Any, kernel: Any, x_shape: tuple[int, ...], pads: Pads,
-                         dilation: tuple[int, int]) -> tuple[Any, Any]:
-    """For stride 1, ``dx`` is the "valid" convolution of ``dy`` padded by ``span - 1 - pad``
-    on each side (cropped where that is negative) with the kernel flipped in both spatial
-    axes and its channel axes swapped. Returns that padded ``dy`` and the flat kernel.
+def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,
+                        dilation: tuple[int, int]) -> Any:
+    """For stride 1, ``dx`` is the "valid" convolution of ``dy``, padded by ``span - 1 - pad``
+    on each side (cropped where that is negative), with :func:`_flipped_kernel`. This pads.
 
     Shape:
-        dy: (N, Ho, Wo, F) -> (N, H + span_h - 1, W + span_w - 1, F); kernel ->
-        (kh * kw * F, C).
+        dy: (N, Ho, Wo, F) -> (N, H + span_h - 1, W + span_w - 1, F).
     """
-    kh, kw, c, f = kernel.shape
-    spans = ((kh - 1) * dilation[0], (kw - 1) * dilation[1])
+    spans = ((kernel_hw[0] - 1) * dilation[0], (kernel_hw[1] - 1) * dilation[1])
     widths = [(span - before, span - after)
               for span, (before, after) in zip(spans, pads, strict=True)]
     crop = tuple(slice(max(-b, 0), dy.shape[1 + a] - max(-e, 0))
                  for a, (b, e) in enumerate(widths))
-    dy = _pad(dy[:, crop[0], crop[1]], tuple((max(b, 0), max(e, 0)) for b, e in widths))
-    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(kh * kw * f, c)
-    return dy, xp.ascontiguousarray(flipped)
+    return _pad(dy[:, crop[0], crop[1]], tuple((max(b, 0), max(e, 0)) for b, e in widths))
+
+
+def _flipped_kernel(kernel: Any) -> Any:
+    """The kernel flipped in both spatial axes with its channel axes swapped, as a matrix.
+
+    Shape:
+        kernel: (kh, kw, C, F) -> (kh * kw * F, C).
+    """
+    return xp.ascontiguousarray(
+        kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, kernel.shape[2]))
 
 
 def _input_grad_grouped(dy: Any, kernel: Any, x_shape: tuple[int, ...],

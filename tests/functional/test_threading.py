@@ -1,0 +1,142 @@
+"""The library's own threads: the setting, parallel_map, the BLAS limit, and kernels that give
+the same results on one thread as on several."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from cnnumpy import backend
+from cnnumpy.functional import conv, pooling
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    yield
+    backend.set_num_threads(None)
+
+
+def blas_threads() -> list[int]:
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_default_is_the_cpus_this_process_may_use():
+    backend.set_num_threads(3)
+    assert backend.get_num_threads() == 3
+    backend.set_num_threads(None)
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert backend.get_num_threads() == expected
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_num_threads_rejects_bad_values_quoting_them(bad):
+    with pytest.raises(ValueError, match=f"n={bad!r}"):
+        backend.set_num_threads(bad)
+
+
+def test_parallel_map_runs_items_concurrently_in_order_with_blas_at_one_thread():
+    backend.set_num_threads(2)
+    before = blas_threads()
+    both_running = threading.Barrier(2, timeout=10)  # breaks unless two items run at once
+    seen = []
+
+    def work(item):
+        both_running.wait()
+        seen.append(blas_threads())
+        return item * 10
+
+    assert backend.parallel_map(work, [1, 2, 3, 4]) == [10, 20, 30, 40]
+    assert all(all(n == 1 for n in counts) for counts in seen)
+    assert blas_threads() == before  # given back afterwards
+
+
+def test_one_thread_runs_everything_in_the_caller():
+    backend.set_num_threads(1)
+    caller = threading.get_ident()
+    assert backend.parallel_map(lambda _: threading.get_ident(), range(4)) == [caller] * 4
+
+
+def test_nested_parallel_map_runs_serially_inside_a_worker():
+    backend.set_num_threads(2)
+    inner_threads = []
+
+    def inner(_):
+        return threading.get_ident()
+
+    def outer(item):
+        ids = backend.parallel_map(inner, range(3))
+        inner_threads.append(set(ids) == {threading.get_ident()})
+        return item
+
+    assert backend.parallel_map(outer, range(4)) == list(range(4))
+    assert inner_threads == [True] * 4
+
+
+def test_without_threadpoolctl_the_kernels_run_serially(monkeypatch):
+    backend.set_num_threads(2)
+    monkeypatch.setattr(backend, "_blas", False)  # as if threadpoolctl could not be imported
+    caller = threading.get_ident()
+    assert not backend.threads_usable()
+    assert backend.parallel_map(lambda _: threading.get_ident(), range(3)) == [caller] * 3
+
+
+def test_single_threaded_blas_nests_and_restores():
+    backend.set_num_threads(2)
+    before = blas_threads()
+    with backend.single_threaded_blas():
+        with backend.single_threaded_blas():
+            assert all(n == 1 for n in blas_threads())
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
+
+
+# ----- kernels: several threads give what one thread gives -------------------------------------
+
+
+def run_conv(x, kernel, bias, strides, padding, dilation, dy):
+    y, cache = conv.conv2d_forward(x, kernel, bias, strides, padding, dilation)
+    return (y, *conv.conv2d_backward(dy, cache))
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("seed", range(8))
+def test_conv_on_two_threads_equals_one_thread(seed, dtype, tol, monkeypatch):
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 2000)  # several chunks even for small images
+    rng = np.random.default_rng(seed)
+    c, f, kh, kw = (int(v) for v in rng.integers(1, [6, 6, 5, 5], endpoint=True))
+    x = rng.standard_normal((int(rng.integers(2, 9)), int(rng.integers(5, 11)),
+                             int(rng.integers(5, 11)), c)).astype(dtype)
+    kernel = rng.standard_normal((kh, kw, c, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    strides = [1, (1, 2), 2][seed % 3]
+    padding = ["same", "valid", ((2, 0), (1, 3))][seed % 3]
+    dilation = [1, 1, (2, 1)][seed % 3]
+    y, _ = conv.conv2d_forward(x, kernel, bias, strides, padding, dilation)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    results = {}
+    for threads in (1, 2):
+        backend.set_num_threads(threads)
+        results[threads] = run_conv(x, kernel, bias, strides, padding, dilation, dy)
+    for one, two in zip(results[1], results[2], strict=True):
+        assert one.dtype == two.dtype == dtype
+        np.testing.assert_allclose(two, one, rtol=tol, atol=tol * np.abs(one).max())
+
+
+@pytest.mark.parametrize("pool, strides, padding", [
+    (2, 2, "valid"), (3, 2, "same"), ((2, 3), (2, 3), "same"), (3, 1, "valid")])
+def test_max_pool_on_two_threads_equals_one_thread_exactly(pool, strides, padding, monkeypatch):
+    monkeypatch.setattr(pooling, "PARALLEL_MIN_SIZE", 0)  # split even tiny batches
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal((5, 9, 8, 3)), 0).astype(np.float32)  # ties at 0
+    results = {}
+    for threads in (1, 2):
+        backend.set_num_threads(threads)
+        y, cache = pooling.max_pool2d_forward(x, pool, strides, padding)
+        results[threads] = y, pooling.max_pool2d_backward(np.ones_like(y), cache)
+    for one, two in zip(results[1], results[2], strict=True):
+        np.testing.assert_array_equal(two, one)
