@@ -132,3 +132,14 @@ def test_a_pickle_is_refused_by_every_command(tmp_path):
     path.write_bytes(b"\x80\x04K\x01.")
     result = run("summary", str(path))
     assert result.returncode == 1 and "pickle" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_main_job_reaches_98_percent_on_the_bundled_digits(tmp_path):
+    """The README's first command: `cnnumpy train` with no arguments (about 45 s on 2 cores)."""
+    result = run("train", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.98, result.stdout[-2000:]
+    assert (tmp_path / "model.safetensors").is_file()
+    assert "Saved model to model.safetensors" in result.stdout

@@ -20,59 +20,14 @@ import json
 import os
 import sys
 import time
-from typing import Any, NamedTuple
 
 import numpy as np
 
 import cnnumpy
-from cnnumpy import datasets, distributed, models
+from cnnumpy import distributed, models
 from cnnumpy.callbacks import Callback
-
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot"]
-
-
-class CLIError(Exception):
-    """A failure reported as one line on stderr with exit status 1."""
-
-
-class Data(NamedTuple):
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray] | None
-    class_names: list[str]
-
-
-def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
-    for ext in (".gz", ""):
-        images = os.path.join(folder, f"{prefix}-images-idx3-ubyte{ext}")
-        labels = os.path.join(folder, f"{prefix}-labels-idx1-ubyte{ext}")
-        if os.path.isfile(images) and os.path.isfile(labels):
-            return datasets.load_idx(images, labels)
-    return None
-
-
-def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
-    """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders."""
-    digits = [str(d) for d in range(10)]
-    if spec == "mnist-sample":
-        return Data(*datasets.load_mnist_sample(), digits)
-    if spec == "mnist":
-        return Data(*datasets.load_mnist(download=True), digits)
-    if spec == "fashion-mnist":
-        return Data(*datasets.load_fashion_mnist(download=True), FASHION_CLASSES)
-    if not os.path.isdir(spec):
-        raise CLIError(f"--data {spec!r}: expected mnist-sample, mnist, fashion-mnist or a folder")
-    train = _idx_pair(spec, "train")
-    if train is not None:
-        labels = int(train[1].max()) + 1
-        names = FASHION_CLASSES if "fashion" in os.path.basename(os.path.abspath(spec)) else None
-        return Data(train, _idx_pair(spec, "t10k"), names or [str(c) for c in range(labels)])
-    kwargs: dict[str, Any] = {}
-    if image_shape is not None:
-        kwargs = {"image_size": image_shape[:2],
-                  "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
-    x, y, names = datasets.load_image_folder(spec, **kwargs)
-    return Data((x, y), None, list(names))
+from cnnumpy.cli_data import CLIError, load_data, load_image
+from cnnumpy.optimizers.schedules import CosineDecay
 
 
 class _EpochCheckpoint(Callback):
@@ -92,6 +47,24 @@ def _check_writable(path: str, flag: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise CLIError(f"{flag} {path!r}: folder {folder!r} does not exist or is not writable")
+
+
+def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
+    """The optimizer for ``--optimizer``, ``--lr`` and ``--schedule``.
+
+    With the default cosine schedule the learning rate starts at ``--lr`` (default 2e-3 for
+    the Adam family, else the optimizer's own default) and decays to 0 over the whole run.
+    """
+    optimizer = cnnumpy.optimizers.get(args.optimizer)
+    config = cnnumpy.optimizers.serialize(optimizer)["config"]
+    lr = args.lr
+    if lr is None:
+        lr = 2e-3 if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
+            else config["learning_rate"]
+    if args.schedule == "cosine":
+        steps_per_epoch = -(-int(n_train * (1 - args.val_split)) // args.batch_size)
+        lr = CosineDecay(lr, decay_steps=max(1, args.epochs * steps_per_epoch))
+    return type(optimizer).from_config({**config, "learning_rate": lr})
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -126,11 +99,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         model = models.get(args.model, x_train.shape[1:], num_classes)
         if args.augment:
             model = models.with_augmentation(model)
-        optimizer = cnnumpy.optimizers.get(args.optimizer)
-        if args.lr is not None:
-            config = {**cnnumpy.optimizers.serialize(optimizer)["config"], "learning_rate": args.lr}
-            optimizer = type(optimizer).from_config(config)
-        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
     model.class_names = data.class_names
     model.summary()
     print(f"Training on {len(x_train):,} images ({args.data}) for {args.epochs} epochs")
@@ -183,23 +153,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _check_writable(args.plot, "--plot")
         plot_confusion_matrix(cm, names, args.plot)
         print(f"Saved confusion matrix to {args.plot}")
-
-
-def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One image file as the model's input: converted to its channels, resized to its size."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
-    if not os.path.isfile(path):
-        raise CLIError(f"{path}: no such image file")
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if shape[2] == 3 else "L").resize((shape[1], shape[0]))
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CLIError(f"{path}: not a readable image ({exc})") from None
-    return array.reshape(shape)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -258,10 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="mnist-sample", help=data_help)
     train.add_argument("--model", default="lenet",
                        help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
-    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--epochs", type=int, default=6)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
-    train.add_argument("--lr", type=float, default=None, help="learning rate")
+    train.add_argument("--lr", type=float, default=None,
+                       help="(initial) learning rate; default 2e-3 for adam/adamw with the "
+                            "cosine schedule, else the optimizer's default")
+    train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                       help="learning-rate schedule over the run (default: cosine decay)")
     train.add_argument("--val-split", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="model.safetensors", help="where to save the model")
