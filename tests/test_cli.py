@@ -143,3 +143,25 @@ def test_the_main_job_reaches_98_percent_on_the_bundled_digits(tmp_path):
     assert accuracy >= 0.98, result.stdout[-2000:]
     assert (tmp_path / "model.safetensors").is_file()
     assert "Saved model to model.safetensors" in result.stdout
+
+
+def test_model_from_a_json_config_and_resume_needs_optimizer_state(trained, tmp_path):
+    folder, out, _ = trained
+    import cnnumpy
+    from cnnumpy import layers
+
+    config = cnnumpy.Sequential([layers.Conv2D(4, 3, input_shape=(12, 12, 1)), layers.Flatten(),
+                                 layers.Dense(3, activation="softmax")]).get_config()
+    path = tmp_path / "net.json"
+    path.write_text(json.dumps(config))
+    result = run("train", "--data", str(folder), "--model", str(path), "--epochs", "1",
+                 "--out", str(tmp_path / "j.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert "conv2d (Conv2D)" in result.stdout
+    # A file without optimizer state (here: a model never compiled) cannot be resumed from.
+    bare = cnnumpy.Sequential.from_config(cnnumpy.load_model(str(out)).get_config())
+    bare.build()
+    bare.save(str(tmp_path / "bare.safetensors"))
+    result = run("train", "--data", str(folder), "--resume", str(tmp_path / "bare.safetensors"),
+                 "--out", str(tmp_path / "r.safetensors"))
+    assert result.returncode == 1 and "no optimizer state" in result.stderr
