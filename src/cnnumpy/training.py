@@ -258,9 +258,10 @@ def _parallel_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[
     xb, yb = x[part], y[part]
     keys = ["loss", *model.metrics]
     if len(xb):
-        y_pred, value, grad = model._forward_loss(
-            xb, yb, True, None if weights is None else weights[part])
-        model._backward(grad)
+        with backend.single_threaded_blas():  # as in train_step: the kernels' threads
+            y_pred, value, grad = model._forward_loss(
+                xb, yb, True, None if weights is None else weights[part])
+            model._backward(grad)
         grads = model.trainable_weights()[1]
         fns = model._metric_fns(y_pred.shape)
         values = [value, *(fns[k](yb, y_pred) for k in model.metrics)]
