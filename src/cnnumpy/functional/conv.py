@@ -27,147 +27,23 @@ matrix product to pay off and sums over the kernel taps of the strided view (``e
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
 from typing import Any, NamedTuple
-
-import numpy as np
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-
-Pads = tuple[tuple[int, int], tuple[int, int]]
-"""Resolved padding: ``((top, bottom), (left, right))``."""
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= minimum)
-
-
-def as_pair(value: Any, name: str, where: str) -> tuple[int, int]:
-    """Return a positive int or a pair of positive ints as a pair, or raise a ValueError."""
-    pair = (value, value) if _is_int(value, 1) else value
-    if isinstance(pair, (tuple, list)) and len(pair) == 2 and all(_is_int(v, 1) for v in pair):
-        return int(pair[0]), int(pair[1])
-    raise ValueError(f"{where}: {name} must be a positive int or a pair of positive ints, "
-                     f"received {name}={value!r}")
-
-
-def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
-
-def normalize_padding(padding: Any, where: str = "padding") -> str | Pads:
-    """Return "valid", "same" or ``((top, bottom), (left, right))``, or raise a ValueError."""
-    if isinstance(padding, str) and padding.lower() in ("valid", "same"):
-        return padding.lower()
-    if _is_int(padding, 0):
-        return ((int(padding),) * 2,) * 2
-    if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(_is_int(p, 0) for p in padding):
-            return tuple((int(p), int(p)) for p in padding)
-        if all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q, 0) for q in p)
-               for p in padding):
-            return tuple((int(p[0]), int(p[1])) for p in padding)
-    raise ValueError(f"{where}: padding must be 'valid', 'same', a non-negative int, a pair "
-                     f"(pad_h, pad_w) or ((top, bottom), (left, right)), "
-                     f"received padding={padding!r}")
-
-
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def resolve_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: int | tuple[int, int],
-                    strides: int | tuple[int, int] = 1,
-                    dilation: int | tuple[int, int] = 1) -> Pads:
-    """Turn any accepted padding form into ``((top, bottom), (left, right))``.
-
-    "same" follows TensorFlow/Keras: the output size is ``ceil(in / stride)`` and, when the
-    total padding is odd, the extra row (column) goes to the bottom (right).
-    """
-    mode = normalize_padding(padding)
-    if mode == "valid":
-        return (0, 0), (0, 0)
-    if mode == "same":
-        k, s, d = _pair(kernel_hw), _pair(strides), _pair(dilation)
-        return _same_pads(in_hw[0], k[0], s[0], d[0]), _same_pads(in_hw[1], k[1], s[1], d[1])
-    return mode
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1, pad_before: int = 0,
-                     pad_after: int = 0, dilation: int = 1) -> int:
-    """Output length along one axis; zero or negative when the kernel does not fit."""
-    span = (kernel - 1) * dilation + 1
-    return (size + pad_before + pad_after - span) // stride + 1
-
-
-def _pad(x: Any, pads: Pads) -> Any:
-    (top, bottom), (left, right) = pads
-    if top or bottom or left or right:
-        return xp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    return x
-
-
-def im2col(x: Any, kernel_hw: int | tuple[int, int], strides: int | tuple[int, int] = 1,
-           padding: Any = "valid", dilation: int | tuple[int, int] = 1) -> Any:
-    """Every receptive field of ``x``, as a read-only strided view (no copy beyond padding).
-
-    Shape:
-        x: (N, H, W, C); result: (N, Ho, Wo, kh, kw, C).
-    """
-    (kh, kw), (sh, sw), (dh, dw) = _pair(kernel_hw), _pair(strides), _pair(dilation)
-    x = _pad(x, resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)))
-    n, hp, wp, c = x.shape
-    ho, wo = conv_output_size(hp, kh, sh, dilation=dh), conv_output_size(wp, kw, sw, dilation=dw)
-    if ho < 1 or wo < 1:
-        raise ValueError(f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit "
-                         f"the padded input of size {(hp, wp)}")
-    s_n, s_h, s_w, s_c = x.strides
-    return xp.lib.stride_tricks.as_strided(
-        x, shape=(n, ho, wo, kh, kw, c),
-        strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c), writeable=False)
-
-
-def col2im(cols: Any, x_shape: tuple[int, ...], strides: int | tuple[int, int] = 1,
-           padding: Any = "valid", dilation: int | tuple[int, int] = 1) -> Any:
-    """The adjoint of :func:`im2col`: add every receptive field back where it came from.
-
-    Shape:
-        cols: (N, Ho, Wo, kh, kw, C); result: x_shape = (N, H, W, C).
-    """
-    kernel_hw, strides, dilation = cols.shape[3:5], _pair(strides), _pair(dilation)
-    pads = resolve_padding(padding, x_shape[1:3], kernel_hw, strides, dilation)
-    return _scatter_taps(lambda i, j: cols[:, :, :, i, j], x_shape, kernel_hw, strides, pads,
-                         dilation, cols.dtype)
-
-
-def _scatter_taps(tap: Callable[[int, int], Any], x_shape: tuple[int, ...],
-                  kernel_hw: tuple[int, int], strides: tuple[int, int], pads: Pads,
-                  dilation: tuple[int, int], dtype: Any) -> Any:
-    """Sum, at the input positions each came from, the (N, Ho, Wo, C) arrays ``tap(i, j)``:
-    what every receptive field holds at kernel offset (i, j)."""
-    n, h, w, c = x_shape
-    (top, bottom), (left, right) = pads
-    out = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=dtype)
-    _add_taps(out, tap, kernel_hw, strides, dilation)
-    return out[:, top:top + h, left:left + w]
-
-
-def _add_taps(out: Any, tap: Callable[[int, int], Any], kernel_hw: tuple[int, int],
-              strides: tuple[int, int], dilation: tuple[int, int]) -> None:
-    """Add each ``tap(i, j)`` into the padded input ``out``: one strided ``+=`` per offset."""
-    (sh, sw), (dh, dw) = strides, dilation
-    for i, j in itertools.product(range(kernel_hw[0]), range(kernel_hw[1])):
-        part = tap(i, j)
-        ho, wo = part.shape[1:3]
-        out[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw] += part
-
+from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
+    Pads,
+    _add_taps,
+    _pad,
+    _pair,
+    _scatter_taps,
+    as_pair,
+    col2im,
+    conv_output_size,
+    im2col,
+    normalize_padding,
+    resolve_padding,
+)
 
 CHUNK_BYTES = 4 * 2**20
 """Target size of one chunk's patch matrix: small enough to stay in cache while multiplied."""
