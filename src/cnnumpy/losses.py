@@ -135,6 +135,12 @@ class Loss:
         raise NotImplementedError
 
 
+def _check_class_axis(name: str, y_pred: Any) -> None:
+    if y_pred.ndim < 2:
+        raise ValueError(f"{name}: y_pred must have shape (batch, ..., classes), "
+                         f"received {y_pred.shape}")
+
+
 class _Crossentropy(Loss):
     """Shared by the cross-entropy losses: the ``from_logits`` switch."""
 
@@ -207,9 +213,7 @@ class CategoricalCrossentropy(_Crossentropy):
 
     def _targets(self, y_true, y_pred):
         name = type(self).__name__
-        if y_pred.ndim < 2:
-            raise ValueError(f"{name}: y_pred must have shape (batch, ..., classes), "
-                             f"received {y_pred.shape}")
+        _check_class_axis(name, y_pred)
         y_true = self._real(y_true)
         if y_true.shape == y_pred.shape:
             return y_true.astype(y_pred.dtype, copy=False)
@@ -253,9 +257,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     def _targets(self, y_true, y_pred):
         name = type(self).__name__
-        if y_pred.ndim < 2:
-            raise ValueError(f"{name}: y_pred must have shape (batch, ..., classes), "
-                             f"received {y_pred.shape}")
+        _check_class_axis(name, y_pred)
         labels = xp.asarray(y_true)
         if labels.dtype.kind == "f":
             safe = xp.where(xp.isfinite(labels), labels, 0.5)  # nan and inf count as bad

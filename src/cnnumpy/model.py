@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend, losses, optimizers
+from cnnumpy import metrics as metrics_module
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
@@ -177,8 +178,6 @@ class Sequential:
         return y_pred, value
 
     def _metric_fns(self, y_pred_shape: tuple) -> dict:
-        from cnnumpy import metrics as metrics_module
-
         loss_name = losses.serialize(self.loss)["name"] if self.loss is not None else None
         return {m: metrics_module.resolve(m, loss_name, y_pred_shape) for m in self.metrics}
 
