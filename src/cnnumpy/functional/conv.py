@@ -268,7 +268,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     def work(part: slice) -> Any:
         cols = _patches(xpad[part], (kh, kw), strides, dilation)
         dy_flat = dy[part].reshape(-1, f)
-        sums = (cols.T @ dy_flat, dy_flat.sum(axis=0) if has_bias else None)
+        sums = (cols.T @ dy_flat, _column_sums(dy_flat) if has_bias else None)
         if by_conv:
             dy_padded = _pad_for_input_grad(dy[part], (kh, kw), pads, dilation)
             cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
@@ -279,7 +279,8 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
                       (kh, kw), strides, dilation)
         return sums
 
-    parts = backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * max(c, f) * xpad.itemsize))
+    gathered = kh * kw * (max(c, f) if by_conv else c)  # patch values per output position
+    parts = backend.parallel_map(work, _chunks(n, ho * wo * gathered * xpad.itemsize))
     dkernel, dbias = parts[0]
     for dk, db in parts[1:]:  # in chunk order, whatever the threads
         dkernel += dk
@@ -289,6 +290,16 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
         (top, _), (left, _) = pads
         dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+
+
+def _column_sums(a: Any) -> Any:
+    """``a.sum(axis=0)`` of a tall matrix as one matrix-vector product (several times faster
+    than NumPy's reduction along the first axis).
+
+    Shape:
+        a: (M, F) -> (F,).
+    """
+    return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,
