@@ -5,9 +5,10 @@
     python bench/run.py --env unset  # only the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
 
 Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
-with the same shapes and optimizer (Adam), warms each up, then times them interleaved (one
-step of each in turn) and reports medians. Training is a full step (forward, loss, backward,
-update); inference is a forward pass in inference mode. GFLOP/s count a training step as three
+with the same shapes and optimizer (Adam), warms each up, then times them interleaved (a
+block of one untimed and ``BLOCK`` timed steps of each in turn) and reports medians.
+Training is a full step (forward, loss, backward, update); inference is a forward pass in
+inference mode. GFLOP/s count a training step as three
 forward passes; "peak" is the best float32 matrix product NumPy reaches here, measured first.
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
 the process's resident set during one step (VmHWM after resetting it) for each framework.
@@ -41,6 +42,11 @@ from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E40
 from cnnumpy import backend  # noqa: E402
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+BLOCK = 2
+"""Timed steps in a row of one framework, after one untimed step, before the next framework's
+turn. Both frameworks leave threads spinning for a while after a step (PyTorch's OpenMP
+workers, OpenBLAS's); alternating single steps would time each framework partly against the
+other's spinning threads, which never happens in real training."""
 
 
 def blas_description() -> str:
@@ -141,9 +147,10 @@ def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) 
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(repeats):  # interleaved: one step of each framework in turn
+    for _ in range(repeats):  # interleaved: a short block of steps of each framework in turn
         for key, fn in runners.items():
-            times[key].append(_timed(fn))
+            fn()  # untimed: the other framework's idle threads may still hold the cores
+            times[key].extend(_timed(fn) for _ in range(BLOCK))
     result = {"model": name, "batch": batch, "mode": "train" if train else "infer",
               "img_per_s": {k: batch / statistics.median(v) for k, v in times.items()}}
     if train:

@@ -50,7 +50,12 @@ CHUNK_BYTES = 4 * 2**20
 
 DX_AS_CONV = True
 """Compute a stride-1 input gradient as a convolution of the padded output gradient with the
-flipped kernel (one product per chunk) rather than one small product per kernel tap."""
+flipped kernel (one product per chunk) rather than one small product per kernel tap, when
+the input has at least :data:`DX_AS_CONV_MIN_CHANNELS` channels."""
+
+DX_AS_CONV_MIN_CHANNELS = 32
+"""Below this many input channels the convolution's product is too narrow (its output has
+one column per input channel) to beat the per-tap products."""
 
 
 FEW_CHANNELS = 2
@@ -80,7 +85,7 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     patches, a whole number of them per thread."""
     count = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))
     threads = backend.get_num_threads()
-    if threads > 1:
+    if threads > 1 and count > 1:  # a batch that fits one chunk is not worth the threads
         count = min(n, -(-count // threads) * threads)
     bounds = [n * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -257,7 +262,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     kh, kw, c, f = kernel.shape
     n, ho, wo, _ = dy.shape
     dy = dy.astype(xpad.dtype, copy=False)
-    by_conv = need_dx and DX_AS_CONV and strides == (1, 1)
+    by_conv = need_dx and DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
     if by_conv:
         dx = xp.empty(x_shape, dtype=xpad.dtype)
         flipped = _flipped_kernel(kernel)

@@ -85,7 +85,7 @@ def _batch_parts(x_shape: tuple[int, ...]) -> list[slice]:
     return [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
 
 
-PARALLEL_MIN_SIZE = 2**16
+PARALLEL_MIN_SIZE = 2**19
 """Inputs with fewer elements are pooled in one piece, without the threads."""
 
 
