@@ -8,8 +8,8 @@ Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channe
 with the same shapes and optimizer (Adam), warms each up, then times them interleaved (a
 block of one untimed and ``BLOCK`` timed steps of each in turn) and reports medians.
 Training is a full step (forward, loss, backward, update); inference is a forward pass in
-inference mode. GFLOP/s count a training step as three
-forward passes; "peak" is the best float32 matrix product NumPy reaches here, measured first.
+inference mode. GFLOP/s count a training step as three forward passes; "peak" is the best
+float32 matrix product NumPy reaches here, measured first.
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
 the process's resident set during one step (VmHWM after resetting it) for each framework.
 
