@@ -6,7 +6,7 @@
 
 Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
 with the same shapes and optimizer (Adam), warms each up, then times them interleaved (a
-block of one untimed and ``BLOCK`` timed steps of each in turn) and reports medians.
+block of untimed and then ``BLOCK`` timed steps of each in turn) and reports medians.
 Training is a full step (forward, loss, backward, update); inference is a forward pass in
 inference mode. GFLOP/s count a training step as three forward passes; "peak" is the best
 float32 matrix product NumPy reaches here, measured first.
@@ -43,10 +43,12 @@ from cnnumpy import backend  # noqa: E402
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 BLOCK = 2
-"""Timed steps in a row of one framework, after one untimed step, before the next framework's
-turn. Both frameworks leave threads spinning for a while after a step (PyTorch's OpenMP
-workers, OpenBLAS's); alternating single steps would time each framework partly against the
-other's spinning threads, which never happens in real training."""
+"""Timed steps in a row of one framework before the next framework's turn."""
+SWITCH_S = 0.03
+"""Seconds of untimed steps at the start of each framework's turn. Both frameworks leave
+threads spinning for a while after a step (PyTorch's OpenMP workers, OpenBLAS's); timing the
+first steps after a switch would measure each partly against the other's spinning threads,
+which never happens in real training, where one framework runs step after step."""
 
 
 def blas_description() -> str:
@@ -149,7 +151,10 @@ def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) 
     times: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(repeats):  # interleaved: a short block of steps of each framework in turn
         for key, fn in runners.items():
-            fn()  # untimed: the other framework's idle threads may still hold the cores
+            start = time.perf_counter()
+            fn()  # untimed, for SWITCH_S at least: the other framework's idle threads spin
+            while time.perf_counter() - start < SWITCH_S:
+                fn()
             times[key].extend(_timed(fn) for _ in range(BLOCK))
     result = {"model": name, "batch": batch, "mode": "train" if train else "infer",
               "img_per_s": {k: batch / statistics.median(v) for k, v in times.items()}}

@@ -110,23 +110,6 @@ def test_predict_and_visualize_an_image_file(trained, tmp_path):
     assert summary.returncode == 0 and "Conv2D" in summary.stdout
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["train", "--data", "/no/such/folder"], 1, "--data '/no/such/folder'"),
-    (["train", "--out", "/no/such/dir/m.safetensors"], 1, "--out"),
-    (["train", "--model", "resnet"], 1, "unknown model 'resnet'"),
-    (["train", "--epochs", "many"], 2, "invalid int value"),
-    (["summary", "/no/such/model.safetensors"], 1, "no model file"),
-    (["predict", "/no/such/model.safetensors", "x.png"], 1, "no model file"),
-])
-def test_errors_are_one_line_without_traceback(args, code, message):
-    result = run(*args)
-    assert result.returncode == code
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1
-
-
 def test_a_pickle_is_refused_by_every_command(tmp_path):
     path = tmp_path / "model.pkl"
     path.write_bytes(b"\x80\x04K\x01.")

@@ -44,10 +44,11 @@ class _EpochCheckpoint(Callback):
         self.model.save(os.path.join(self.folder, f"epoch-{epoch + 1:03d}.safetensors"))
 
 
-def _check_writable(path: str, flag: str, model: cnnumpy.Sequential | None = None) -> None:
+def _check_writable(path: str, flag: str, model: cnnumpy.Sequential | None = None,
+                    shown: str | None = None) -> None:
     """Fail now if ``path`` cannot be written (a missing, read-only or full folder); with a
     model, a file of its size must fit (see :func:`cnnumpy.io.check_writable`)."""
-    io.check_writable(path, model, f"{flag} {path!r}")
+    io.check_writable(path, model, f"{flag} {shown or path!r}")
 
 
 def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
@@ -81,13 +82,14 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     _check_writable(args.out, "--out")
     if args.plot:
         _check_writable(args.plot, "--plot")
+    checkpoint = os.path.join(args.checkpoint_dir or "", "epoch-001.safetensors")
     if args.checkpoint_dir:
         try:
             os.makedirs(args.checkpoint_dir, exist_ok=True)
         except OSError as exc:
             raise CLIError(f"--checkpoint-dir {args.checkpoint_dir!r}: cannot create the "
                            f"folder ({exc.strerror or exc})") from None
-        _check_writable(os.path.join(args.checkpoint_dir, "x"), "--checkpoint-dir")
+        _check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
     cnnumpy.set_seed(args.seed)
     data = load_data(args.data)
     x_train, y_train = data.train
@@ -108,9 +110,10 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
+    model.build()
     _check_writable(args.out, "--out", model)  # a file of the model's size must fit now
     if args.checkpoint_dir:
-        _check_writable(os.path.join(args.checkpoint_dir, "x"), "--checkpoint-dir", model)
+        _check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
     model.summary()
     print(f"Training on {len(x_train):,} images ({args.data}) for {args.epochs} epochs")
     callbacks = [_EpochCheckpoint(args.checkpoint_dir)] if args.checkpoint_dir else []
