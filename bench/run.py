@@ -11,7 +11,9 @@ Training is a full step (forward, loss, backward, update); inference is a forwar
 inference mode. GFLOP/s count a training step as three forward passes; "peak" is the best
 float32 matrix product NumPy reaches here, measured first.
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
-the process's resident set during one step (VmHWM after resetting it) for each framework.
+the process's resident set during one step (VmHWM after resetting it) for each framework;
+without ``--quick``, the LeNet-like model's batch-256 step is also measured in a fresh process
+per framework (bench/memory.py), the comparison to trust.
 
 PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
 kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
@@ -37,6 +39,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import compare as compare_memory  # noqa: E402
+from memory import report as report_memory  # noqa: E402
 from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
 
 from cnnumpy import backend  # noqa: E402
@@ -183,8 +187,13 @@ def run_all(quick: bool, repeats: int | None) -> dict:
         res["fraction_of_peak"] = res["cnnumpy_gflops"] / peak
         results.append(res)
         print(_row(res), flush=True)
+    memory = None
+    if not quick:  # each framework in a fresh process: see bench/memory.py
+        memory = {"model": "lenet", "batch": 256, "results": compare_memory("lenet", 256)}
+        print(report_memory("lenet", 256, memory["results"]), flush=True)
     env = {k: os.environ.get(k) for k in BLAS_VARS}
-    return {"date": datetime.date.today().isoformat(), "machine": _machine(), "env": env,
+    return {"memory": memory, "date": datetime.date.today().isoformat(), "machine": _machine(),
+            "env": env,
             "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
             "torch_threads": torch.get_num_threads(),
             "cnnumpy_threads": backend.get_num_threads(), "peak_matmul_gflops": peak,
@@ -238,6 +247,9 @@ def report(summary: dict) -> str:
              f"{env}; BLAS: {summary['blas']}",
              f"peak float32 matmul (NumPy, 2048^2): {summary['peak_matmul_gflops']:.0f} GFLOP/s",
              "", HEADER, *(_row(r) for r in summary["results"])]
+    if summary.get("memory"):
+        m = summary["memory"]
+        lines += ["", report_memory(m["model"], m["batch"], m["results"])]
     return "\n".join(lines)
 
 
