@@ -64,7 +64,7 @@ CASES = [
      "validation_split=0.01 of 20 samples leaves no samples for validation"),
     # --- resuming from a file that does not fit
     (["train", "--data", "idx", "--resume", "missing.safetensors"], 1, "no model file"),
-    (["train", "--data", "idx", "--resume", "pickle.safetensors"], 1, "pickle"),
+    (["train", "--data", "idx", "--resume", "pickle.safetensors"], 1, "this is a pickle"),
     (["train", "--data", "idx", "--resume", "bare.safetensors"], 1, "no optimizer state"),
     (["train", "--data", "idx9", "--resume", MODEL], 1,
      "--data 'idx9': labels from 0 to 8, but the model 'm.safetensors' has 3 classes"),
