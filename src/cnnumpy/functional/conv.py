@@ -240,7 +240,7 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     kh, kw, cg, f = kernel.shape
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
-    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
+    dbias = _column_sums(dy.reshape(-1, f)) if has_bias else None
     if cg == 1:
         dy_split = dy.reshape(*dy.shape[:3], groups, f // groups)
         dkernel = xp.einsum("nhwijc,nhwcf->ijcf", saved, dy_split).reshape(kernel.shape)
