@@ -33,19 +33,15 @@ CASES = [
     ([], 2, "required: command"),
     (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
     (["train", "--bogus"], 2, "unrecognized arguments: --bogus"),
-    (["train", "--epochs", "many"], 2, "--epochs: expected an integer >= 1, received 'many'"),
     (["train", "--epochs", "0"], 2, "--epochs: expected an integer >= 1, received '0'"),
     (["train", "--batch-size", "0"], 2, "--batch-size: expected an integer >= 1"),
-    (["train", "--lr", "-1"], 2, "--lr: expected a finite number > 0, received '-1'"),
     (["train", "--lr", "nan"], 2, "--lr: expected a finite number > 0, received 'nan'"),
     (["train", "--val-split", "1.5"], 2, "--val-split: expected a number in [0, 1)"),
-    (["train", "--seed", "-1"], 2, "--seed: expected an integer >= 0"),
     (["train", "--optimizer", "adagrad"], 2, "--optimizer: invalid choice: 'adagrad'"),
     (["predict", MODEL, "ok.png", "--top-k", "0"], 2, "--top-k: expected an integer >= 1"),
     (["export", MODEL], 2, "required: --onnx"),
     # --- bad data folders and files
     (["train", "--data", "missing"], 1, "--data 'missing': expected mnist-sample"),
-    (["train", "--data", "afile"], 1, "--data 'afile': expected mnist-sample"),
     (["train", "--data", "empty"], 1, "empty: no class sub-folders"),
     (["train", "--data", "emptyclass"], 1, "class folder 'b' holds no readable images"),
     (["train", "--data", "badimages"], 1, "badimages/a/x.png: not a readable image"),
@@ -82,17 +78,13 @@ CASES = [
     (["evaluate", "garbage.safetensors"], 1, "garbage.safetensors: declared header length"),
     (["evaluate", "short.safetensors"], 1, "short.safetensors: tensor 'layers.2.kernel'"),
     (["evaluate", MODEL, "--data", "idx9"], 1, "labels from 0 to 8, but the model"),
-    (["evaluate", MODEL, "--data", "idx28"], 1, "images of shape (28, 28, 1)"),
     (["evaluate", MODEL, "--data", "idx", "--plot", "missing/cm.png"], 1, "--plot"),
-    (["predict", "missing.safetensors", "ok.png"], 1, "no model file at 'missing.safetensors'"),
     (["predict", MODEL, "missing.png"], 1, "missing.png: no such image file"),
     (["predict", MODEL, "bad.png"], 1, "bad.png: not a readable image"),
-    (["predict", MODEL, "zero.png"], 1, "zero.png: not a readable image"),
     (["predict", "names.safetensors", "ok.png"], 1, "names 2 classes but the model outputs 3"),
     (["summary", "empty.safetensors"], 1, "empty.safetensors: too short to be a model file"),
     (["summary", "empty"], 1, "no model file at 'empty'"),
     (["visualize", MODEL, "bad.png", "--out", "v.png"], 1, "bad.png: not a readable image"),
-    (["visualize", MODEL, "ok.png", "--out", "missing/v.png"], 1, "--out 'missing/v.png'"),
     (["export", MODEL, "--onnx", "o.onnx", "--opset", "2"], 1, "opset must be an int"),
     (["export", MODEL, "--onnx", "missing/o.onnx"], 1, "--onnx 'missing/o.onnx'"),
 ]
@@ -128,7 +120,6 @@ def make_files(root):
     (root / "badimages" / "a" / "x.png").write_bytes(b"not a png")
     PIL.fromarray(images[0].astype(np.uint8)).save(root / "ok.png")
     (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
-    (root / "zero.png").write_bytes(b"")
     (root / "afile").write_text("a file, not a folder")
     cnnumpy.set_seed(0)
     model = cnnumpy.Sequential([layers.Conv2D(2, 3, input_shape=(12, 12, 1)), layers.Flatten(),
@@ -187,6 +178,6 @@ def test_one_line_on_stderr_and_the_documented_status(results, index):
 def test_nothing_was_written_beside_the_inputs(results):
     _, root = results
     leftovers = [p.name for p in root.iterdir() if p.name.endswith((".part", ".onnx", ".png"))
-                 and p.name not in ("ok.png", "bad.png", "zero.png")]
+                 and p.name not in ("ok.png", "bad.png")]
     assert leftovers == []
     assert not (root / "model.safetensors").exists()
