@@ -1,5 +1,5 @@
-"""The training loop behind ``Sequential.fit``, and the input checks it shares with
-``evaluate`` and ``predict``."""
+"""The training loop behind ``Sequential.fit``; the input checks it shares with ``evaluate``
+and ``predict`` are in :mod:`cnnumpy.inputs`."""
 
 from __future__ import annotations
 
@@ -15,86 +15,13 @@ from cnnumpy import backend
 from cnnumpy import distributed as dist
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
-
-
-def _check_int(value: Any, name: str, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"Sequential.{where}: {name} must be an int >= {minimum}, "
-                         f"received {name}={value!r}")
-    return int(value)
-
-
-def _as_array(value: Any, name: str, where: str) -> Any:
-    if isinstance(value, xp.ndarray):
-        return value
-    try:
-        return xp.asarray(value)
-    except ValueError as exc:  # e.g. a list of images of different sizes
-        raise ValueError(f"Sequential.{where}: {name} must be an array (or a list of "
-                         f"equal-shaped arrays), received a ragged {type(value).__name__} "
-                         f"({exc})") from None
-
-
-def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
-    """Validate ``x`` (and ``y``, which may be None only for ``predict``), build the model if
-    needed, and cast ``x``; labels are checked against the loss here, before any batch runs.
-
-    Raises:
-        TypeError: ``x`` or ``y`` is not a real-valued array, or labels are not integers
-            for a sparse loss.
-        ValueError: wrong shape, ``x`` and ``y`` of different lengths, labels outside the
-            model's classes, or no samples.
-    """
-    x = _as_array(x, "x", where)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"Sequential.{where}: x must be a real-valued array, "
-                        f"received dtype {x.dtype.name!r}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"Sequential.{where}: x must be a batch (N, ...), received shape {x.shape}")
-    model._ensure_built(x)
-    expected = model.input_shape
-    if x.shape[1:] != expected:
-        raise ValueError(f"Sequential.{where}: x must have shape (N, "
-                         f"{', '.join(map(str, expected))}), received {x.shape}")
-    x = x.astype(model.layers[0].dtype, copy=False)
-    if y is None:
-        if where == "predict":
-            return x, None
-        raise TypeError(f"Sequential.{where}: y (the labels or targets for x) is required, "
-                        "received None")
-    y = _as_array(y, "y", where)
-    if y.dtype.kind not in "fiub":
-        raise TypeError(f"Sequential.{where}: y must be a real-valued array, "
-                        f"received dtype {y.dtype.name!r}")
-    if y.ndim == 0 or len(y) != len(x):
-        raise ValueError(f"Sequential.{where}: x and y must have the same number of samples, "
-                         f"received {len(x)} images and {y.shape[0] if y.ndim else 0} labels")
-    if len(x) == 0:
-        raise ValueError(f"Sequential.{where}: received an empty dataset (0 samples)")
-    _check_targets(model, y, where)
-    if y.dtype.kind == "f":
-        y = y.astype(model.layers[-1].dtype, copy=False)
-    return x, y
-
-
-def _check_targets(model: Any, y: Any, where: str) -> None:
-    """The loss's own check of ``y`` against the model's output, on the whole dataset at once:
-    a bad label fails now, not at whichever batch holds it."""
-    if model.loss is None:
-        return
-    zero = xp.zeros((), model.layers[-1].dtype)
-    outputs = xp.broadcast_to(zero, (len(y), *model.output_shape))  # no memory: a view
-    try:
-        model.loss._targets(y, outputs)
-    except (ValueError, TypeError) as exc:
-        raise type(exc)(f"Sequential.{where}: y does not fit the loss: {exc}") from None
+from cnnumpy.inputs import check_arrays, check_int, sample_weights, split_validation
 
 
 def iterate_batches(n: int, batch_size: int, where: str,
                     order: Any = None) -> Iterator[Any]:
     """Yield the indices of each batch: slices in order, or chunks of ``order``."""
-    batch_size = _check_int(batch_size, "batch_size", where, 1)
+    batch_size = check_int(batch_size, "batch_size", where, 1)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         yield slice(start, stop) if order is None else order[start:stop]
@@ -133,56 +60,6 @@ class _Progress:
                   f" - {metrics}", flush=True)
 
 
-def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any) -> Any:
-    """One weight per sample from ``sample_weight`` or ``class_weight`` (None if neither)."""
-    if class_weight is not None and sample_weight is not None:
-        raise ValueError("Sequential.fit: give class_weight or sample_weight, not both")
-    if sample_weight is not None:
-        w = xp.asarray(sample_weight)
-        if w.dtype.kind not in "fiub" or w.shape not in ((len(y),), (len(y), 1)):
-            raise ValueError(f"Sequential.fit: sample_weight must hold one number per sample "
-                             f"({len(y)}), received shape {w.shape}")
-        w = w.reshape(-1).astype(np.float64)
-    elif class_weight is not None:
-        if not isinstance(class_weight, dict):
-            raise TypeError(f"Sequential.fit: class_weight must be a dict {{class: weight}}, "
-                            f"received {class_weight!r}")
-        labels = y.reshape(len(y), -1)
-        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
-        labels = labels.astype(np.int64)
-        missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
-        if missing:
-            raise ValueError(f"Sequential.fit: class_weight has no weight for classes {missing}")
-        table = np.zeros(int(max(max(class_weight), labels.max())) + 1)
-        for c, weight in class_weight.items():
-            table[int(c)] = weight
-        w = table[labels]
-    else:
-        return None
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("Sequential.fit: sample weights must be finite and >= 0")
-    return w
-
-
-def _split_validation(model, x, y, validation_split, validation_data):
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
-        return x, y, check_arrays(model, *validation_data, "fit (validation_data)")
-    if (isinstance(validation_split, bool)
-            or not isinstance(validation_split, (int, float, np.integer, np.floating))
-            or not 0.0 <= validation_split < 1.0):
-        raise ValueError("Sequential.fit: validation_split must be in [0, 1), "
-                         f"received validation_split={validation_split!r}")
-    n_val = int(len(x) * validation_split)
-    if validation_split > 0 and not 0 < n_val < len(x):
-        raise ValueError(f"Sequential.fit: validation_split={validation_split} of {len(x)} "
-                         "samples leaves no samples for validation or for training")
-    if n_val == 0:
-        return x, y, None
-    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
-
-
 def run_fit(model: Any, x: Any, y: Any, *, distributed: bool = False,
             **options: Any) -> History:
     """Train ``model`` (see ``Sequential.fit``, whose other arguments are ``options``)."""
@@ -196,9 +73,9 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
          validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
          callbacks: list[Callback] | None, initial_epoch: int, class_weight: dict | None = None,
          sample_weight: Any = None, parallel: bool = False) -> History:
-    epochs = _check_int(epochs, "epochs", "fit", 0)
-    initial_epoch = _check_int(initial_epoch, "initial_epoch", "fit", 0)
-    _check_int(batch_size, "batch_size", "fit", 1)
+    epochs = check_int(epochs, "epochs", "fit", 0)
+    initial_epoch = check_int(initial_epoch, "initial_epoch", "fit", 0)
+    check_int(batch_size, "batch_size", "fit", 1)
     if verbose not in (0, 1, 2) or isinstance(verbose, float):
         raise ValueError(f"Sequential.fit: verbose must be 0, 1 or 2, received verbose={verbose!r}")
     if not isinstance(shuffle, (bool, np.bool_)):
@@ -209,7 +86,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                         f"received {callbacks!r}")
     x, y = check_arrays(model, x, y, "fit")
     weights = sample_weights(y, class_weight, sample_weight)
-    x, y, val = _split_validation(model, x, y, validation_split, validation_data)
+    x, y, val = split_validation(model, x, y, validation_split, validation_data)
     if weights is not None:
         weights = weights[:len(x)]  # the validation share is the tail
     history = History()

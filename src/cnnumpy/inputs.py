@@ -1,0 +1,139 @@
+"""Input checks for ``Sequential.fit``, ``evaluate``, ``predict`` and ``train_on_batch``:
+every mistake is a ValueError or TypeError naming the method and argument, raised before the
+first batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnumpy.backend import xp
+
+
+def check_int(value: Any, name: str, where: str, minimum: int) -> int:
+    """``value`` as an int, or a ValueError naming ``Sequential.{where}`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Sequential.{where}: {name} must be an int >= {minimum}, "
+                         f"received {name}={value!r}")
+    return int(value)
+
+
+def _as_array(value: Any, name: str, where: str) -> Any:
+    if isinstance(value, xp.ndarray):
+        return value
+    try:
+        return xp.asarray(value)
+    except ValueError as exc:  # e.g. a list of images of different sizes
+        raise ValueError(f"Sequential.{where}: {name} must be an array (or a list of "
+                         f"equal-shaped arrays), received a ragged {type(value).__name__} "
+                         f"({exc})") from None
+
+
+def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
+    """Validate ``x`` (and ``y``, which may be None only for ``predict``), build the model if
+    needed, and cast ``x``; labels are checked against the loss here, before any batch runs.
+
+    Raises:
+        TypeError: ``x`` or ``y`` is not a real-valued array, or labels are not integers
+            for a sparse loss.
+        ValueError: wrong shape, ``x`` and ``y`` of different lengths, labels outside the
+            model's classes, or no samples.
+    """
+    x = _as_array(x, "x", where)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"Sequential.{where}: x must be a real-valued array, "
+                        f"received dtype {x.dtype.name!r}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"Sequential.{where}: x must be a batch (N, ...), received shape {x.shape}")
+    model._ensure_built(x)
+    expected = model.input_shape
+    if x.shape[1:] != expected:
+        raise ValueError(f"Sequential.{where}: x must have shape (N, "
+                         f"{', '.join(map(str, expected))}), received {x.shape}")
+    x = x.astype(model.layers[0].dtype, copy=False)
+    if y is None:
+        if where == "predict":
+            return x, None
+        raise TypeError(f"Sequential.{where}: y (the labels or targets for x) is required, "
+                        "received None")
+    y = _as_array(y, "y", where)
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"Sequential.{where}: y must be a real-valued array, "
+                        f"received dtype {y.dtype.name!r}")
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(f"Sequential.{where}: x and y must have the same number of samples, "
+                         f"received {len(x)} images and {y.shape[0] if y.ndim else 0} labels")
+    if len(x) == 0:
+        raise ValueError(f"Sequential.{where}: received an empty dataset (0 samples)")
+    _check_targets(model, y, where)
+    if y.dtype.kind == "f":
+        y = y.astype(model.layers[-1].dtype, copy=False)
+    return x, y
+
+
+def _check_targets(model: Any, y: Any, where: str) -> None:
+    """The loss's own check of ``y`` against the model's output, on the whole dataset at once:
+    a bad label fails now, not at whichever batch holds it."""
+    if model.loss is None:
+        return
+    zero = xp.zeros((), model.layers[-1].dtype)
+    outputs = xp.broadcast_to(zero, (len(y), *model.output_shape))  # no memory: a view
+    try:
+        model.loss._targets(y, outputs)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"Sequential.{where}: y does not fit the loss: {exc}") from None
+
+
+def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any) -> Any:
+    """One weight per sample from ``sample_weight`` or ``class_weight`` (None if neither)."""
+    if class_weight is not None and sample_weight is not None:
+        raise ValueError("Sequential.fit: give class_weight or sample_weight, not both")
+    if sample_weight is not None:
+        w = xp.asarray(sample_weight)
+        if w.dtype.kind not in "fiub" or w.shape not in ((len(y),), (len(y), 1)):
+            raise ValueError(f"Sequential.fit: sample_weight must hold one number per sample "
+                             f"({len(y)}), received shape {w.shape}")
+        w = w.reshape(-1).astype(np.float64)
+    elif class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"Sequential.fit: class_weight must be a dict {{class: weight}}, "
+                            f"received {class_weight!r}")
+        labels = y.reshape(len(y), -1)
+        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
+        labels = labels.astype(np.int64)
+        missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+        if missing:
+            raise ValueError(f"Sequential.fit: class_weight has no weight for classes {missing}")
+        table = np.zeros(int(max(max(class_weight), labels.max())) + 1)
+        for c, weight in class_weight.items():
+            table[int(c)] = weight
+        w = table[labels]
+    else:
+        return None
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("Sequential.fit: sample weights must be finite and >= 0")
+    return w
+
+
+def split_validation(model: Any, x: Any, y: Any, validation_split: Any,
+                     validation_data: Any) -> tuple[Any, Any, Any]:
+    """``(x_train, y_train, (x_val, y_val) or None)``: ``validation_data`` checked, or the
+    last ``validation_split`` share of ``(x, y)``."""
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
+        return x, y, check_arrays(model, *validation_data, "fit (validation_data)")
+    if (isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float, np.integer, np.floating))
+            or not 0.0 <= validation_split < 1.0):
+        raise ValueError("Sequential.fit: validation_split must be in [0, 1), "
+                         f"received validation_split={validation_split!r}")
+    n_val = int(len(x) * validation_split)
+    if validation_split > 0 and not 0 < n_val < len(x):
+        raise ValueError(f"Sequential.fit: validation_split={validation_split} of {len(x)} "
+                         "samples leaves no samples for validation or for training")
+    if n_val == 0:
+        return x, y, None
+    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
