@@ -20,9 +20,7 @@ strides it is ``col2im`` (the adjoint of ``im2col``) of the patches' gradient, o
 offset at a time: for each (i, j), ``dy @ kernel[i, j].T`` is added straight into the
 strided slice of the input it came from.
 
-A grouped convolution gathers all patches at once and uses one batched product over the
-groups; a depthwise one (one input channel per group) has too few terms per output for a
-matrix product to pay off and sums over the kernel taps of the strided view (``einsum``).
+Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
 """
 
 from __future__ import annotations
@@ -31,6 +29,11 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.functional.conv_grouped import (
+    conv_grouped,
+    grouped_input_grad,
+    grouped_kernel_grad,
+)
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -91,38 +94,6 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-# ----- groups ----------------------------------------------------------------------------------
-# Grouped convolutions move the groups to the batch axis, (N, H, W, G * Cg) -> (G * N, H, W, Cg),
-# so that each group's patches are gathered as contiguously as an ungrouped convolution's.
-def _group_images(x: Any, groups: int) -> Any:
-    """(N, H, W, G * Cg) -> (G * N, H, W, Cg)."""
-    n, h, w, c = x.shape
-    x = x.reshape(n, h, w, groups, c // groups).transpose(3, 0, 1, 2, 4)
-    return x.reshape(groups * n, h, w, c // groups)
-
-
-def _ungroup_images(x: Any, groups: int) -> Any:
-    """(G * N, H, W, Cg) -> (N, H, W, G * Cg): the inverse of :func:`_group_images`."""
-    gn, h, w, cg = x.shape
-    x = x.reshape(groups, gn // groups, h, w, cg).transpose(1, 2, 3, 0, 4)
-    return x.reshape(gn // groups, h, w, groups * cg)
-
-
-def _group_kernel(kernel: Any, groups: int) -> Any:
-    """(kh, kw, Cg, G * Fg) -> (G, kh * kw * Cg, Fg)."""
-    kh, kw, cg, f = kernel.shape
-    k = kernel.reshape(kh, kw, cg, groups, f // groups).transpose(3, 0, 1, 2, 4)
-    return k.reshape(groups, kh * kw * cg, f // groups)
-
-
-def _ungroup_kernel(grouped: Any, kernel_shape: tuple[int, ...]) -> Any:
-    """(G, kh * kw * Cg, Fg) -> (kh, kw, Cg, G * Fg): the inverse of :func:`_group_kernel`."""
-    kh, kw, cg, f = kernel_shape
-    groups = grouped.shape[0]
-    k = grouped.reshape(groups, kh, kw, cg, f // groups).transpose(1, 2, 3, 0, 4)
-    return k.reshape(kernel_shape)
-
-
 def _conv_chunked(xpad: Any, kernel: Any, bias: Any, strides: tuple[int, int],
                   dilation: tuple[int, int]) -> Any:
     """Ungrouped convolution of the padded input, a chunk of images at a time (the chunks
@@ -143,29 +114,6 @@ def _conv_chunked(xpad: Any, kernel: Any, bias: Any, strides: tuple[int, int],
 
     backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * xpad.itemsize))
     return y
-
-
-def _conv_grouped(x: Any, kernel: Any, strides: tuple[int, int], pads: Pads,
-                  dilation: tuple[int, int], groups: int) -> tuple[Any, Any]:
-    """Grouped convolution without bias; returns the output and the patches backward needs.
-
-    The patches are a (G, N*Ho*Wo, kh*kw*Cg) matrix, or for a depthwise convolution (one input
-    channel per group) the (N, Ho, Wo, kh, kw, C) view of the padded input, which a direct sum
-    over the kernel taps (einsum) uses with no copy.
-    """
-    kh, kw, cg, f = kernel.shape
-    n = x.shape[0]
-    if cg == 1:
-        patches = im2col(x, (kh, kw), strides, pads, dilation)
-        ho, wo = patches.shape[1:3]
-        multiplier_kernel = kernel.reshape(kh, kw, groups, f // groups)
-        y = xp.einsum("nhwijc,ijcf->nhwcf", patches, multiplier_kernel)
-        return y.reshape(n, ho, wo, f), patches
-    patches = im2col(_group_images(x, groups), (kh, kw), strides, pads, dilation)
-    ho, wo = patches.shape[1:3]
-    cols = patches.reshape(groups, n * ho * wo, kh * kw * cg)  # the one copy of the patches
-    y = cols @ _group_kernel(kernel, groups)  # (G, N*Ho*Wo, Fg)
-    return _ungroup_images(y.reshape(groups * n, ho, wo, f // groups), groups), cols
 
 
 class ConvCache(NamedTuple):
@@ -215,7 +163,7 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
         im2col(saved, (kh, kw), strides, "valid", dilation)  # raises if the kernel does not fit
         y = _conv_chunked(saved, kernel, bias, strides, dilation)
     else:
-        y, saved = _conv_grouped(x, kernel, strides, pads, dilation, groups)
+        y, saved = conv_grouped(x, kernel, strides, pads, dilation, groups)
         if bias is not None:
             y += bias
     return y, ConvCache(saved, kernel, x.shape, strides, pads, dilation, groups, bias is not None)
@@ -241,13 +189,8 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
     dbias = _column_sums(dy.reshape(-1, f)) if has_bias else None
-    if cg == 1:
-        dy_split = dy.reshape(*dy.shape[:3], groups, f // groups)
-        dkernel = xp.einsum("nhwijc,nhwcf->ijcf", saved, dy_split).reshape(kernel.shape)
-    else:
-        dy_grouped = _group_images(dy, groups).reshape(groups, -1, f // groups)
-        dkernel = _ungroup_kernel(saved.transpose(0, 2, 1) @ dy_grouped, kernel.shape)
-    dx = _input_grad_grouped(dy, kernel, x_shape, strides, pads, dilation, groups) \
+    dkernel = grouped_kernel_grad(dy, saved, kernel.shape, groups)
+    dx = grouped_input_grad(dy, kernel, x_shape, strides, pads, dilation, groups) \
         if need_dx else None
     return dx, dkernel, dbias
 
@@ -331,26 +274,3 @@ def _flipped_kernel(kernel: Any) -> Any:
     """
     return xp.ascontiguousarray(
         kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, kernel.shape[2]))
-
-
-def _input_grad_grouped(dy: Any, kernel: Any, x_shape: tuple[int, ...],
-                        strides: tuple[int, int], pads: Pads, dilation: tuple[int, int],
-                        groups: int) -> Any:
-    """The input gradient of a grouped convolution, one kernel offset at a time: the patches'
-    gradient at offset (i, j) is ``dy @ kernel[i, j].T`` per group, added straight back."""
-    kh, kw, cg, f = kernel.shape
-    n, ho, wo, _ = dy.shape
-    if cg == 1:
-        dy_split = dy.reshape(n, ho, wo, groups, f // groups)
-        per_channel = kernel.reshape(kh, kw, groups, f // groups)
-
-        def tap(i: int, j: int) -> Any:
-            return xp.einsum("nhwcf,cf->nhwc", dy_split, per_channel[i, j])
-    else:
-        dy_grouped = _group_images(dy, groups).reshape(groups, -1, f // groups)
-        per_group = kernel.reshape(kh, kw, cg, groups, f // groups).transpose(0, 1, 3, 4, 2)
-
-        def tap(i: int, j: int) -> Any:
-            part = (dy_grouped @ per_group[i, j]).reshape(groups * n, ho, wo, cg)
-            return _ungroup_images(part, groups)
-    return _scatter_taps(tap, x_shape, (kh, kw), strides, pads, dilation, dy.dtype)
