@@ -74,10 +74,7 @@ def check_writable(path: str, model: Any = None, where: str = "check_writable") 
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_synced(fd, data)
         finally:
             os.remove(tmp)
     except OSError as exc:
@@ -85,15 +82,20 @@ def check_writable(path: str, model: Any = None, where: str = "check_writable") 
                         f"({exc.strerror or exc})") from None
 
 
+def _write_synced(fd: int, data: bytes) -> None:
+    """Write ``data`` to the open file ``fd``, flush it to the disk and close it."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
     folder = _check_target(path, "atomic_write")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(fd, data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
