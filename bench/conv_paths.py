@@ -4,10 +4,11 @@
 
 For every convolution shape of the benchmark models it times, interleaved in one process,
 both input-gradient paths (``conv.DX_AS_CONV``: a convolution of the padded output gradient,
-or one product per kernel tap), on ``--threads`` threads (``backend.set_num_threads``), each
-call inside ``backend.single_threaded_blas()`` as a training step does. Compare thread counts
-in separate processes: OpenBLAS's threads keep spinning after a run that used them, and slow
-a threaded run that follows in the same process.
+or one product per kernel tap; the library takes the first from
+``conv.DX_AS_CONV_MIN_CHANNELS`` input channels up), on ``--threads`` threads
+(``backend.set_num_threads``), each call inside ``backend.single_threaded_blas()`` as a
+training step does. Compare thread counts in separate processes: OpenBLAS's threads keep
+spinning after a run that used them, and slow a threaded run that follows in the same process.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cnnumpy.functional import conv
 SHAPES = {
     "lenet conv1": ((28, 28, 1), (5, 5, 1, 32), False),
     "lenet conv2": ((14, 14, 32), (5, 5, 32, 64), True),
+    "small conv2": ((13, 13, 8), (3, 3, 8, 16), True),
     "cifar conv2": ((32, 32, 32), (3, 3, 32, 32), True),
     "cifar conv3": ((16, 16, 32), (3, 3, 32, 64), True),
     "cifar conv4": ((16, 16, 64), (3, 3, 64, 64), True),
@@ -39,6 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     backend.set_num_threads(args.threads)
     variants = [(args.threads, False), (args.threads, True)]
+    default_min_channels = conv.DX_AS_CONV_MIN_CHANNELS
+    conv.DX_AS_CONV_MIN_CHANNELS = 1  # compare both paths at every channel count
     rng = np.random.default_rng(0)
     for name, (shape, kshape, need_dx) in SHAPES.items():
         x = rng.standard_normal((args.batch, *shape), dtype=np.float32)
@@ -61,7 +65,7 @@ def main() -> None:
                  f"{1e3 * statistics.median(b):6.2f}" for (t, dx), (f, b) in times.items()]
         print(f"{name:<12} fwd / bwd: " + " | ".join(cells), flush=True)
     backend.set_num_threads(None)
-    conv.DX_AS_CONV = True
+    conv.DX_AS_CONV, conv.DX_AS_CONV_MIN_CHANNELS = True, default_min_channels
 
 
 if __name__ == "__main__":

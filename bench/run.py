@@ -5,12 +5,15 @@
     python bench/run.py --env unset  # only the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
 
 Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
-with the same shapes and optimizer (Adam), warms each up, then times them interleaved (one
-step of each in turn) and reports medians. Training is a full step (forward, loss, backward,
-update); inference is a forward pass in inference mode. GFLOP/s count a training step as three
-forward passes; "peak" is the best float32 matrix product NumPy reaches here, measured first.
+with the same shapes and optimizer (Adam), warms each up, then times them interleaved (a
+block of untimed and then ``BLOCK`` timed steps of each in turn) and reports medians.
+Training is a full step (forward, loss, backward, update); inference is a forward pass in
+inference mode. GFLOP/s count a training step as three forward passes; "peak" is the best
+float32 matrix product NumPy reaches here, measured first.
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
-the process's resident set during one step (VmHWM after resetting it) for each framework.
+the process's resident set during one step (VmHWM after resetting it) for each framework;
+without ``--quick``, the LeNet-like model's batch-256 step is also measured in a fresh process
+per framework (bench/memory.py), the comparison to trust.
 
 PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
 kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
@@ -36,11 +39,20 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import compare as compare_memory  # noqa: E402
+from memory import report as report_memory  # noqa: E402
 from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
 
 from cnnumpy import backend  # noqa: E402
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+BLOCK = 2
+"""Timed steps in a row of one framework before the next framework's turn."""
+SWITCH_S = 0.03
+"""Seconds of untimed steps at the start of each framework's turn. Both frameworks leave
+threads spinning for a while after a step (PyTorch's OpenMP workers, OpenBLAS's); timing the
+first steps after a switch would measure each partly against the other's spinning threads,
+which never happens in real training, where one framework runs step after step."""
 
 
 def blas_description() -> str:
@@ -141,9 +153,13 @@ def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) 
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(repeats):  # interleaved: one step of each framework in turn
+    for _ in range(repeats):  # interleaved: a short block of steps of each framework in turn
         for key, fn in runners.items():
-            times[key].append(_timed(fn))
+            start = time.perf_counter()
+            fn()  # untimed, for SWITCH_S at least: the other framework's idle threads spin
+            while time.perf_counter() - start < SWITCH_S:
+                fn()
+            times[key].extend(_timed(fn) for _ in range(BLOCK))
     result = {"model": name, "batch": batch, "mode": "train" if train else "infer",
               "img_per_s": {k: batch / statistics.median(v) for k, v in times.items()}}
     if train:
@@ -171,8 +187,13 @@ def run_all(quick: bool, repeats: int | None) -> dict:
         res["fraction_of_peak"] = res["cnnumpy_gflops"] / peak
         results.append(res)
         print(_row(res), flush=True)
+    memory = None
+    if not quick:  # each framework in a fresh process: see bench/memory.py
+        memory = {"model": "lenet", "batch": 256, "results": compare_memory("lenet", 256)}
+        print(report_memory("lenet", 256, memory["results"]), flush=True)
     env = {k: os.environ.get(k) for k in BLAS_VARS}
-    return {"date": datetime.date.today().isoformat(), "machine": _machine(), "env": env,
+    return {"memory": memory, "date": datetime.date.today().isoformat(), "machine": _machine(),
+            "env": env,
             "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
             "torch_threads": torch.get_num_threads(),
             "cnnumpy_threads": backend.get_num_threads(), "peak_matmul_gflops": peak,
@@ -226,6 +247,9 @@ def report(summary: dict) -> str:
              f"{env}; BLAS: {summary['blas']}",
              f"peak float32 matmul (NumPy, 2048^2): {summary['peak_matmul_gflops']:.0f} GFLOP/s",
              "", HEADER, *(_row(r) for r in summary["results"])]
+    if summary.get("memory"):
+        m = summary["memory"]
+        lines += ["", report_memory(m["model"], m["batch"], m["results"])]
     return "\n".join(lines)
 
 

@@ -128,28 +128,11 @@ def test_a_folder_without_t10k_files_holds_out_its_last_images_as_the_test_set(t
     assert "train-* files only has its last 10,000 images" in help_text
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["train", "--data", "/no/such/folder"], 1, "--data '/no/such/folder'"),
-    (["train", "--out", "/no/such/dir/m.safetensors"], 1, "--out"),
-    (["train", "--model", "resnet"], 1, "unknown model 'resnet'"),
-    (["train", "--epochs", "many"], 2, "invalid int value"),
-    (["summary", "/no/such/model.safetensors"], 1, "no model file"),
-    (["predict", "/no/such/model.safetensors", "x.png"], 1, "no model file"),
-])
-def test_errors_are_one_line_without_traceback(args, code, message):
-    result = run(*args)
-    assert result.returncode == code
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    if code == 1:
-        assert len(result.stderr.strip().splitlines()) == 1
-
-
 def test_a_pickle_is_refused_by_every_command(tmp_path):
     path = tmp_path / "model.pkl"
     path.write_bytes(b"\x80\x04K\x01.")
     result = run("summary", str(path))
-    assert result.returncode == 1 and "pickle" in result.stderr
+    assert result.returncode == 1 and "this is a pickle" in result.stderr
 
 
 @pytest.mark.slow

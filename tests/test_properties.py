@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -122,16 +123,31 @@ def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
 edits = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6)
 
 
+MEMORY_LIMIT = 2_000_000
+"""Bytes a fuzz input may make a reader allocate beyond 20 times its own size: a declared
+size that is believed (a header length, a tensor or IDX shape) would go far past it."""
+
+
+def run_bounded(read, path, data: bytes, allowed: type[Exception]) -> None:
+    """``read(path)`` may succeed or raise ``allowed``, and its peak Python and NumPy
+    allocations (tracemalloc, traced for this one call) must stay under the memory limit."""
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        read(str(path))
+    except allowed:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 20 * len(data) + MEMORY_LIMIT, f"{peak:,} bytes for a {len(data)}-byte input"
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.one_of(st.binary(max_size=300),
                       st.builds(_mutate, st.just(VALID_MODEL), edits, st.integers(0, 40))))
 def test_fuzz_load_model_raises_only_model_format_error(tmp_path, data):
-    path = tmp_path / "fuzz.safetensors"
-    path.write_bytes(data)
-    try:
-        load_model(str(path))
-    except ModelFormatError:
-        pass
+    run_bounded(load_model, tmp_path / "fuzz.safetensors", data, ModelFormatError)
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -140,9 +156,5 @@ def test_fuzz_load_model_raises_only_model_format_error(tmp_path, data):
                       st.builds(lambda b: gzip.compress(b)[:-3], st.binary(max_size=64))),
        compress=st.booleans())
 def test_fuzz_read_idx_raises_only_dataset_error(tmp_path, data, compress):
-    path = tmp_path / "fuzz-idx"
-    path.write_bytes(gzip.compress(data) if compress else data)
-    try:
-        read_idx(str(path))
-    except DatasetError:
-        pass
+    run_bounded(read_idx, tmp_path / "fuzz-idx", gzip.compress(data) if compress else data,
+                DatasetError)

@@ -50,7 +50,7 @@ def test_a_pickle_never_runs(tmp_path, name):
     marker = tmp_path / "marker"
     path = tmp_path / name
     path.write_bytes(pickle.dumps(_Marker(str(marker))))
-    with pytest.raises(ModelFormatError, match="pickle"):
+    with pytest.raises(ModelFormatError, match="this is a pickle, not a cnnumpy model file"):
         load_model(str(path))
     assert not marker.exists()
 

@@ -24,9 +24,18 @@ import time
 import numpy as np
 
 import cnnumpy
-from cnnumpy import distributed, models
+from cnnumpy import distributed, io, models
 from cnnumpy.callbacks import Callback
-from cnnumpy.cli_data import FASHION_CLASSES, HELD_OUT, CLIError, load_data, load_image
+from cnnumpy.cli_args import Parser, fraction, int_at_least, positive_float
+from cnnumpy.cli_data import (
+    FASHION_CLASSES,
+    HELD_OUT,
+    CLIError,
+    check_data_fits,
+    class_names,
+    load_data,
+    load_image,
+)
 from cnnumpy.optimizers.schedules import CosineDecay
 
 
@@ -43,10 +52,11 @@ class _EpochCheckpoint(Callback):
         self.model.save(os.path.join(self.folder, f"epoch-{epoch + 1:03d}.safetensors"))
 
 
-def _check_writable(path: str, flag: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise CLIError(f"{flag} {path!r}: folder {folder!r} does not exist or is not writable")
+def _check_writable(path: str, flag: str, model: cnnumpy.Sequential | None = None,
+                    shown: str | None = None) -> None:
+    """Fail now if ``path`` cannot be written (a missing, read-only or full folder); with a
+    model, a file of its size must fit (see :func:`cnnumpy.io.check_writable`)."""
+    io.check_writable(path, model, f"{flag} {shown or path!r}")
 
 
 def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
@@ -80,9 +90,14 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     _check_writable(args.out, "--out")
     if args.plot:
         _check_writable(args.plot, "--plot")
+    checkpoint = os.path.join(args.checkpoint_dir or "", "epoch-001.safetensors")
     if args.checkpoint_dir:
-        os.makedirs(args.checkpoint_dir, exist_ok=True)
-        _check_writable(os.path.join(args.checkpoint_dir, "x"), "--checkpoint-dir")
+        try:
+            os.makedirs(args.checkpoint_dir, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(f"--checkpoint-dir {args.checkpoint_dir!r}: cannot create the "
+                           f"folder ({exc.strerror or exc})") from None
+        _check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
     for key, value in models.training_defaults(args.model).items():
         if getattr(args, key) is None:  # not given: the model's own recipe
             setattr(args, key, value)
@@ -97,6 +112,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         if model.optimizer is None:
             raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
                            "training cannot resume from it")
+        check_data_fits(model, x_train, y_train, args.data, args.resume)
         if model.rng_state is not None:
             cnnumpy.backend.set_rng_state(model.rng_state)  # same shuffles as an unbroken run
         print(f"Resuming from {args.resume} after epoch {model.epoch}")
@@ -108,6 +124,10 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
+    model.build()
+    _check_writable(args.out, "--out", model)  # a file of the model's size must fit now
+    if args.checkpoint_dir:
+        _check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
     model.summary()
     n_val = int(len(x_train) * args.val_split)
     print(f"Training on {len(x_train) - n_val:,} images ({args.data}) for {args.epochs} epochs"
@@ -137,10 +157,13 @@ def _train(args: argparse.Namespace, root: bool) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    if args.plot:
+        _check_writable(args.plot, "--plot")
     model = cnnumpy.load_model(args.model)
     data = load_data(args.data, model.input_shape)
     x, y = data.test if data.test is not None else data.train
-    names = model.class_names or data.class_names
+    check_data_fits(model, x, y, args.data, args.model)
+    names = class_names(model, data.class_names, args.model)
     probs = model.predict(x, batch_size=256)
     predicted = probs.argmax(axis=1)
     loss = cnnumpy.losses.SparseCategoricalCrossentropy()(y, probs)
@@ -160,7 +183,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.plot:
         from cnnumpy.plot import plot_confusion_matrix
 
-        _check_writable(args.plot, "--plot")
         plot_confusion_matrix(cm, names, args.plot)
         print(f"Saved confusion matrix to {args.plot}")
 
@@ -169,8 +191,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     model = cnnumpy.load_model(args.model)
     x = np.stack([load_image(p, model.input_shape) for p in args.images])
     probs = model.predict(x)
-    names = model.class_names or [str(c) for c in range(probs.shape[1])]
-    k = max(1, min(args.top_k, probs.shape[1]))
+    names = class_names(model, [], args.model)
+    k = min(args.top_k, probs.shape[1])
     results = []
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(-p, kind="stable")[:k]
@@ -212,7 +234,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
+    parser = Parser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
@@ -231,18 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="mnist-sample", help=data_help)
     train.add_argument("--model", default="lenet",
                        help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
-    train.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
-    train.add_argument("--batch-size", type=int, default=None, help="default: as --epochs")
+    train.add_argument("--epochs", type=int_at_least(1), default=None,
+                       help="default: the model's recipe")
+    train.add_argument("--batch-size", type=int_at_least(1), default=None,
+                       help="default: as --epochs")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
-    train.add_argument("--lr", type=float, default=None,
+    train.add_argument("--lr", type=positive_float, default=None,
                        help="(initial) learning rate; default 2e-3 for adam/adamw with the "
                             "cosine schedule, else the optimizer's default")
     train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                        help="learning-rate schedule over the run (default: cosine decay)")
-    train.add_argument("--val-split", type=float, default=None,
+    train.add_argument("--val-split", type=fraction, default=None,
                        help="fraction of the training images (their tail) kept for validation; "
                             "default: the model's recipe")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int_at_least(0), default=0)
     train.add_argument("--out", default="model.safetensors", help="where to save the model")
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
@@ -262,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="classify image files")
     predict.add_argument("model")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=int_at_least(1), default=3)
     predict.add_argument("--json", action="store_true", help="machine-readable output")
     predict.set_defaults(func=cmd_predict)
     summary = sub.add_parser("summary", help="print a saved model's layers")

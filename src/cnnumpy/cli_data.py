@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from cnnumpy import datasets
+
+if TYPE_CHECKING:
+    from cnnumpy.model import Sequential
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -98,3 +101,26 @@ def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
     except (UnidentifiedImageError, OSError) as exc:
         raise CLIError(f"{path}: not a readable image ({exc})") from None
     return array.reshape(shape)
+
+
+def check_data_fits(model: Sequential, x: np.ndarray, y: np.ndarray, data: str,
+                     source: str) -> None:
+    """The images must have the model's input shape and the labels be among its classes."""
+    if x.shape[1:] != model.input_shape:
+        raise CLIError(f"--data {data!r}: images of shape {x.shape[1:]}, but the model "
+                       f"{source!r} takes {model.input_shape}")
+    classes = model.output_shape[-1]
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        raise CLIError(f"--data {data!r}: labels from {y.min()} to {y.max()}, but the model "
+                       f"{source!r} has {classes} classes")
+
+
+def class_names(model: Sequential, fallback: list[str], source: str) -> list[str]:
+    """One name per model output: the model's own (a file with too few is refused), else
+    ``fallback``, completed with class numbers."""
+    classes = model.output_shape[-1]
+    if model.class_names and len(model.class_names) < classes:
+        raise CLIError(f"{source}: the file names {len(model.class_names)} classes but the "
+                       f"model outputs {classes}")
+    names = list(model.class_names or fallback)
+    return (names + [str(c) for c in range(len(names), classes)])[:classes]

@@ -51,9 +51,43 @@ def _loads(text: str, what: str, path: str) -> Any:
         raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
 
 
+def _check_target(path: str, where: str) -> str:
+    """The folder of ``path``, which must not be a folder or a device (never replaced)."""
+    if os.path.lexists(path) and not os.path.isfile(path):
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        raise IsADirectoryError(f"{where}: {path!r} is {kind}; expected a file name")
+    return os.path.dirname(os.path.abspath(path))
+
+
+def check_writable(path: str, model: Any = None, where: str = "check_writable") -> None:
+    """Check, before a long job, that a model file can be written at ``path``.
+
+    Writes a temporary file in the folder as saving does (the model's own bytes when given,
+    so a disk too full for it is noticed; else 4 KiB), syncs it and removes it.
+
+    Raises:
+        OSError: naming ``where`` and the folder: missing, read-only or full; or ``path``
+            is a folder or a device.
+    """
+    folder = _check_target(os.fspath(path), where)
+    data = _model_bytes(model) if model is not None and model.built else bytes(4096)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            os.remove(tmp)
+    except OSError as exc:
+        raise type(exc)(f"{where}: cannot write to folder {folder!r} "
+                        f"({exc.strerror or exc})") from None
+
+
 def atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = _check_target(path, "atomic_write")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -69,6 +103,10 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
     """Save ``model`` (built) to ``path`` as a safetensors file; see the module docstring."""
+    atomic_write(path, _model_bytes(model, include_optimizer))
+
+
+def _model_bytes(model: Any, include_optimizer: bool = True) -> bytes:
     from safetensors.numpy import save
 
     from cnnumpy import losses, optimizers
@@ -96,7 +134,7 @@ def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
             for index, slots in state["state"].items():
                 for slot, arr in slots.items():
                     tensors[f"optimizer.{int(index)}.{slot}"] = np.ascontiguousarray(arr)
-    atomic_write(path, save(tensors, metadata=metadata))
+    return save(tensors, metadata=metadata)
 
 
 def _parse_header(data: bytes, path: str) -> dict[str, str]:

@@ -183,6 +183,14 @@ class BinaryCrossentropy(_Crossentropy):
 
     fused_activation = "sigmoid"
 
+    def _targets(self, y_true, y_pred):
+        y_true = super()._targets(y_true, y_pred)
+        outside = ~((y_true >= 0) & (y_true <= 1))  # NaN counts as outside
+        if xp.any(outside):
+            raise ValueError(f"{type(self).__name__}: targets must be in [0, 1], received "
+                             f"{float(y_true[outside][0])} in y_true")
+        return y_true
+
     def _compute(self, y_true, y_pred, need_grad):
         n = y_pred[0].size  # elements per sample: the loss averages over them
         batch = len(y_pred)

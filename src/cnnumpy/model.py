@@ -16,6 +16,7 @@ from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
 from cnnumpy.layers import Layer, layer_from_config
+from cnnumpy.passes import Passes
 from cnnumpy.training import check_arrays, iterate_batches, run_fit
 
 
@@ -44,6 +45,7 @@ class Sequential:
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
         self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
+        self._passes = Passes(self.layers)
         for layer in layers or []:
             self.add(layer)
 
@@ -128,15 +130,12 @@ class Sequential:
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """Run every layer on a batch (no batching, no checks beyond the layers' own)."""
-        for layer in self.layers:
-            x = layer.forward(x, training)
-        return x
+        return self._passes.forward(x, training)
 
     def _forward_loss(self, x: Any, y: Any, training: bool,
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
         """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
-        for layer in self.layers[:-1]:
-            x = layer.forward(x, training)
+        x = self._passes.forward(x, training, stop=len(self.layers) - 1)
         last = self.layers[-1]
         if self._fused:
             z = last.forward_logits(x, training)
@@ -155,10 +154,7 @@ class Sequential:
             needed = needed or bool(layer.params)
         last = self.layers[-1]
         grad = last.call_backward(grad) if self._fused else last.backward(grad)
-        for layer in reversed(self.layers[:-1]):
-            if grad is None:
-                break  # no layer further back has weights
-            grad = layer.backward(grad)
+        self._passes.backward(grad, stop=len(self.layers) - 1)
 
     def trainable_weights(self) -> tuple[list, list]:
         """``(params, grads)``: parallel lists over every layer's trainable arrays."""

@@ -24,14 +24,28 @@ def _check_int(value: Any, name: str, where: str, minimum: int) -> int:
     return int(value)
 
 
+def _as_array(value: Any, name: str, where: str) -> Any:
+    if isinstance(value, xp.ndarray):
+        return value
+    try:
+        return xp.asarray(value)
+    except ValueError as exc:  # e.g. a list of images of different sizes
+        raise ValueError(f"Sequential.{where}: {name} must be an array (or a list of "
+                         f"equal-shaped arrays), received a ragged {type(value).__name__} "
+                         f"({exc})") from None
+
+
 def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
-    """Validate ``x`` (and ``y`` unless None), build the model if needed, cast ``x``.
+    """Validate ``x`` (and ``y``, which may be None only for ``predict``), build the model if
+    needed, and cast ``x``; labels are checked against the loss here, before any batch runs.
 
     Raises:
-        TypeError: ``x`` is not a real-valued array.
-        ValueError: wrong shape, ``x`` and ``y`` of different lengths, or no samples to train on.
+        TypeError: ``x`` or ``y`` is not a real-valued array, or labels are not integers
+            for a sparse loss.
+        ValueError: wrong shape, ``x`` and ``y`` of different lengths, labels outside the
+            model's classes, or no samples.
     """
-    x = x if isinstance(x, xp.ndarray) else xp.asarray(x)
+    x = _as_array(x, "x", where)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"Sequential.{where}: x must be a real-valued array, "
                         f"received dtype {x.dtype.name!r}")
@@ -45,8 +59,11 @@ def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
                          f"{', '.join(map(str, expected))}), received {x.shape}")
     x = x.astype(model.layers[0].dtype, copy=False)
     if y is None:
-        return x, None
-    y = y if isinstance(y, xp.ndarray) else xp.asarray(y)
+        if where == "predict":
+            return x, None
+        raise TypeError(f"Sequential.{where}: y (the labels or targets for x) is required, "
+                        "received None")
+    y = _as_array(y, "y", where)
     if y.dtype.kind not in "fiub":
         raise TypeError(f"Sequential.{where}: y must be a real-valued array, "
                         f"received dtype {y.dtype.name!r}")
@@ -55,9 +72,23 @@ def check_arrays(model: Any, x: Any, y: Any, where: str) -> tuple[Any, Any]:
                          f"received {len(x)} images and {y.shape[0] if y.ndim else 0} labels")
     if len(x) == 0:
         raise ValueError(f"Sequential.{where}: received an empty dataset (0 samples)")
+    _check_targets(model, y, where)
     if y.dtype.kind == "f":
         y = y.astype(model.layers[-1].dtype, copy=False)
     return x, y
+
+
+def _check_targets(model: Any, y: Any, where: str) -> None:
+    """The loss's own check of ``y`` against the model's output, on the whole dataset at once:
+    a bad label fails now, not at whichever batch holds it."""
+    if model.loss is None:
+        return
+    zero = xp.zeros((), model.layers[-1].dtype)
+    outputs = xp.broadcast_to(zero, (len(y), *model.output_shape))  # no memory: a view
+    try:
+        model.loss._targets(y, outputs)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"Sequential.{where}: y does not fit the loss: {exc}") from None
 
 
 def iterate_batches(n: int, batch_size: int, where: str,
@@ -138,7 +169,9 @@ def _split_validation(model, x, y, validation_split, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
         return x, y, check_arrays(model, *validation_data, "fit (validation_data)")
-    if not 0.0 <= validation_split < 1.0:
+    if (isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float, np.integer, np.floating))
+            or not 0.0 <= validation_split < 1.0):
         raise ValueError("Sequential.fit: validation_split must be in [0, 1), "
                          f"received validation_split={validation_split!r}")
     n_val = int(len(x) * validation_split)
@@ -166,6 +199,14 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
     epochs = _check_int(epochs, "epochs", "fit", 0)
     initial_epoch = _check_int(initial_epoch, "initial_epoch", "fit", 0)
     _check_int(batch_size, "batch_size", "fit", 1)
+    if verbose not in (0, 1, 2) or isinstance(verbose, float):
+        raise ValueError(f"Sequential.fit: verbose must be 0, 1 or 2, received verbose={verbose!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"Sequential.fit: shuffle must be True or False, received "
+                        f"shuffle={shuffle!r}")
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"Sequential.fit: callbacks must be a list of Callback instances, "
+                        f"received {callbacks!r}")
     x, y = check_arrays(model, x, y, "fit")
     weights = sample_weights(y, class_weight, sample_weight)
     x, y, val = _split_validation(model, x, y, validation_split, validation_data)

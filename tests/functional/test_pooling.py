@@ -200,3 +200,21 @@ def test_global_pools_match_torch(kind, dtype):
         dx = backward(dy, cache)
         assert dx.shape == x.shape and dx.dtype == dtype
         np.testing.assert_allclose(dx, to_nhwc(xt.grad), atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_max_pool_inference_forward_gives_the_same_output_and_gradient(seed):
+    """Outside training the forward pass skips the offsets of the maxima; a backward pass
+    after it finds them from the kept input, with the same result as after training."""
+    rng = np.random.default_rng(seed)
+    pool = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    strides = tuple(int(v) for v in rng.integers(1, 4, size=2))
+    padding = ("valid", "same")[seed % 2]
+    x = rng.integers(-2, 3, size=(3, 7, 8, 2)).astype(np.float64)  # many ties
+    y, cache = P.max_pool2d_forward(x, pool, strides, padding)
+    y_inf, cache_inf = P.max_pool2d_forward(x, pool, strides, padding, training=False)
+    np.testing.assert_array_equal(y_inf, y)
+    assert cache[1] is not None and cache_inf[1] is None
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_array_equal(P.max_pool2d_backward(dy, cache_inf),
+                                  P.max_pool2d_backward(dy, cache))

@@ -9,6 +9,7 @@ matches finite differences.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -148,3 +149,48 @@ def test_non_numeric_input_is_a_type_error(case):
     layer = factory()
     with pytest.raises(TypeError, match=type(layer).__name__):
         layer.forward(np.full((2, *shape), "a", dtype=object))
+
+
+def test_wrong_rank_and_complex_input_name_the_layer(case):
+    factory, shape = case
+    layer = factory()
+    layer.build(shape)
+    for bad in (np.zeros((2, *shape, 1)), np.zeros((2, *shape[:-1]))):
+        received = re.escape(str(bad.shape))
+        with pytest.raises(ValueError, match=rf"{type(layer).__name__} '.*expected input of "
+                                             rf"shape \(batch, .*received {received}"):
+            layer.forward(bad)
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__} .*'complex128'"):
+        layer.forward(np.zeros((2, *shape), complex))
+
+
+def test_a_gradient_of_the_wrong_shape_names_the_layer(case):
+    factory, shape = case
+    layer = factory()
+    y = layer.forward(np.ones((2, *shape), np.float32), training=True)
+    bad = np.ones((3, *y.shape[1:]), np.float32)
+    with pytest.raises(ValueError, match=rf"{type(layer).__name__} .*backward expected dy of "
+                                         rf"shape \(2, .*received \(3, "):
+        layer.backward(bad)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_zero_images_and_one_image(case, training):
+    """An empty batch gives an empty output of the right shape (and an empty input gradient,
+    zero weight gradients); a batch of one goes forward and backward like any other."""
+    factory, shape = case
+    layer = factory()
+    out_shape = layer.compute_output_shape(shape)
+    empty = layer.forward(np.zeros((0, *shape), np.float32), training=training)
+    assert empty.shape == (0, *out_shape) and empty.dtype == np.float32
+    dx = layer.backward(np.zeros_like(empty))
+    assert dx.shape == (0, *shape)
+    assert all(not np.any(g) for g in layer.grads.values())
+    state = {k: v.copy() for k, v in layer.state.items()}
+    one = layer.forward(np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32),
+                        training=training)
+    assert one.shape == (1, *out_shape) and np.isfinite(one).all()
+    assert layer.backward(np.ones_like(one)).shape == (1, *shape)
+    if not training:
+        for key, value in state.items():  # inference leaves moving statistics alone
+            np.testing.assert_array_equal(layer.state[key], value)

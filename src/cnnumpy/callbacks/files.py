@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy import io
 from cnnumpy.callbacks.base import Callback, _Monitor
 
 
@@ -61,6 +62,19 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: path {self.path!r} names {{{exc.args[0]}}}, "
                              f"which is not in the logs of epoch {epoch + 1}; available: "
                              f"{['epoch', *sorted(logs)]}") from None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Make the folder and write a trial file there: a read-only or full folder fails
+        now, before the first epoch."""
+        parts = os.path.dirname(os.path.abspath(self.path)).split(os.sep)
+        fixed = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+        folder = os.sep.join(parts[:fixed]) or os.sep  # the part free of {fields}
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise type(exc)(f"ModelCheckpoint: cannot create the folder {folder!r} for "
+                            f"{self.path!r} ({exc.strerror or exc})") from None
+        io.check_writable(os.path.join(folder, "checkpoint"), self.model, "ModelCheckpoint")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.save_best_only:

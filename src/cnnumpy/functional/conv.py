@@ -50,7 +50,12 @@ CHUNK_BYTES = 4 * 2**20
 
 DX_AS_CONV = True
 """Compute a stride-1 input gradient as a convolution of the padded output gradient with the
-flipped kernel (one product per chunk) rather than one small product per kernel tap."""
+flipped kernel (one product per chunk) rather than one small product per kernel tap, when
+the input has at least :data:`DX_AS_CONV_MIN_CHANNELS` channels."""
+
+DX_AS_CONV_MIN_CHANNELS = 32
+"""Below this many input channels the convolution's product is too narrow (its output has
+one column per input channel) to beat the per-tap products."""
 
 
 FEW_CHANNELS = 2
@@ -80,7 +85,7 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     patches, a whole number of them per thread."""
     count = -(-n // max(1, CHUNK_BYTES // max(bytes_per_image, 1)))
     threads = backend.get_num_threads()
-    if threads > 1:
+    if threads > 1 and count > 1:  # a batch that fits one chunk is not worth the threads
         count = min(n, -(-count // threads) * threads)
     bounds = [n * k // count for k in range(count + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -235,7 +240,7 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     kh, kw, cg, f = kernel.shape
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
-    dbias = dy.sum(axis=(0, 1, 2)) if has_bias else None
+    dbias = _column_sums(dy.reshape(-1, f)) if has_bias else None
     if cg == 1:
         dy_split = dy.reshape(*dy.shape[:3], groups, f // groups)
         dkernel = xp.einsum("nhwijc,nhwcf->ijcf", saved, dy_split).reshape(kernel.shape)
@@ -257,7 +262,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     kh, kw, c, f = kernel.shape
     n, ho, wo, _ = dy.shape
     dy = dy.astype(xpad.dtype, copy=False)
-    by_conv = need_dx and DX_AS_CONV and strides == (1, 1)
+    by_conv = need_dx and DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
     if by_conv:
         dx = xp.empty(x_shape, dtype=xpad.dtype)
         flipped = _flipped_kernel(kernel)
@@ -268,7 +273,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     def work(part: slice) -> Any:
         cols = _patches(xpad[part], (kh, kw), strides, dilation)
         dy_flat = dy[part].reshape(-1, f)
-        sums = (cols.T @ dy_flat, dy_flat.sum(axis=0) if has_bias else None)
+        sums = (cols.T @ dy_flat, _column_sums(dy_flat) if has_bias else None)
         if by_conv:
             dy_padded = _pad_for_input_grad(dy[part], (kh, kw), pads, dilation)
             cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
@@ -279,7 +284,8 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
                       (kh, kw), strides, dilation)
         return sums
 
-    parts = backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * max(c, f) * xpad.itemsize))
+    gathered = kh * kw * (max(c, f) if by_conv else c)  # patch values per output position
+    parts = backend.parallel_map(work, _chunks(n, ho * wo * gathered * xpad.itemsize))
     dkernel, dbias = parts[0]
     for dk, db in parts[1:]:  # in chunk order, whatever the threads
         dkernel += dk
@@ -289,6 +295,16 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
         (top, _), (left, _) = pads
         dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+
+
+def _column_sums(a: Any) -> Any:
+    """``a.sum(axis=0)`` of a tall matrix as one matrix-vector product (several times faster
+    than NumPy's reduction along the first axis).
+
+    Shape:
+        a: (M, F) -> (F,).
+    """
+    return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,

@@ -85,21 +85,25 @@ def _batch_parts(x_shape: tuple[int, ...]) -> list[slice]:
     return [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
 
 
-PARALLEL_MIN_SIZE = 2**16
+PARALLEL_MIN_SIZE = 2**19
 """Inputs with fewer elements are pooled in one piece, without the threads."""
 
 
-def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str) -> tuple[Any, tuple]:
+def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str,
+                       training: bool = True) -> tuple[Any, tuple]:
     """Max pooling: each output is the largest element of its window.
 
-    Besides the output, it keeps which offset of each window held the first maximum (in
+    When ``training``, it also keeps which offset of each window held the first maximum (in
     row-major window order), as one small integer per output, for the backward pass.
+    Otherwise it keeps a reference to the (padded) input instead, and the backward pass, if
+    called, finds those offsets itself: inference pays only for the maxima.
 
     Args:
         x: images, channels last.
         pool_size: window ``(pool_h, pool_w)`` (an int means a square window).
         strides: ``(stride_h, stride_w)`` (an int means the same stride on both axes).
         padding: "valid" or "same".
+        training: compute the offsets of the maxima now (for a backward pass to come).
 
     Shape:
         x: (N, H, W, C) -> y: (N, H_out, W_out, C).
@@ -107,6 +111,23 @@ def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str) -> tu
     (kh, kw), st, out, pads = _geometry(x.shape, pool_size, strides, padding)
     xp_ = _pad(x, pads, -xp.inf)
     y = xp.empty((x.shape[0], *out, x.shape[3]), dtype=x.dtype)
+    first = _first_maxima(xp_, y, (kh, kw), st, out) if training else None
+
+    if not training:
+        def work(part: slice) -> None:
+            xp.copyto(y[part], xp_[part][_window(0, 0, st, out)])
+            for k in range(1, kh * kw):
+                xp.maximum(y[part], xp_[part][_window(k // kw, k % kw, st, out)], out=y[part])
+
+        backend.parallel_map(work, _batch_parts(xp_.shape))
+    return y, (xp_.shape, first, (kh, kw), st, out, pads, None if training else xp_)
+
+
+def _first_maxima(xp_: Any, y: Any, pool: tuple[int, int], st: tuple[int, int],
+                  out: tuple[int, int]) -> Any:
+    """Fill ``y`` with the window maxima of the padded input and return, per output, the
+    row-major offset of the first maximum in its window."""
+    kh, kw = pool
     first = xp.zeros(y.shape, dtype=xp.min_scalar_type(kh * kw - 1))
 
     def work(part: slice) -> None:
@@ -122,7 +143,7 @@ def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str) -> tu
             xp.maximum(first_part, greater * first.dtype.type(k), out=first_part)
 
     backend.parallel_map(work, _batch_parts(xp_.shape))
-    return y, (xp_.shape, first, (kh, kw), st, out, pads)
+    return first
 
 
 def max_pool2d_backward(dy: Any, cache: tuple) -> Any:
@@ -134,7 +155,9 @@ def max_pool2d_backward(dy: Any, cache: tuple) -> Any:
     Shape:
         dy: (N, H_out, W_out, C) -> dx: (N, H, W, C).
     """
-    padded_shape, first, (kh, kw), st, out, pads = cache
+    padded_shape, first, (kh, kw), st, out, pads, padded = cache
+    if first is None:  # the forward pass ran for inference: find the maxima now
+        first = _first_maxima(padded, xp.empty(dy.shape, dtype=padded.dtype), (kh, kw), st, out)
     disjoint = st[0] >= kh and st[1] >= kw  # each input in at most one window: write, not add
     tiled = st == (kh, kw) and padded_shape[1:3] == (out[0] * kh, out[1] * kw)
     dxp = (xp.empty if tiled else xp.zeros)(padded_shape, dtype=dy.dtype)

@@ -81,6 +81,7 @@ class Layer:
         self.state: dict[str, Any] = {}
         self.built = False
         self._act_cache: tuple | None = None
+        self._output_of_forward: tuple | None = None  # shape of the last output, for backward
         # Sequential sets this to False on its first layer, whose input gradient (with respect
         # to the images) nobody needs; a layer may then skip computing it and return None.
         self.needs_input_grad = True
@@ -183,10 +184,23 @@ class Layer:
 
     def forward_logits(self, x: Any, training: bool = False) -> Any:
         """The output before the layer's activation (for fused softmax/sigmoid losses)."""
-        return self.call(self._check_input(x), training)
+        x = self._check_input(x)
+        if len(x) == 0:  # no samples: an empty output of the right shape; no kernel runs
+            z = xp.zeros((0, *self._output_shape(self.input_shape)), dtype=self.dtype)
+        else:
+            z = self.call(x, training)
+        self._output_of_forward = z.shape
+        return z
 
     def backward(self, dy: Any) -> Any:
         """Fill ``grads`` from the output gradient ``dy`` and return the input gradient."""
+        expected = getattr(self, "_output_of_forward", None)
+        if expected is not None and tuple(np.shape(dy)) != expected:
+            raise ValueError(f"{self.label}: backward expected dy of shape {expected} (the "
+                             f"last forward's output), received {tuple(np.shape(dy))}")
+        if expected is not None and expected[0] == 0:  # an empty batch: nothing to add up
+            self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+            return xp.zeros((0, *self.input_shape), dtype=self.dtype)
         if self._act is not None:
             if self._act_cache is None:
                 raise ValueError(f"{self.label}: backward called before forward")

@@ -85,7 +85,7 @@ class Dense(Layer):
         dy2 = dy.reshape(-1, self.units)
         self.grads["kernel"] = x2.T @ dy2
         if self.use_bias:
-            self.grads["bias"] = dy2.sum(axis=0)
+            self.grads["bias"] = xp.ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
         return dy @ self.params["kernel"].T if self.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:

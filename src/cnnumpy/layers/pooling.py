@@ -87,6 +87,12 @@ class MaxPool2D(_Pool2D):
     _forward = staticmethod(F.max_pool2d_forward)
     _backward = staticmethod(F.max_pool2d_backward)
 
+    def call(self, x: Any, training: bool) -> Any:
+        # outside training the offsets of the maxima are found only if backward is called
+        y, self._cache = F.max_pool2d_forward(x, self.pool_size, self.strides, self.padding,
+                                              training)
+        return y
+
 
 class AvgPool2D(_Pool2D):
     """Average pooling over windows of each channel; "same" padding averages real elements only.

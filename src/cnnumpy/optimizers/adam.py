@@ -24,6 +24,9 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
     """
     step_size = lr / (1 - beta1**step)
     bias2_sqrt = math.sqrt(1 - beta2**step)
+    # one scratch array for every parameter's temporaries, so that a step allocates once
+    scratch = xp.empty(max((p.size for p in params), default=0),
+                       dtype=xp.result_type(*params) if params else float)
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if weight_decay:
             if decoupled:
@@ -31,12 +34,24 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
             else:
                 g = g + weight_decay * p
         m, v = exp_avgs[i], exp_avg_sqs[i]
-        m += (1 - beta1) * (g - m)
+        tmp = scratch[:p.size].reshape(p.shape)
+        if tmp.dtype != p.dtype:
+            tmp = xp.empty_like(p)
+        xp.subtract(g, m, out=tmp)
+        tmp *= 1 - beta1
+        m += tmp  # m += (1 - beta1) * (g - m)
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1 - beta2
         v *= beta2
-        v += (1 - beta2) * g * g
+        v += tmp  # v = beta2 * v + (1 - beta2) * g * g
         if max_exp_avg_sqs is not None:
             v = xp.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
-        p -= step_size * m / (xp.sqrt(v) / bias2_sqrt + eps)
+        xp.sqrt(v, out=tmp)
+        tmp /= bias2_sqrt
+        tmp += eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp  # p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
 
 
 class Adam(Optimizer):

@@ -1,0 +1,105 @@
+"""Peak memory of a training step, cnnumpy against PyTorch, each in a fresh process.
+
+    python bench/memory.py [--model lenet] [--batch 256] [--steps 3]
+
+Each framework runs in its own new process (cnnumpy's without PyTorch imported): it builds
+the model, the optimizer and one batch of data, reads its resident set (VmRSS), trains for
+``--steps`` steps and reads its peak resident set (VmHWM). The difference is the memory the
+training steps needed on top of the program, the model and the data; the report prints it
+for each framework and their ratio. Linux only (it reads /proc/self/status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r"""
+import json, sys
+sys.path.insert(0, {here!r})
+import numpy as np
+from models import SPECS
+
+def kib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+
+name, batch, steps, framework = {name!r}, {batch}, {steps}, {framework!r}
+shape, _, classes = SPECS[name]
+rng = np.random.default_rng(0)
+x = rng.standard_normal((batch, *shape)).astype(np.float32)
+y = rng.integers(0, classes, batch)
+if framework == "cnnumpy":
+    from cnnumpy import backend
+    from models import build_cnnumpy
+    model, _, _ = build_cnnumpy(name)
+    y = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
+    def step():
+        with backend.single_threaded_blas():
+            model.train_on_batch(x, y)
+else:
+    import torch
+    from models import build_torch
+    torch.set_num_threads({threads})
+    module, opt, loss_fn = build_torch(name)
+    if framework == "torch channels_last":
+        module = module.to(memory_format=torch.channels_last)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    if framework == "torch channels_last":
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    yt = torch.from_numpy(y.reshape(-1, 1).astype(np.float32) if classes == 2 else y)
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(module(xt), yt).backward()
+        opt.step()
+before = kib("VmRSS")
+for _ in range(steps):
+    step()
+print(json.dumps({{"before_mib": before / 1024, "peak_mib": kib("VmHWM") / 1024}}))
+"""
+
+FRAMEWORKS = ("cnnumpy", "torch NCHW", "torch channels_last")
+
+
+def measure(name: str, batch: int, steps: int, framework: str, threads: int) -> dict:
+    """Run one framework's training steps in a fresh process; return its RSS figures."""
+    code = CHILD.format(here=str(HERE), name=name, batch=batch, steps=steps,
+                        framework=framework, threads=threads)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["step_mib"] = result["peak_mib"] - result["before_mib"]
+    return result
+
+
+def compare(name: str, batch: int, steps: int = 3, threads: int = 2) -> dict[str, dict]:
+    """Each framework's figures for one model and batch size."""
+    return {fw: measure(name, batch, steps, fw, threads) for fw in FRAMEWORKS}
+
+
+def report(name: str, batch: int, results: dict[str, dict]) -> str:
+    ours = results["cnnumpy"]["step_mib"]
+    lines = [f"{name}, batch {batch}: MiB above the process before training "
+             "(peak RSS - RSS before the first step)"]
+    for fw, r in results.items():
+        ratio = "" if fw == "cnnumpy" else f"  (cnnumpy / this: {ours / r['step_mib']:.2f})"
+        lines.append(f"  {fw:<20} {r['step_mib']:7.1f}{ratio}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="lenet")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch's threads")
+    args = parser.parse_args()
+    print(report(args.model, args.batch, compare(args.model, args.batch, args.steps,
+                                                 args.threads)))

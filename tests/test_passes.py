@@ -1,0 +1,82 @@
+"""The model's passes (ReLU moved after max pooling) equal running the layers one by one."""
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.passes import Passes, relu_moved_after_pool
+
+
+def _stack(padding: str) -> list:
+    return [
+        layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(9, 9, 2)),
+        layers.MaxPool2D(2, padding=padding),
+        layers.Activation("relu"),
+        layers.MaxPool2D(2, strides=1),  # overlapping windows
+        layers.Conv2D(3, 2, activation="tanh"),
+        layers.MaxPool2D(2, padding="same"),  # after tanh: left alone
+        layers.Flatten(),
+        layers.Dense(5, activation="relu"),
+    ]
+
+
+def _layer_by_layer(stack: list, x: np.ndarray, dy: np.ndarray) -> tuple:
+    """The reference: every layer's own forward and backward, in order."""
+    for layer in stack:
+        x = layer.forward(x, training=True)
+    g = dy
+    for layer in reversed(stack):
+        g = layer.backward(g)
+    return x, g, [dict(layer.grads) for layer in stack]
+
+
+def test_which_pools_take_the_relu() -> None:
+    assert relu_moved_after_pool(_stack("valid")) == {1, 3}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_passes_equal_the_layers_bit_for_bit(dtype: str, padding: str) -> None:
+    cnnumpy.set_seed(3)
+    stack = _stack(padding)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 9, 9, 2)).astype(dtype)
+    x[0] = -1.0  # windows whose pre-activations are all <= 0: zero gradient either way
+    passes = Passes(stack)
+    y = passes.forward(x, training=True)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = passes.backward(dy)
+    grads = [dict(layer.grads) for layer in stack]
+
+    y_ref, dx_ref, grads_ref = _layer_by_layer(stack, x, dy)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    for got, want in zip(grads, grads_ref, strict=True):
+        assert got.keys() == want.keys()
+        for key in got:
+            np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_sequential_uses_the_passes_and_stops_before_the_last_layer() -> None:
+    cnnumpy.set_seed(1)
+    model = cnnumpy.Sequential([
+        layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+        layers.MaxPool2D(2),
+        layers.Flatten(),
+        layers.Dense(3, activation="softmax"),
+    ])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(1).standard_normal((5, 8, 8, 1)).astype("float32")
+    reference = x
+    for layer in model.layers:
+        reference = layer.forward(reference)
+    np.testing.assert_array_equal(model.predict(x), reference)
+
+
+def test_backward_before_a_training_forward_is_an_error() -> None:
+    stack = _stack("valid")
+    passes = Passes(stack)
+    y = passes.forward(np.zeros((1, 9, 9, 2), "float32"), training=False)
+    with pytest.raises(ValueError, match="backward called before"):
+        passes.backward(np.ones_like(y))
