@@ -24,18 +24,10 @@ import time
 import numpy as np
 
 import cnnumpy
-from cnnumpy import distributed, io, models
+from cnnumpy import cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
 from cnnumpy.cli_args import Parser, fraction, int_at_least, positive_float
-from cnnumpy.cli_data import (
-    FASHION_CLASSES,
-    HELD_OUT,
-    CLIError,
-    check_data_fits,
-    class_names,
-    load_data,
-    load_image,
-)
+from cnnumpy.cli_data import CLIError, check_data_fits, class_names, load_data, load_image
 from cnnumpy.optimizers.schedules import CosineDecay
 
 
@@ -120,7 +112,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
         if args.augment:
-            model = models.with_augmentation(model, flip=data.class_names == FASHION_CLASSES)
+            flip = data.class_names == cli_data.FASHION_CLASSES  # clothing mirrors; digits not
+            model = models.with_augmentation(model, flip=flip)
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
@@ -245,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a CNN and report its test accuracy",
         description="Train a CNN and report its accuracy on the test set. The test set of an "
                     "IDX folder is its t10k-* files; a folder with train-* files only has its "
-                    f"last {HELD_OUT:,} images (at most a sixth) held out as the test set, the "
-                    "same on every run, and never used for training or validation. "
+                    f"last {cli_data.HELD_OUT:,} images (at most a sixth) held out as the test "
+                    "set, the same on every run, and never used for training or validation. "
                     "--val-split takes the validation images from the end of the rest. "
                     "Defaults of --epochs, --batch-size and --val-split per model (others as "
                     f"lenet): {recipes}.")

@@ -47,17 +47,18 @@ def vgg_small(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
 
     One cheap 16-filter convolution at full resolution (pooled before its batch norm, so the
     normalization runs on a quarter of the pixels), two 64-filter convolutions at half
-    resolution, one 128-filter convolution at a quarter, then dropout around a dense layer.
-    About 12.6 M multiply-adds per 28x28 image, a third of them in the second 64-filter
-    convolution; the previous two-block, 32-filter version took 18 M and ran half as fast.
+    resolution, one 128-filter convolution at a quarter, then light dropout around a dense
+    layer of 256. About 12.6 M multiply-adds per 28x28 image, a third of them in the second
+    64-filter convolution; the previous two-block, 32-filter version took 18 M and trained at
+    half the speed. Recipe: ``TRAINING_DEFAULTS["vgg-small"]`` with ``--augment``.
     """
     return Sequential([
         layers.Conv2D(16, 3, padding="same", use_bias=False, input_shape=input_shape),
         layers.MaxPool2D(2), layers.BatchNormalization(momentum=0.9), layers.Activation("relu"),
         *_conv_bn_relu(64), *_conv_bn_relu(64), layers.MaxPool2D(2),
         *_conv_bn_relu(128), layers.MaxPool2D(2),
-        layers.Flatten(), layers.Dropout(0.25),
-        layers.Dense(128, activation="relu"), layers.Dropout(0.25),
+        layers.Flatten(), layers.Dropout(0.1),
+        layers.Dense(256, activation="relu"), layers.Dropout(0.25),
         layers.Dense(num_classes, activation="softmax"),
     ], name="vgg_small")
 
@@ -86,9 +87,11 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential]] = {
 
 TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet": {"epochs": 6, "batch_size": 64, "val_split": 0.0},
-    "vgg-small": {"epochs": 12, "batch_size": 64, "val_split": 0.1},
+    "vgg-small": {"epochs": 14, "batch_size": 64, "val_split": 0.1},
 }
-"""The CLI's defaults per model: the recipe each one was tuned with."""
+"""The CLI's defaults per model: the recipe each one was tuned with. vgg-small's (with
+``--augment`` and the default Adam at 2e-3, cosine decay) was chosen on the last 10% of
+Fashion-MNIST's training images left after the held-out test set."""
 
 
 def training_defaults(name: str) -> dict[str, Any]:
