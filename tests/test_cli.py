@@ -110,6 +110,24 @@ def test_predict_and_visualize_an_image_file(trained, tmp_path):
     assert summary.returncode == 0 and "Conv2D" in summary.stdout
 
 
+def test_a_folder_without_t10k_files_holds_out_its_last_images_as_the_test_set(tmp_path,
+                                                                             monkeypatch):
+    from cnnumpy import cli_data
+
+    images, labels = striped_images(60)
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    data = cli_data.load_data(str(tmp_path))
+    assert data.held_out and len(data.train[0]) == 50  # at most a sixth: 10 of 60
+    np.testing.assert_array_equal(data.test[1], labels[50:])
+    np.testing.assert_array_equal(np.round(data.test[0][..., 0] * 255), images[50:])
+    monkeypatch.setattr(cli_data, "HELD_OUT", 4)
+    (x, y), (x_test, y_test) = cli_data.load_data(str(tmp_path))[:2]
+    assert len(x) == 56 and np.array_equal(y_test, labels[56:])
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "train-* files only has its last 10,000 images" in help_text
+
+
 def test_a_pickle_is_refused_by_every_command(tmp_path):
     path = tmp_path / "model.pkl"
     path.write_bytes(b"\x80\x04K\x01.")

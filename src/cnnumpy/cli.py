@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 import cnnumpy
-from cnnumpy import distributed, io, models
+from cnnumpy import cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
 from cnnumpy.cli_args import Parser, fraction, int_at_least, positive_float
 from cnnumpy.cli_data import CLIError, check_data_fits, class_names, load_data, load_image
@@ -90,9 +90,15 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             raise CLIError(f"--checkpoint-dir {args.checkpoint_dir!r}: cannot create the "
                            f"folder ({exc.strerror or exc})") from None
         _check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
+    for key, value in models.training_defaults(args.model).items():
+        if getattr(args, key) is None:  # not given: the model's own recipe
+            setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
     data = load_data(args.data)
     x_train, y_train = data.train
+    if data.held_out:
+        print(f"No t10k files: holding out the last {len(data.test[0]):,} images as the test "
+              "set, never used for training or validation")
     if args.resume:
         model = cnnumpy.load_model(args.resume)
         if model.optimizer is None:
@@ -106,7 +112,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
         if args.augment:
-            model = models.with_augmentation(model)
+            flip = data.class_names == cli_data.FASHION_CLASSES  # clothing mirrors; digits not
+            model = models.with_augmentation(model, flip=flip)
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
@@ -115,14 +122,18 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     if args.checkpoint_dir:
         _check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
     model.summary()
-    print(f"Training on {len(x_train):,} images ({args.data}) for {args.epochs} epochs")
+    n_val = int(len(x_train) * args.val_split)
+    print(f"Training on {len(x_train) - n_val:,} images ({args.data}) for {args.epochs} epochs"
+          + (f", validating on the last {n_val:,} of them" if n_val else ""))
     callbacks = [_EpochCheckpoint(args.checkpoint_dir)] if args.checkpoint_dir else []
     start = time.perf_counter()
     history = model.fit(x_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
                         validation_split=args.val_split, verbose=1 if sys.stdout.isatty() else 2,
                         callbacks=callbacks, initial_epoch=model.epoch,
                         distributed=args.distributed)
-    print(f"Trained in {time.perf_counter() - start:.1f}s")
+    seconds = time.perf_counter() - start
+    seen = (len(x_train) - n_val) * len(history.epoch)
+    print(f"Trained in {seconds:.1f}s ({seen / max(seconds, 1e-9):,.0f} training images/s)")
     if not root:
         return
     if data.test is not None:
@@ -221,26 +232,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
                 "one sub-folder of images per class)"
-    train = sub.add_parser("train", help="train a CNN and report its test accuracy")
+    recipes = "; ".join(f"{name}: {' '.join(map(str, d.values()))}"
+                        for name, d in models.TRAINING_DEFAULTS.items())
+    train = sub.add_parser(
+        "train", help="train a CNN and report its test accuracy",
+        description="Train a CNN and report its accuracy on the test set. The test set of an "
+                    "IDX folder is its t10k-* files; a folder with train-* files only has its "
+                    f"last {cli_data.HELD_OUT:,} images (at most a sixth) held out as the test "
+                    "set, the same on every run, and never used for training or validation. "
+                    "--val-split takes the validation images from the end of the rest. "
+                    "Defaults of --epochs, --batch-size and --val-split per model (others as "
+                    f"lenet): {recipes}.")
     train.add_argument("--data", default="mnist-sample", help=data_help)
     train.add_argument("--model", default="lenet",
                        help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
-    train.add_argument("--epochs", type=int_at_least(1), default=6)
-    train.add_argument("--batch-size", type=int_at_least(1), default=64)
+    train.add_argument("--epochs", type=int_at_least(1), default=None,
+                       help="default: the model's recipe")
+    train.add_argument("--batch-size", type=int_at_least(1), default=None,
+                       help="default: as --epochs")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
     train.add_argument("--lr", type=positive_float, default=None,
                        help="(initial) learning rate; default 2e-3 for adam/adamw with the "
                             "cosine schedule, else the optimizer's default")
     train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                        help="learning-rate schedule over the run (default: cosine decay)")
-    train.add_argument("--val-split", type=fraction, default=0.0)
+    train.add_argument("--val-split", type=fraction, default=None,
+                       help="fraction of the training images (their tail) kept for validation; "
+                            "default: the model's recipe")
     train.add_argument("--seed", type=int_at_least(0), default=0)
     train.add_argument("--out", default="model.safetensors", help="where to save the model")
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", action="store_true",
-                       help="random shifts and small rotations of the training images")
+                       help="random shifts of up to 10%% of the training images, and "
+                            "horizontal flips for Fashion-MNIST's clothing")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel under mpirun -n K: --batch-size is per process, "
                             "and rank 0 alone prints and writes files")

@@ -20,10 +20,28 @@ class CLIError(Exception):
     """A failure reported as one line on stderr with exit status 1."""
 
 
+HELD_OUT = 10_000
+"""Images held out as the test set of an IDX folder without ``t10k-*`` files (at most a sixth
+of them): the last ones, so the split is the same on every run and for every seed."""
+
+
 class Data(NamedTuple):
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray] | None
     class_names: list[str]
+    held_out: bool = False  # the test set is the tail of the training files
+
+
+def hold_out(x: np.ndarray, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray],
+                                                    tuple[np.ndarray, np.ndarray]]:
+    """Split off the last ``min(HELD_OUT, len(x) // 6)`` images as a test set.
+
+    Returns:
+        ``(train, test)``, each an ``(images, labels)`` pair; ``test`` is empty below 6 images.
+    """
+    n_test = min(HELD_OUT, len(x) // 6)
+    cut = len(x) - n_test
+    return (x[:cut], y[:cut]), (x[cut:], y[cut:])
 
 
 def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -36,7 +54,12 @@ def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
-    """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders."""
+    """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders.
+
+    An IDX folder's ``t10k-*`` files are its test set; without them, the last 10,000 training
+    images (at most a sixth) are held out as the test set instead (see :func:`hold_out`).
+    Class sub-folders have no test set.
+    """
     digits = [str(d) for d in range(10)]
     if spec == "mnist-sample":
         return Data(*datasets.load_mnist_sample(), digits)
@@ -50,7 +73,11 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
     if train is not None:
         labels = int(train[1].max()) + 1
         names = FASHION_CLASSES if "fashion" in os.path.basename(os.path.abspath(spec)) else None
-        return Data(train, _idx_pair(spec, "t10k"), names or [str(c) for c in range(labels)])
+        names = names or [str(c) for c in range(labels)]
+        test = _idx_pair(spec, "t10k")
+        if test is not None or len(train[0]) < 6:
+            return Data(train, test, names)
+        return Data(*hold_out(*train), names, held_out=True)
     kwargs: dict[str, Any] = {}
     if image_shape is not None:
         kwargs = {"image_size": image_shape[:2],

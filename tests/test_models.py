@@ -1,0 +1,61 @@
+"""The ready-made models: vgg-small's structure, its augmentation, one step on Fashion images."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import layers, models
+from cnnumpy.datasets import load_idx
+
+FASHION = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
+
+
+def test_vgg_small_pools_its_one_full_resolution_convolution_before_normalizing():
+    model = models.get("vgg-small", (28, 28, 1), 10)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds[:4] == ["Conv2D", "MaxPool2D", "BatchNormalization", "Activation"]
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    assert [c.filters for c in convs] == [16, 64, 64, 128]
+    assert all(c.kernel_size == (3, 3) and not c.use_bias for c in convs)  # BN has the shift
+    assert kinds.count("BatchNormalization") == 4 and kinds.count("Dropout") == 2
+    assert kinds[-1] == "Dense" and model.output_shape == (10,)
+    assert 300_000 < model.count_params() < 500_000
+
+
+@pytest.mark.parametrize("flip, front", [
+    (True, ["RandomFlip", "RandomTranslation"]),
+    (False, ["RandomTranslation"]),
+])
+def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(flip, front):
+    base = models.get("vgg-small", (28, 28, 1), 10)
+    model = models.with_augmentation(base, flip=flip)
+    assert [type(layer).__name__ for layer in model.layers[:len(front)]] == front
+    assert model.layers[len(front):] == base.layers and model.name == base.name
+    x = cnnumpy.backend.rng().random((3, 28, 28, 1), dtype=np.float32)
+    for layer in model.layers[:len(front)]:
+        assert layer.forward(x, training=False) is x
+
+
+def training_loss(model: cnnumpy.Sequential, x: np.ndarray, y: np.ndarray) -> float:
+    cnnumpy.set_seed(1)  # the same augmentation draws and dropout masks at every call
+    return float(model.loss(y, model.forward(x, training=True)))
+
+
+def test_one_training_step_on_fashion_images_lowers_the_loss():
+    if not os.path.isdir(FASHION):
+        pytest.skip(f"shared Fashion-MNIST data not found at {FASHION}")
+    x, y = load_idx(os.path.join(FASHION, "train-images-idx3-ubyte.gz"),
+                    os.path.join(FASHION, "train-labels-idx1-ubyte.gz"))
+    x, y = x[:32], y[:32]
+    cnnumpy.set_seed(0)
+    model = models.with_augmentation(models.get("vgg-small", x.shape[1:], 10))
+    model.compile(cnnumpy.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    before = training_loss(model, x, y)
+    cnnumpy.set_seed(1)
+    model.train_on_batch(x, y)
+    after = training_loss(model, x, y)
+    assert np.isfinite(before) and after < before - 0.05, (before, after)
