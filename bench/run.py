@@ -1,7 +1,7 @@
 """cnnumpy against PyTorch on this CPU, side by side in one process.
 
     python bench/run.py            # every model, train at batch 32/64/256, inference at 256
-    python bench/run.py --quick    # about a minute: batch 64 training, 256 inference
+    python bench/run.py --quick    # 15 s idle: batch 64 training, 256 inference
     python bench/run.py --env unset  # only the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
 
 Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
@@ -256,7 +256,7 @@ def report(summary: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 64 training only, fewer "
-                        "repeats (about a minute)")
+                        "repeats (about 15 s on an idle machine)")
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per framework")
     parser.add_argument("--env", choices=("both", "given", "unset"), default="both",
                         help="run with the environment as given, with OPENBLAS_CORETYPE and "
