@@ -1,5 +1,6 @@
-"""Argument checks for the command line: a parser whose usage errors are one line, and the
-types that refuse impossible values (``--epochs 0``, ``--lr nan``) before any work starts."""
+"""The command line's arguments: the parser of every subcommand, whose usage errors are one
+line, and the types that refuse impossible values (``--epochs 0``, ``--lr nan``) before any
+work starts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import math
 import sys
 from collections.abc import Callable
 from typing import NoReturn
+
+from cnnumpy import cli_data, models
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,3 +60,77 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
     return value
+
+
+def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
+                 ) -> argparse.ArgumentParser:
+    """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
+    parser = Parser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
+                "one sub-folder of images per class)"
+    recipes = "; ".join(f"{name}: {' '.join(map(str, d.values()))}"
+                        for name, d in models.TRAINING_DEFAULTS.items())
+    train = sub.add_parser(
+        "train", help="train a CNN and report its test accuracy",
+        description="Train a CNN and report its accuracy on the test set. The test set of an "
+                    "IDX folder is its t10k-* files; a folder with train-* files only has its "
+                    f"last {cli_data.HELD_OUT:,} images (at most a sixth) held out as the test "
+                    "set, the same on every run, and never used for training or validation. "
+                    "--val-split takes the validation images from the end of the rest. "
+                    "Defaults of --epochs, --batch-size and --val-split per model (others as "
+                    f"lenet): {recipes}.")
+    train.add_argument("--data", default="mnist-sample", help=data_help)
+    train.add_argument("--model", default="lenet",
+                       help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
+    train.add_argument("--epochs", type=int_at_least(1), default=None,
+                       help="default: the model's recipe")
+    train.add_argument("--batch-size", type=int_at_least(1), default=None,
+                       help="default: as --epochs")
+    train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    train.add_argument("--lr", type=positive_float, default=None,
+                       help="(initial) learning rate; default 2e-3 for adam/adamw with the "
+                            "cosine schedule, else the optimizer's default")
+    train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                       help="learning-rate schedule over the run (default: cosine decay)")
+    train.add_argument("--val-split", type=fraction, default=None,
+                       help="fraction of the training images (their tail) kept for validation; "
+                            "default: the model's recipe")
+    train.add_argument("--seed", type=int_at_least(0), default=0)
+    train.add_argument("--out", default="model.safetensors", help="where to save the model")
+    train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
+    train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
+    train.add_argument("--augment", action="store_true",
+                       help="random shifts of up to 10%% of the training images, and "
+                            "horizontal flips for Fashion-MNIST's clothing")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel under mpirun -n K: --batch-size is per process, "
+                            "and rank 0 alone prints and writes files")
+    train.set_defaults(func=commands["train"])
+    evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix")
+    evaluate.add_argument("model")
+    evaluate.add_argument("--data", default="mnist-sample", help=data_help)
+    evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
+    evaluate.set_defaults(func=commands["evaluate"])
+    predict = sub.add_parser("predict", help="classify image files")
+    predict.add_argument("model")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--top-k", type=int_at_least(1), default=3)
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.set_defaults(func=commands["predict"])
+    summary = sub.add_parser("summary", help="print a saved model's layers")
+    summary.add_argument("model")
+    summary.set_defaults(func=commands["summary"])
+    visualize = sub.add_parser("visualize", help="draw first-layer filters and feature maps")
+    visualize.add_argument("model")
+    visualize.add_argument("image")
+    visualize.add_argument("--out", default="feature_maps.png")
+    visualize.set_defaults(func=commands["visualize"])
+    export = sub.add_parser("export", help="convert a saved model to ONNX")
+    export.add_argument("model")
+    export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    export.set_defaults(func=commands["export"])
+    return parser
