@@ -130,11 +130,13 @@ class Sequential:
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """Run every layer on a batch (no batching, no checks beyond the layers' own)."""
+        self._passes.layers = self.layers  # in case the list was replaced
         return self._passes.forward(x, training)
 
     def _forward_loss(self, x: Any, y: Any, training: bool,
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
         """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
+        self._passes.layers = self.layers  # in case the list was replaced
         x = self._passes.forward(x, training, stop=len(self.layers) - 1)
         last = self.layers[-1]
         if self._fused:
