@@ -3,7 +3,8 @@
     python bench/memory.py [--model lenet] [--batch 256] [--steps 3]
 
 Each framework runs in its own new process (cnnumpy's without PyTorch imported): it builds
-the model, the optimizer and one batch of data, reads its resident set (VmRSS), trains for
+the model, the optimizer and one batch of data (``run.make_step``, as the timing benchmark
+does), reads its resident set (VmRSS), trains for
 ``--steps`` steps and reads its peak resident set (VmHWM). The difference is the memory the
 training steps needed on top of the program, the model and the data; the report prints it
 for each framework and their ratio. Linux only (it reads /proc/self/status).
@@ -22,8 +23,6 @@ HERE = Path(__file__).resolve().parent
 CHILD = r"""
 import json, sys
 sys.path.insert(0, {here!r})
-import numpy as np
-from models import SPECS
 
 def kib(key):
     with open("/proc/self/status") as f:
@@ -31,36 +30,14 @@ def kib(key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
 
-name, batch, steps, framework = {name!r}, {batch}, {steps}, {framework!r}
-shape, _, classes = SPECS[name]
-rng = np.random.default_rng(0)
-x = rng.standard_normal((batch, *shape)).astype(np.float32)
-y = rng.integers(0, classes, batch)
-if framework == "cnnumpy":
-    from cnnumpy import backend
-    from models import build_cnnumpy
-    model, _, _ = build_cnnumpy(name)
-    y = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
-    def step():
-        with backend.single_threaded_blas():
-            model.train_on_batch(x, y)
-else:
+framework = {framework!r}
+if framework != "cnnumpy":
     import torch
-    from models import build_torch
     torch.set_num_threads({threads})
-    module, opt, loss_fn = build_torch(name)
-    if framework == "torch channels_last":
-        module = module.to(memory_format=torch.channels_last)
-    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    if framework == "torch channels_last":
-        xt = xt.contiguous(memory_format=torch.channels_last)
-    yt = torch.from_numpy(y.reshape(-1, 1).astype(np.float32) if classes == 2 else y)
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss_fn(module(xt), yt).backward()
-        opt.step()
+from run import make_step
+step = make_step(framework, {name!r}, {batch}, train=True)
 before = kib("VmRSS")
-for _ in range(steps):
+for _ in range({steps}):
     step()
 print(json.dumps({{"before_mib": before / 1024, "peak_mib": kib("VmHWM") / 1024}}))
 """

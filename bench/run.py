@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memory import FRAMEWORKS  # noqa: E402
 from memory import compare as compare_memory  # noqa: E402
 from memory import report as report_memory  # noqa: E402
 from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
@@ -104,47 +105,53 @@ def _status_kib(key: str) -> int:
     raise OSError(key)
 
 
-def make_runners(name: str, batch: int, train: bool) -> dict[str, Any]:
-    """One zero-argument step function per framework, each on its own copy of the data."""
-    import torch
-
+def make_step(framework: str, name: str, batch: int, train: bool) -> Any:
+    """A zero-argument function running one step of ``framework`` (one of ``FRAMEWORKS``)
+    on its own copy of the same data: a training step, or inference. PyTorch is imported only
+    for a PyTorch framework."""
     shape, _, classes = SPECS[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, classes, batch)
-    model, _, _ = build_cnnumpy(name)
     y_np = y.reshape(-1, 1).astype(np.float32) if classes == 2 else y
+    if framework == "cnnumpy":
+        model, _, _ = build_cnnumpy(name)
 
-    def cnnumpy_step() -> None:
-        # BLAS at one thread for the whole step while cnnumpy runs its own threads: what
-        # Sequential.train_on_batch/predict should do themselves (nesting is harmless)
-        with backend.single_threaded_blas():
-            if train:
-                model.train_on_batch(x, y_np)
-            else:
-                model.predict(x, batch_size=batch)
+        def cnnumpy_step() -> None:
+            # BLAS at one thread for the whole step while cnnumpy runs its own threads (what
+            # train_on_batch and predict do themselves; nesting is harmless)
+            with backend.single_threaded_blas():
+                if train:
+                    model.train_on_batch(x, y_np)
+                else:
+                    model.predict(x, batch_size=batch)
 
-    runners = {"cnnumpy": cnnumpy_step}
-    x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    y_t = torch.from_numpy(y_np if classes == 2 else y.astype(np.int64))
-    for layout, fmt in (("torch NCHW", torch.contiguous_format),
-                        ("torch channels_last", torch.channels_last)):
-        module, opt, loss_fn = build_torch(name)
-        module = module.to(memory_format=fmt)
-        xt = x_t.contiguous(memory_format=fmt)
-        if train:
-            def step(module=module, opt=opt, loss_fn=loss_fn, xt=xt) -> None:
-                opt.zero_grad(set_to_none=True)
-                loss_fn(module(xt), y_t).backward()
-                opt.step()
-        else:
-            module.eval()
+        return cnnumpy_step
+    import torch
 
-            def step(module=module, xt=xt) -> None:
-                with torch.inference_mode():
-                    module(xt)
-        runners[layout] = step
-    return runners
+    fmt = torch.channels_last if framework == "torch channels_last" else torch.contiguous_format
+    module, opt, loss_fn = build_torch(name)
+    module = module.to(memory_format=fmt)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    xt = xt.contiguous(memory_format=fmt)
+    yt = torch.from_numpy(y_np if classes == 2 else y.astype(np.int64))
+    if train:
+        def torch_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            loss_fn(module(xt), yt).backward()
+            opt.step()
+    else:
+        module.eval()
+
+        def torch_step() -> None:
+            with torch.inference_mode():
+                module(xt)
+    return torch_step
+
+
+def make_runners(name: str, batch: int, train: bool) -> dict[str, Any]:
+    """One zero-argument step function per framework, each on its own copy of the data."""
+    return {fw: make_step(fw, name, batch, train) for fw in FRAMEWORKS}
 
 
 def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) -> dict:
