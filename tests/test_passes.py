@@ -43,8 +43,8 @@ def test_passes_equal_the_layers_bit_for_bit(dtype: str, padding: str) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 9, 9, 2)).astype(dtype)
     x[0] = -1.0  # windows whose pre-activations are all <= 0: zero gradient either way
-    passes = Passes(stack)
-    y = passes.forward(x, training=True)
+    passes = Passes()
+    y = passes.forward(stack, x, training=True)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx = passes.backward(dy)
     grads = [dict(layer.grads) for layer in stack]
@@ -76,7 +76,7 @@ def test_sequential_uses_the_passes_and_stops_before_the_last_layer() -> None:
 
 def test_backward_before_a_training_forward_is_an_error() -> None:
     stack = _stack("valid")
-    passes = Passes(stack)
-    y = passes.forward(np.zeros((1, 9, 9, 2), "float32"), training=False)
+    passes = Passes()
+    y = passes.forward(stack, np.zeros((1, 9, 9, 2), "float32"), training=False)
     with pytest.raises(ValueError, match="backward called before"):
         passes.backward(np.ones_like(y))

@@ -45,7 +45,7 @@ class Sequential:
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
         self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
-        self._passes = Passes(self.layers)
+        self._passes = Passes()
         for layer in layers or []:
             self.add(layer)
 
@@ -130,14 +130,12 @@ class Sequential:
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """Run every layer on a batch (no batching, no checks beyond the layers' own)."""
-        self._passes.layers = self.layers  # in case the list was replaced
-        return self._passes.forward(x, training)
+        return self._passes.forward(self.layers, x, training)
 
     def _forward_loss(self, x: Any, y: Any, training: bool,
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
         """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
-        self._passes.layers = self.layers  # in case the list was replaced
-        x = self._passes.forward(x, training, stop=len(self.layers) - 1)
+        x = self._passes.forward(self.layers, x, training, stop=len(self.layers) - 1)
         last = self.layers[-1]
         if self._fused:
             z = last.forward_logits(x, training)

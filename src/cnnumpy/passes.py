@@ -30,25 +30,23 @@ def relu_moved_after_pool(layers: Sequence[Layer]) -> frozenset[int]:
 
 
 class Passes:
-    """Forward and backward through ``layers``, with ReLUs moved after max pooling.
+    """Forward and backward through a list of layers, with ReLUs moved after max pooling.
 
-    Args:
-        layers: the model's layers, in order (the list is read on every call, so layers
-            added later are taken into account).
+    ``backward`` goes back through the layers of the last ``forward`` call, with the same
+    rewrites, so the two always agree.
     """
 
-    def __init__(self, layers: list[Layer]) -> None:
-        self.layers = layers
+    def __init__(self) -> None:
+        self._layers: list[Layer] = []
+        self._moved: frozenset[int] = frozenset()
         self._outputs: dict[int, Any] = {}  # pooled-then-ReLU outputs, for the backward masks
 
-    def _moved(self) -> frozenset[int]:
-        return relu_moved_after_pool(self.layers)
-
-    def forward(self, x: Any, training: bool, stop: int | None = None) -> Any:
+    def forward(self, layers: list[Layer], x: Any, training: bool,
+                stop: int | None = None) -> Any:
         """Run ``layers[:stop]`` on the batch ``x`` and return the last output."""
-        moved = self._moved()
-        self._outputs = {}
-        for i, layer in enumerate(self.layers[:stop]):
+        self._layers, self._moved, self._outputs = layers, relu_moved_after_pool(layers), {}
+        moved = self._moved
+        for i, layer in enumerate(layers[:stop]):
             if i + 1 in moved and (stop is None or i + 1 < stop):
                 x = layer.forward_logits(x, training)  # its ReLU comes after the pool
             elif i in moved:
@@ -60,14 +58,15 @@ class Passes:
         return x
 
     def backward(self, grad: Any, stop: int | None = None) -> Any:
-        """Back through ``layers[:stop]`` from the gradient of their last output; returns the
-        input gradient (None once no earlier layer has weights, as layers skip it)."""
-        moved = self._moved()
-        count = len(self.layers) if stop is None else stop
+        """Back through the last forward's ``layers[:stop]`` from the gradient of their last
+        output; returns the input gradient (None once no earlier layer has weights, as layers
+        skip it)."""
+        layers, moved = self._layers, self._moved
+        count = len(layers) if stop is None else stop
         for i in reversed(range(count)):
             if grad is None:
                 break
-            layer = self.layers[i]
+            layer = layers[i]
             if i in moved:
                 if i not in self._outputs:
                     raise ValueError(f"{layer.label}: backward called before a training forward")
