@@ -111,16 +111,17 @@ def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str,
     (kh, kw), st, out, pads = _geometry(x.shape, pool_size, strides, padding)
     xp_ = _pad(x, pads, -xp.inf)
     y = xp.empty((x.shape[0], *out, x.shape[3]), dtype=x.dtype)
-    first = _first_maxima(xp_, y, (kh, kw), st, out) if training else None
+    if training:
+        first = _first_maxima(xp_, y, (kh, kw), st, out)
+        return y, (xp_.shape, first, (kh, kw), st, out, pads, None)
 
-    if not training:
-        def work(part: slice) -> None:
-            xp.copyto(y[part], xp_[part][_window(0, 0, st, out)])
-            for k in range(1, kh * kw):
-                xp.maximum(y[part], xp_[part][_window(k // kw, k % kw, st, out)], out=y[part])
+    def work(part: slice) -> None:
+        xp.copyto(y[part], xp_[part][_window(0, 0, st, out)])
+        for k in range(1, kh * kw):
+            xp.maximum(y[part], xp_[part][_window(k // kw, k % kw, st, out)], out=y[part])
 
-        backend.parallel_map(work, _batch_parts(xp_.shape))
-    return y, (xp_.shape, first, (kh, kw), st, out, pads, None if training else xp_)
+    backend.parallel_map(work, _batch_parts(xp_.shape))
+    return y, (xp_.shape, None, (kh, kw), st, out, pads, xp_)
 
 
 def _first_maxima(xp_: Any, y: Any, pool: tuple[int, int], st: tuple[int, int],

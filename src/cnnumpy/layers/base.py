@@ -194,7 +194,7 @@ class Layer:
 
     def backward(self, dy: Any) -> Any:
         """Fill ``grads`` from the output gradient ``dy`` and return the input gradient."""
-        expected = getattr(self, "_output_of_forward", None)
+        expected = self._output_of_forward
         if expected is not None and tuple(np.shape(dy)) != expected:
             raise ValueError(f"{self.label}: backward expected dy of shape {expected} (the "
                              f"last forward's output), received {tuple(np.shape(dy))}")

@@ -84,7 +84,6 @@ class MaxPool2D(_Pool2D):
         (N, H, W, C) -> (N, H_out, W_out, C).
     """
 
-    _forward = staticmethod(F.max_pool2d_forward)
     _backward = staticmethod(F.max_pool2d_backward)
 
     def call(self, x: Any, training: bool) -> Any:

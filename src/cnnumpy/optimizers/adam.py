@@ -22,11 +22,12 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
     ``param -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)``.
     With ``max_exp_avg_sqs`` (AMSGrad) the running maximum of ``v`` replaces ``v``.
     """
+    if not params:
+        return
     step_size = lr / (1 - beta1**step)
     bias2_sqrt = math.sqrt(1 - beta2**step)
     # one scratch array for every parameter's temporaries, so that a step allocates once
-    scratch = xp.empty(max((p.size for p in params), default=0),
-                       dtype=xp.result_type(*params) if params else float)
+    scratch = xp.empty(max(p.size for p in params), dtype=xp.result_type(*params))
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if weight_decay:
             if decoupled:
