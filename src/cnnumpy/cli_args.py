@@ -40,26 +40,26 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number ``> 0`` (a learning rate)."""
+def _number(text: str, ok: Callable[[float], bool], expected: str) -> float:
+    """``text`` as a float that passes ``ok`` (NaN and non-numbers never do), or an argparse
+    error saying what was ``expected``."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {text!r}")
+    if math.isnan(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, received {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number ``> 0`` (a learning rate)."""
+    return _number(text, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def fraction(text: str) -> float:
     """An argparse type: a number in ``[0, 1)`` (the validation share)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}")
-    return value
+    return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
