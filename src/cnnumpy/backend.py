@@ -64,6 +64,16 @@ def set_seed(seed: int) -> None:
     _rng = np.random.default_rng(int(seed))
 
 
+def column_sums(a: Any) -> Any:
+    """``a.sum(axis=0)`` of a tall matrix as one matrix-vector product, several times faster
+    than NumPy's reduction along the first axis (bias gradients, batch statistics).
+
+    Shape:
+        a: (M, F) -> (F,).
+    """
+    return xp.ones(a.shape[0], dtype=a.dtype) @ a
+
+
 def rng() -> np.random.Generator:
     """Return the library's random generator (seed it with :func:`set_seed`)."""
     return _rng

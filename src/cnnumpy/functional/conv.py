@@ -188,7 +188,7 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     kh, kw, cg, f = kernel.shape
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
-    dbias = _column_sums(dy.reshape(-1, f)) if has_bias else None
+    dbias = backend.column_sums(dy.reshape(-1, f)) if has_bias else None
     dkernel = grouped_kernel_grad(dy, saved, kernel.shape, groups)
     dx = grouped_input_grad(dy, kernel, x_shape, strides, pads, dilation, groups) \
         if need_dx else None
@@ -216,7 +216,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     def work(part: slice) -> Any:
         cols = _patches(xpad[part], (kh, kw), strides, dilation)
         dy_flat = dy[part].reshape(-1, f)
-        sums = (cols.T @ dy_flat, _column_sums(dy_flat) if has_bias else None)
+        sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
         if by_conv:
             dy_padded = _pad_for_input_grad(dy[part], (kh, kw), pads, dilation)
             cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
@@ -238,16 +238,6 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
         (top, _), (left, _) = pads
         dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
-
-
-def _column_sums(a: Any) -> Any:
-    """``a.sum(axis=0)`` of a tall matrix as one matrix-vector product (several times faster
-    than NumPy's reduction along the first axis).
-
-    Shape:
-        a: (M, F) -> (F,).
-    """
-    return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,

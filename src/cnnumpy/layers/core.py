@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy import initializers
+from cnnumpy import backend, initializers
 from cnnumpy.backend import rng, xp
 from cnnumpy.layers.base import Layer
 
@@ -85,7 +85,7 @@ class Dense(Layer):
         dy2 = dy.reshape(-1, self.units)
         self.grads["kernel"] = x2.T @ dy2
         if self.use_bias:
-            self.grads["bias"] = xp.ones(dy2.shape[0], dtype=dy2.dtype) @ dy2
+            self.grads["bias"] = backend.column_sums(dy2)
         return dy @ self.params["kernel"].T if self.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy.backend import xp
+from cnnumpy.backend import column_sums, xp
 from cnnumpy.layers.base import Layer
 
 
@@ -53,8 +53,7 @@ class BatchNormalization(Layer):
         self.state["moving_variance"] = xp.ones((channels,), dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
-        # Per-channel sums as matrix-vector products over (positions, channels): several
-        # times faster than NumPy's reductions over the leading axes.
+        # per-channel statistics over (positions, channels) with backend.column_sums
         channels = x.shape[-1]
         x2 = x.reshape(-1, channels)
         n = x2.shape[0]
@@ -67,10 +66,9 @@ class BatchNormalization(Layer):
             y += beta - self.state["moving_mean"] * scale
             self._cache = (x2, inv_std, False)  # x_hat is computed only if backward is called
             return y.reshape(x.shape)
-        ones = xp.ones(n, dtype=x.dtype)
-        mean = (ones @ x2) / n
+        mean = column_sums(x2) / n
         x_hat = x2 - mean
-        var = (ones @ xp.square(x_hat)) / n
+        var = column_sums(xp.square(x_hat)) / n
         self._update_moving(mean, var, n)
         inv_std = 1 / xp.sqrt(var + eps)
         x_hat *= inv_std
@@ -92,15 +90,14 @@ class BatchNormalization(Layer):
         saved, inv_std, training = self._cache
         dy2 = dy.reshape(-1, dy.shape[-1])
         n = dy2.shape[0]
-        ones = xp.ones(n, dtype=dy2.dtype)
         scale = self.params["gamma"] * inv_std
         if training:
             x_hat = saved
         else:  # after inference the input was kept: x_hat = (x - moving_mean) * inv_std
             x_hat = (saved - self.state["moving_mean"]) * inv_std
-        dbeta = ones @ dy2
+        dbeta = column_sums(dy2)
         t = dy2 * x_hat
-        dgamma = ones @ t
+        dgamma = column_sums(t)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         if not training:
             return (dy2 * scale).reshape(dy.shape)
