@@ -31,6 +31,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -271,20 +272,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=None, help="cnnumpy's threads (default: "
                         "the CPUs this process may use; PyTorch always gets those)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the unset run
     args = parser.parse_args(argv)
     backend.set_num_threads(args.threads)
     runs = []
     if args.env in ("both", "given"):
-        print("## environment as given\n")
+        if not args.child:
+            print("## environment as given\n")
+        print("(each row as it finishes; the report follows)", flush=True)
         runs.append(run_all(args.quick, args.repeats))
-        print("\n" + report(runs[-1]) + "\n")
+        print("\n" + report(runs[-1]) + "\n", flush=True)
     if args.env == "unset" or (args.env == "both" and any(os.environ.get(k) for k in BLAS_VARS)):
         print("## OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (child process)\n", flush=True)
         child_env = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
-        cmd = [sys.executable, __file__, "--env", "given"] + (["--quick"] if args.quick else [])
-        cmd += ["--repeats", str(args.repeats)] if args.repeats else []
-        cmd += ["--threads", str(args.threads)] if args.threads else []
-        subprocess.run(cmd, env=child_env, check=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            child_json = Path(tmp) / "unset.json"
+            cmd = [sys.executable, __file__, "--env", "given", "--child", "--json", str(child_json)]
+            cmd += ["--quick"] if args.quick else []
+            cmd += ["--repeats", str(args.repeats)] if args.repeats else []
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            subprocess.run(cmd, env=child_env, check=True)
+            runs += json.loads(child_json.read_text())
     elif args.env == "both":
         print("(OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set: the run above is the "
               "unset run too)")

@@ -216,3 +216,48 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     with single_threaded_blas():
         done = _executor().map(_run_in_worker, itertools.repeat(fn), runs)
         return [result for run in done for result in run]
+
+
+ELEMENTWISE_PARALLEL_MIN = 2**17
+"""Elementwise updates over fewer elements in all run in one piece, on the calling thread."""
+
+
+ELEMENTWISE_BLOCK = 2**18
+"""Pieces of at most this many elements: the several passes of an update over one piece find
+it still in cache."""
+
+
+def elementwise_groups(tensors: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """Cut tuples of same-shaped arrays into one group per thread, of about equal size.
+
+    Each tuple (say a parameter, its gradient and its moment estimates) is kept whole or cut
+    into flat, contiguous views of the same elements of each of its arrays (of at most
+    :data:`ELEMENTWISE_BLOCK` elements), so that an
+    elementwise update applied to every piece of every group changes exactly what it would
+    have changed applied to the whole tuples, with the same results: run the groups with
+    :func:`parallel_map`. Tuples with a non-contiguous array are never cut. With one thread,
+    or fewer than :data:`ELEMENTWISE_PARALLEL_MIN` elements in all, the tuples are one group,
+    uncut.
+    """
+    total = sum(arrays[0].size for arrays in tensors)
+    if total < ELEMENTWISE_PARALLEL_MIN or not threads_usable():
+        return [list(tensors)]
+    threads = _num_threads
+    groups: list[list[tuple[Any, ...]]] = [[] for _ in range(threads)]
+    done = 0  # elements placed in groups so far
+    for arrays in tensors:
+        size = arrays[0].size
+        if not all(a.flags.c_contiguous for a in arrays):
+            groups[min(done * threads // total, threads - 1)].append(arrays)
+            done += size
+            continue
+        flat = [a.reshape(-1) for a in arrays]  # views: contiguous
+        start = 0
+        while start < size:
+            group = min(done * threads // total, threads - 1)
+            stop = min(size, -(-(group + 1) * total // threads) - done + start)
+            stop = min(max(stop, start + 1), start + ELEMENTWISE_BLOCK)
+            groups[group].append(tuple(a[start:stop] for a in flat))
+            done += stop - start
+            start = stop
+    return [g for g in groups if g]

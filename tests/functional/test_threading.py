@@ -140,3 +140,60 @@ def test_max_pool_on_two_threads_equals_one_thread_exactly(pool, strides, paddin
         results[threads] = y, pooling.max_pool2d_backward(np.ones_like(y), cache)
     for one, two in zip(results[1], results[2], strict=True):
         np.testing.assert_array_equal(two, one)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_elementwise_groups_cover_every_element_once_in_balanced_views(threads, monkeypatch):
+    monkeypatch.setattr(backend, "ELEMENTWISE_PARALLEL_MIN", 1)
+    backend.set_num_threads(threads)
+    rng = np.random.default_rng(threads)
+    shapes = [(7, 5), (1,), (300,), (4, 3, 2), (2, 2)]
+    tensors = [(np.zeros(s), np.zeros(s)) for s in shapes]
+    odd = np.zeros((6, 4))[:, ::2]  # not contiguous: kept whole
+    tensors.append((odd, np.zeros(odd.shape)))
+    groups = backend.elementwise_groups(tensors)
+    assert 1 < len(groups) <= threads
+    for g, group in enumerate(groups):
+        for a, b in group:
+            assert a.shape == b.shape
+            a += g + 1  # views: this marks the original arrays
+            b += rng.integers(1, 5)
+    for a, b in tensors:
+        assert (a > 0).all() and (b > 0).all()  # every element in a piece...
+    marks = np.concatenate([a.reshape(-1) for a, _ in tensors])
+    assert marks.max() <= len(groups)  # ...and only in one
+    sizes = [sum(a.size for a, _ in group) for group in groups]
+    assert max(sizes) <= -(-sum(sizes) // threads) + odd.size  # about equal
+
+
+def test_elementwise_groups_keep_small_updates_whole():
+    backend.set_num_threads(2)
+    tensors = [(np.zeros(10), np.zeros(10))]
+    assert backend.elementwise_groups(tensors) == [tensors]
+
+
+@pytest.mark.parametrize("amsgrad, weight_decay, decoupled",
+                         [(False, 0.0, False), (True, 0.01, False), (False, 0.01, True)])
+def test_adam_on_two_threads_equals_one_thread_exactly(amsgrad, weight_decay, decoupled,
+                                                       monkeypatch):
+    from cnnumpy.optimizers import adam_update
+
+    monkeypatch.setattr(backend, "ELEMENTWISE_PARALLEL_MIN", 1)
+    rng = np.random.default_rng(7)
+    shapes = [(5, 5, 3, 8), (8,), (301, 17), (17,)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    results = {}
+    for threads in (1, 2):
+        backend.set_num_threads(threads)
+        params = [p.copy() for p in start]
+        m = [np.full(s, 0.1, np.float32) for s in shapes]
+        v = [np.full(s, 0.2, np.float32) for s in shapes]
+        vmax = [np.full(s, 0.3, np.float32) for s in shapes] if amsgrad else None
+        for step in (1, 2):
+            adam_update(params, grads, m, v, step=step, lr=1e-3, beta1=0.9, beta2=0.999,
+                        eps=1e-7, weight_decay=weight_decay, decoupled=decoupled,
+                        max_exp_avg_sqs=vmax)
+        results[threads] = params + m + v + (vmax or [])
+    assert all(np.array_equal(a, b) for a, b in zip(results[1], results[2], strict=True))
+    assert not np.array_equal(results[1][0], start[0])

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.optimizers.base import Optimizer, check_float
 
@@ -26,33 +27,45 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
         return
     step_size = lr / (1 - beta1**step)
     bias2_sqrt = math.sqrt(1 - beta2**step)
-    # one scratch array for every parameter's temporaries, so that a step allocates once
-    scratch = xp.empty(max(p.size for p in params), dtype=xp.result_type(*params))
-    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        if weight_decay:
-            if decoupled:
-                p *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * p
-        m, v = exp_avgs[i], exp_avg_sqs[i]
-        tmp = scratch[:p.size].reshape(p.shape)
-        if tmp.dtype != p.dtype:
-            tmp = xp.empty_like(p)
-        xp.subtract(g, m, out=tmp)
-        tmp *= 1 - beta1
-        m += tmp  # m += (1 - beta1) * (g - m)
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - beta2
-        v *= beta2
-        v += tmp  # v = beta2 * v + (1 - beta2) * g * g
-        if max_exp_avg_sqs is not None:
-            v = xp.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
-        xp.sqrt(v, out=tmp)
-        tmp /= bias2_sqrt
-        tmp += eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step_size
-        p -= tmp  # p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
+    maxima = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * len(params)
+
+    def run(group: list[tuple[Any, ...]]) -> None:
+        # one scratch array for the group's temporaries, so that a step allocates once
+        scratch = xp.empty(max(p.size for p, *_ in group), dtype=xp.result_type(*params))
+        for p, g, m, v, vmax in group:
+            if weight_decay:
+                if decoupled:
+                    p *= 1 - lr * weight_decay
+                else:
+                    g = g + weight_decay * p
+            tmp = scratch[:p.size].reshape(p.shape)
+            if tmp.dtype != p.dtype:
+                tmp = xp.empty_like(p)
+            xp.subtract(g, m, out=tmp)
+            tmp *= 1 - beta1
+            m += tmp  # m += (1 - beta1) * (g - m)
+            xp.multiply(g, g, out=tmp)
+            tmp *= 1 - beta2
+            v *= beta2
+            v += tmp  # v = beta2 * v + (1 - beta2) * g * g
+            if vmax is not None:
+                v = xp.maximum(vmax, v, out=vmax)
+            xp.sqrt(v, out=tmp)
+            tmp /= bias2_sqrt
+            tmp += eps
+            xp.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp  # p -= step_size * m / (sqrt(v) / bias2_sqrt + eps)
+
+    # Every operation is elementwise: pieces of the parameters on the library's threads give
+    # the same results as whole parameters on one.
+    tensors = [(p, g, m, v) + ((vmax,) if vmax is not None else ())
+               for p, g, m, v, vmax in zip(params, grads, exp_avgs, exp_avg_sqs, maxima,
+                                           strict=True)]
+    groups = backend.elementwise_groups(tensors)
+    if max_exp_avg_sqs is None:
+        groups = [[(*arrays, None) for arrays in group] for group in groups]
+    backend.parallel_map(run, groups)
 
 
 class Adam(Optimizer):
