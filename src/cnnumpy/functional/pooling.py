@@ -19,6 +19,7 @@ from typing import Any
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.functional.im2col import _pad
 
 PADDINGS = ("valid", "same")
 
@@ -58,10 +59,6 @@ def _geometry(x_shape: tuple[int, ...], pool_size: Any, strides: Any, padding: s
     return (kh, kw), (sh, sw), (oh, ow), ((top, bottom), (left, right))
 
 
-def _pad(x: Any, pads: tuple, value: float) -> Any:
-    if not any(pads[0] + pads[1]):
-        return x
-    return xp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=value)
 
 
 def _crop(a: Any, pads: tuple) -> Any:
