@@ -5,11 +5,12 @@ The forward pass is a cross-correlation, as in every framework (the kernel is no
     y[n, oh, ow, f] = bias[f] + sum_{i, j, c} xpad[n, oh*sh + i*dh, ow*sw + j*dw, c] * k[i, j, c, f]
 
 Kernels are ``(kh, kw, C // groups, filters)``. An ungrouped convolution works through the batch
-a few images at a time: it gathers their receptive fields into one small matrix (``im2col``: a
-strided view, then one contiguous copy of a few MiB) and multiplies it by the kernel while the
-matrix is still in cache. Chunks measured about twice as fast as one patch matrix for the whole
-batch, and nothing batch-sized is kept for backward but the padded input: the backward pass
-gathers each chunk again (a cheap copy next to its matrix products) for the kernel gradient.
+a few images at a time: it pads them, gathers their receptive fields into one small matrix
+(``im2col``: a strided view, then one contiguous copy of a few MiB) and multiplies it by the
+kernel while the matrix is still in cache. Chunks measured about twice as fast as one patch
+matrix for the whole batch, and nothing is kept for backward but a reference to the input:
+the backward pass pads and gathers each chunk again (cheap copies next to its matrix products)
+for the kernel gradient.
 The chunks run on the library's threads (:func:`cnnumpy.backend.parallel_map`), each writing
 its own rows of the output; per-chunk kernel gradients are summed in chunk order.
 
@@ -94,31 +95,32 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _conv_chunked(xpad: Any, kernel: Any, bias: Any, strides: tuple[int, int],
+def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads: Pads,
                   dilation: tuple[int, int]) -> Any:
-    """Ungrouped convolution of the padded input, a chunk of images at a time (the chunks
-    spread over the library's threads)."""
+    """Ungrouped convolution, a chunk of images at a time, each chunk padded on its own (the
+    chunks spread over the library's threads)."""
     kh, kw, c, f = kernel.shape
-    n = xpad.shape[0]
-    ho = conv_output_size(xpad.shape[1], kh, strides[0], dilation=dilation[0])
-    wo = conv_output_size(xpad.shape[2], kw, strides[1], dilation=dilation[1])
+    n = x.shape[0]
+    (top, bottom), (left, right) = pads
+    ho = conv_output_size(x.shape[1], kh, strides[0], top, bottom, dilation[0])
+    wo = conv_output_size(x.shape[2], kw, strides[1], left, right, dilation[1])
     flat_kernel = kernel.reshape(-1, f)
-    y = xp.empty((n, ho, wo, f), dtype=xpad.dtype)
+    y = xp.empty((n, ho, wo, f), dtype=x.dtype)
 
     def work(part: slice) -> None:
-        cols = _patches(xpad[part], (kh, kw), strides, dilation)
+        cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
         if bias is not None:
             out += bias
 
-    backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * xpad.itemsize))
+    backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * x.itemsize))
     return y
 
 
 class ConvCache(NamedTuple):
-    """What :func:`conv2d_backward` needs from the forward pass: the padded input when
-    ungrouped (patches are gathered again, chunk by chunk), the patches when grouped."""
+    """What :func:`conv2d_backward` needs from the forward pass: the input when ungrouped
+    (chunks are padded and gathered again), the patches when grouped."""
 
     saved: Any
     kernel: Any
@@ -159,9 +161,9 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
     if groups == 1:
-        saved = _pad(x, pads)
-        im2col(saved, (kh, kw), strides, "valid", dilation)  # raises if the kernel does not fit
-        y = _conv_chunked(saved, kernel, bias, strides, dilation)
+        im2col(_pad(x[:1], pads), (kh, kw), strides, "valid", dilation)  # raises if too big
+        saved = x
+        y = _conv_chunked(x, kernel, bias, strides, pads, dilation)
     else:
         y, saved = conv_grouped(x, kernel, strides, pads, dilation, groups)
         if bias is not None:
@@ -201,20 +203,22 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     ``cols.T @ dy``; the input gradient is a convolution of ``dy`` for stride 1 (see
     :func:`_pad_for_input_grad`), else ``dy @ kernel[i, j].T`` added back at each kernel
     offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order."""
-    xpad, kernel, x_shape, strides, pads, dilation, _, has_bias = cache
+    x, kernel, x_shape, strides, pads, dilation, _, has_bias = cache
     kh, kw, c, f = kernel.shape
     n, ho, wo, _ = dy.shape
-    dy = dy.astype(xpad.dtype, copy=False)
+    dy = dy.astype(x.dtype, copy=False)
+    (top, bottom), (left, right) = pads
     by_conv = need_dx and DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
     if by_conv:
-        dx = xp.empty(x_shape, dtype=xpad.dtype)
+        dx = xp.empty(x_shape, dtype=x.dtype)
         flipped = _flipped_kernel(kernel)
     elif need_dx:
-        dxpad = xp.zeros(xpad.shape, dtype=xpad.dtype)
+        padded_shape = (n, x_shape[1] + top + bottom, x_shape[2] + left + right, c)
+        dxpad = xp.zeros(padded_shape, dtype=x.dtype)
         taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # taps[i, j]: (F, C)
 
     def work(part: slice) -> Any:
-        cols = _patches(xpad[part], (kh, kw), strides, dilation)
+        cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         dy_flat = dy[part].reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
         if by_conv:
@@ -228,14 +232,13 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
         return sums
 
     gathered = kh * kw * (max(c, f) if by_conv else c)  # patch values per output position
-    parts = backend.parallel_map(work, _chunks(n, ho * wo * gathered * xpad.itemsize))
+    parts = backend.parallel_map(work, _chunks(n, ho * wo * gathered * x.itemsize))
     dkernel, dbias = parts[0]
     for dk, db in parts[1:]:  # in chunk order, whatever the threads
         dkernel += dk
         if has_bias:
             dbias += db
     if need_dx and not by_conv:
-        (top, _), (left, _) = pads
         dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
     return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
 
