@@ -334,3 +334,31 @@ def test_first_layer_skips_the_input_gradient_but_not_the_weight_gradients():
     for key, value in grads.items():
         np.testing.assert_array_equal(layer.grads[key], value)
     assert dx.shape == x.shape
+
+
+@pytest.mark.parametrize("kwargs, x_shape", [
+    (dict(filters=6, kernel_size=3, padding="same"), (5, 9, 8, 4)),
+    (dict(filters=4, kernel_size=3, strides=2, padding="same"), (3, 9, 8, 2)),
+    (dict(filters=6, kernel_size=(3, 2), padding=1, groups=2), (3, 7, 6, 4)),
+    (dict(filters=40, kernel_size=3, padding="same"), (4, 6, 6, 36)),  # input grad as a conv
+])
+def test_relu_inside_the_convolution_equals_a_separate_relu_exactly(kwargs, x_shape):
+    fused = with_random_bias(Conv2D(activation="relu", **kwargs, dtype="float32"))
+    plain = Conv2D(**kwargs, dtype="float32")
+    x = randn(*x_shape, seed=3, dtype=np.float32)
+    y = fused.forward(x, training=True)
+    plain.build(x.shape[1:])
+    plain.params = {k: v.copy() for k, v in fused.params.items()}
+    z = plain.forward(x, training=True)
+    assert (z < 0).any() and (z > 0).any()  # the ReLU has work to do
+    np.testing.assert_array_equal(y, np.maximum(z, 0))
+    dy = randn(*y.shape, seed=4, dtype=np.float32)
+    dx = fused.backward(dy)
+    dx_ref = plain.backward(dy * (z > 0))
+    np.testing.assert_array_equal(dx, dx_ref)
+    for key in fused.grads:
+        np.testing.assert_array_equal(fused.grads[key], plain.grads[key])
+    # forward_logits (as when a ReLU is moved after max pooling) gives the logits, and the
+    # backward that follows it leaves the gradient unmasked
+    np.testing.assert_array_equal(fused.forward_logits(x, training=True), z)
+    np.testing.assert_array_equal(fused.call_backward(dy), plain.backward(dy))

@@ -96,9 +96,9 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
 
 
 def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads: Pads,
-                  dilation: tuple[int, int]) -> Any:
+                  dilation: tuple[int, int], relu: bool) -> Any:
     """Ungrouped convolution, a chunk of images at a time, each chunk padded on its own (the
-    chunks spread over the library's threads)."""
+    chunks spread over the library's threads); with ``relu``, each chunk's ReLU too."""
     kh, kw, c, f = kernel.shape
     n = x.shape[0]
     (top, bottom), (left, right) = pads
@@ -113,6 +113,8 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
         xp.matmul(cols, flat_kernel, out=out)
         if bias is not None:
             out += bias
+        if relu:
+            xp.maximum(out, 0, out=out)
 
     backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * x.itemsize))
     return y
@@ -120,7 +122,8 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
 
 class ConvCache(NamedTuple):
     """What :func:`conv2d_backward` needs from the forward pass: the input when ungrouped
-    (chunks are padded and gathered again), the patches when grouped."""
+    (chunks are padded and gathered again), the patches when grouped; with a ReLU applied,
+    the output (its positive entries pass the gradient)."""
 
     saved: Any
     kernel: Any
@@ -130,12 +133,14 @@ class ConvCache(NamedTuple):
     dilation: tuple[int, int]
     groups: int
     has_bias: bool
+    relu_output: Any = None
 
 
 def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[int, int] = 1,
                    padding: Any = "valid", dilation: int | tuple[int, int] = 1,
-                   groups: int = 1) -> tuple[Any, ConvCache]:
-    """2-D cross-correlation of a batch of images with a bank of kernels.
+                   groups: int = 1, relu: bool = False) -> tuple[Any, ConvCache]:
+    """2-D cross-correlation of a batch of images with a bank of kernels, optionally with a
+    ReLU applied to the result (chunk by chunk, while it is in cache).
 
     Args:
         x: input images.
@@ -145,6 +150,7 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
         strides, dilation: int or (vertical, horizontal).
         padding: any form accepted by :func:`resolve_padding`.
         groups: number of channel groups, each convolved with its own ``F // groups`` filters.
+        relu: return ``max(y, 0)``; the backward pass then takes the gradient of that.
 
     Returns:
         ``(y, cache)``; pass ``cache`` to :func:`conv2d_backward`.
@@ -163,19 +169,22 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     if groups == 1:
         im2col(_pad(x[:1], pads), (kh, kw), strides, "valid", dilation)  # raises if too big
         saved = x
-        y = _conv_chunked(x, kernel, bias, strides, pads, dilation)
+        y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
     else:
         y, saved = conv_grouped(x, kernel, strides, pads, dilation, groups)
         if bias is not None:
             y += bias
-    return y, ConvCache(saved, kernel, x.shape, strides, pads, dilation, groups, bias is not None)
+        if relu:
+            xp.maximum(y, 0, out=y)
+    return y, ConvCache(saved, kernel, x.shape, strides, pads, dilation, groups,
+                        bias is not None, y if relu else None)
 
 
 def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[Any, Any, Any]:
     """Gradients of :func:`conv2d_forward` given the output gradient ``dy``.
 
     Args:
-        dy: the gradient of the loss with respect to the output.
+        dy: the gradient of the loss with respect to the output (after the ReLU, if any).
         cache: from :func:`conv2d_forward`.
         need_dx: False skips the input gradient (the first layer's is never used).
 
@@ -186,10 +195,12 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     Shape:
         dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (kh, kw, Cg, F); dbias: (F,).
     """
-    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias = cache
+    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
     kh, kw, cg, f = kernel.shape
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
+    if relu_output is not None:
+        dy = dy * (relu_output > 0)
     dbias = backend.column_sums(dy.reshape(-1, f)) if has_bias else None
     dkernel = grouped_kernel_grad(dy, saved, kernel.shape, groups)
     dx = grouped_input_grad(dy, kernel, x_shape, strides, pads, dilation, groups) \
@@ -202,8 +213,9 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     time (spread over the library's threads): each chunk's patches are gathered again for
     ``cols.T @ dy``; the input gradient is a convolution of ``dy`` for stride 1 (see
     :func:`_pad_for_input_grad`), else ``dy @ kernel[i, j].T`` added back at each kernel
-    offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order."""
-    x, kernel, x_shape, strides, pads, dilation, _, has_bias = cache
+    offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order. A ReLU's
+    gradient is applied to each chunk of ``dy`` as it is used."""
+    x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output = cache
     kh, kw, c, f = kernel.shape
     n, ho, wo, _ = dy.shape
     dy = dy.astype(x.dtype, copy=False)
@@ -219,10 +231,11 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
 
     def work(part: slice) -> Any:
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
-        dy_flat = dy[part].reshape(-1, f)
+        dy_part = dy[part] if relu_output is None else dy[part] * (relu_output[part] > 0)
+        dy_flat = dy_part.reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
         if by_conv:
-            dy_padded = _pad_for_input_grad(dy[part], (kh, kw), pads, dilation)
+            dy_padded = _pad_for_input_grad(dy_part, (kh, kw), pads, dilation)
             cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
             xp.matmul(cols, flipped, out=dx[part].reshape(-1, c))
         elif need_dx:

@@ -201,12 +201,16 @@ class Layer:
         if expected is not None and expected[0] == 0:  # an empty batch: nothing to add up
             self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
             return xp.zeros((0, *self.input_shape), dtype=self.dtype)
-        if self._act is not None:
-            if self._act_cache is None:
-                raise ValueError(f"{self.label}: backward called before forward")
-            z, y = self._act_cache
-            dy = self._act.backward(dy, z, y)
-        return self.call_backward(dy)
+        return self.call_backward(self._activation_backward(dy))
+
+    def _activation_backward(self, dy: Any) -> Any:
+        """The gradient before the activation, from the gradient after it."""
+        if self._act is None:
+            return dy
+        if self._act_cache is None:
+            raise ValueError(f"{self.label}: backward called before forward")
+        z, y = self._act_cache
+        return self._act.backward(dy, z, y)
 
     def call(self, x: Any, training: bool) -> Any:
         raise NotImplementedError

@@ -75,6 +75,7 @@ class Conv2D(Layer):
         self.kernel_initializer = kernel_initializer
         super().__init__(activation=activation, input_shape=input_shape, name=name, dtype=dtype)
         self._cache: conv.ConvCache | None = None
+        self._relu_inside = False  # the last forward applied the ReLU inside the convolution
 
     def _pads(self, input_shape: tuple[int, ...]) -> conv.Pads:
         return conv.resolve_padding(self._padding, input_shape[:2], self.kernel_size,
@@ -109,11 +110,27 @@ class Conv2D(Layer):
         if self.use_bias:
             self.params["bias"] = initializers.zeros((self.filters,), dtype=self.dtype)
 
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """As :meth:`Layer.forward`; a ReLU activation runs inside the convolution, chunk by
+        chunk while each is in cache (same result, one pass over the output less), and its
+        gradient inside the backward pass."""
+        if self.activation != "relu":
+            return super().forward(x, training)
+        self._relu_inside = True
+        return Layer.forward_logits(self, x, training)
+
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
+        self._relu_inside = False
+        return super().forward_logits(x, training)
+
     def call(self, x: Any, training: bool) -> Any:
         y, self._cache = conv.conv2d_forward(
             x, self.params["kernel"], self.params.get("bias"), self.strides, self._padding,
-            self.dilation_rate, self.groups)
+            self.dilation_rate, self.groups, relu=self._relu_inside)
         return y
+
+    def _activation_backward(self, dy: Any) -> Any:
+        return dy if self._relu_inside else super()._activation_backward(dy)
 
     def call_backward(self, dy: Any) -> Any:
         if self._cache is None:
