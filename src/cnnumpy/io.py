@@ -10,7 +10,8 @@ Layout:
 
 Loading trusts nothing in the file. Nothing it names is imported, evaluated or looked up on a
 module: layer, loss and optimizer names go through explicit tables. Pickles are refused.
-Writes are atomic: a temporary file in the same folder, flushed, synced and renamed.
+Writes are atomic (:mod:`cnnumpy.files`): a temporary file in the same folder, flushed, synced
+and renamed.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy.files import atomic_write, check_folder
 
 FORMAT = "cnnumpy"
 FORMAT_VERSION = 1
@@ -51,14 +52,6 @@ def _loads(text: str, what: str, path: str) -> Any:
         raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
 
 
-def _check_target(path: str, where: str) -> str:
-    """The folder of ``path``, which must not be a folder or a device (never replaced)."""
-    if os.path.lexists(path) and not os.path.isfile(path):
-        kind = "a folder" if os.path.isdir(path) else "not a regular file"
-        raise IsADirectoryError(f"{where}: {path!r} is {kind}; expected a file name")
-    return os.path.dirname(os.path.abspath(path))
-
-
 def check_writable(path: str, model: Any = None, where: str = "check_writable") -> None:
     """Check, before a long job, that a model file can be written at ``path``.
 
@@ -69,38 +62,8 @@ def check_writable(path: str, model: Any = None, where: str = "check_writable") 
         OSError: naming ``where`` and the folder: missing, read-only or full; or ``path``
             is a folder or a device.
     """
-    folder = _check_target(os.fspath(path), where)
     data = _model_bytes(model) if model is not None and model.built else bytes(4096)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-        try:
-            _write_synced(fd, data)
-        finally:
-            os.remove(tmp)
-    except OSError as exc:
-        raise type(exc)(f"{where}: cannot write to folder {folder!r} "
-                        f"({exc.strerror or exc})") from None
-
-
-def _write_synced(fd: int, data: bytes) -> None:
-    """Write ``data`` to the open file ``fd``, flush it to the disk and close it."""
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
-    folder = _check_target(path, "atomic_write")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
-    try:
-        _write_synced(fd, data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    check_folder(path, data, where)
 
 
 def save_model(model: Any, path: str, include_optimizer: bool = True) -> None:
