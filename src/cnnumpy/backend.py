@@ -222,17 +222,11 @@ ELEMENTWISE_PARALLEL_MIN = 2**17
 """Elementwise updates over fewer elements in all run in one piece, on the calling thread."""
 
 
-ELEMENTWISE_BLOCK = 2**18
-"""Pieces of at most this many elements: the several passes of an update over one piece find
-it still in cache."""
-
-
 def elementwise_groups(tensors: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
     """Cut tuples of same-shaped arrays into one group per thread, of about equal size.
 
     Each tuple (say a parameter, its gradient and its moment estimates) is kept whole or cut
-    into flat, contiguous views of the same elements of each of its arrays (of at most
-    :data:`ELEMENTWISE_BLOCK` elements), so that an
+    into flat, contiguous views of the same elements of each of its arrays, so that an
     elementwise update applied to every piece of every group changes exactly what it would
     have changed applied to the whole tuples, with the same results: run the groups with
     :func:`parallel_map`. Tuples with a non-contiguous array are never cut. With one thread,
@@ -256,7 +250,6 @@ def elementwise_groups(tensors: Sequence[tuple[Any, ...]]) -> list[list[tuple[An
         while start < size:
             group = min(done * threads // total, threads - 1)
             stop = min(size, -(-(group + 1) * total // threads) - done + start)
-            stop = min(max(stop, start + 1), start + ELEMENTWISE_BLOCK)
             groups[group].append(tuple(a[start:stop] for a in flat))
             done += stop - start
             start = stop

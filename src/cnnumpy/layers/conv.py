@@ -117,7 +117,7 @@ class Conv2D(Layer):
         if self.activation != "relu":
             return super().forward(x, training)
         self._relu_inside = True
-        return Layer.forward_logits(self, x, training)
+        return Layer.forward_logits(self, x, training)  # Layer's: it leaves the flag set
 
     def forward_logits(self, x: Any, training: bool = False) -> Any:
         self._relu_inside = False
