@@ -62,8 +62,9 @@ DX_AS_CONV_MIN_CHANNELS = 32
 one column per input channel) to beat the per-tap products."""
 
 
-FEW_CHANNELS = 2
-"""Up to this many input channels, patches are gathered offset-major (see :func:`_patches`)."""
+FEW_CHANNELS = 3
+"""Up to this many input channels, patches are gathered offset-major (see :func:`_patches`).
+Three covers RGB: a CIFAR-like first convolution measured 5-15 % faster that way."""
 
 
 def _patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
