@@ -70,8 +70,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
                 "one sub-folder of images per class)"
-    recipes = "; ".join(f"{name}: {' '.join(map(str, d.values()))}"
-                        for name, d in models.TRAINING_DEFAULTS.items())
+    recipes = "; ".join(
+        f"{name}: {d['epochs']} epochs, batch size {d['batch_size']}, val-split "
+        f"{d['val_split']}, augment {'on' if d['augment'] else 'off'}"
+        for name, d in models.TRAINING_DEFAULTS.items())
     train = sub.add_parser(
         "train", help="train a CNN and report its test accuracy",
         description="Train a CNN and report its accuracy on the test set. The test set of an "
@@ -79,8 +81,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                     f"last {cli_data.HELD_OUT:,} images (at most a sixth) held out as the test "
                     "set, the same on every run, and never used for training or validation. "
                     "--val-split takes the validation images from the end of the rest. "
-                    "Defaults of --epochs, --batch-size and --val-split per model (others as "
-                    f"lenet): {recipes}.")
+                    "Defaults of --epochs, --batch-size, --val-split and --augment per model "
+                    f"(others as lenet, without --augment): {recipes}.")
     train.add_argument("--data", default="mnist-sample", help=data_help)
     train.add_argument("--model", default="lenet",
                        help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
@@ -102,9 +104,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
-    train.add_argument("--augment", action="store_true",
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                        help="random shifts of up to 10%% of the training images, and "
-                            "horizontal flips for Fashion-MNIST's clothing")
+                            "horizontal flips for Fashion-MNIST's clothing (default: the "
+                            "model's recipe)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel under mpirun -n K: --batch-size is per process, "
                             "and rank 0 alone prints and writes files")

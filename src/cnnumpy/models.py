@@ -50,7 +50,7 @@ def vgg_small(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
     resolution, one 128-filter convolution at a quarter, then light dropout around a dense
     layer of 256. About 12.6 M multiply-adds per 28x28 image, a third of them in the second
     64-filter convolution; the previous two-block, 32-filter version took 18 M and trained at
-    half the speed. Recipe: ``TRAINING_DEFAULTS["vgg-small"]`` with ``--augment``.
+    half the speed. Recipe: ``TRAINING_DEFAULTS["vgg-small"]`` (augmentation included).
     """
     return Sequential([
         layers.Conv2D(16, 3, padding="same", use_bias=False, input_shape=input_shape),
@@ -86,17 +86,23 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential]] = {
 
 
 TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lenet": {"epochs": 6, "batch_size": 64, "val_split": 0.0},
-    "vgg-small": {"epochs": 22, "batch_size": 64, "val_split": 0.1},
+    "lenet": {"epochs": 6, "batch_size": 64, "val_split": 0.0, "augment": True},
+    "vgg-small": {"epochs": 22, "batch_size": 64, "val_split": 0.1, "augment": True},
 }
-"""The CLI's defaults per model: the recipe each one was tuned with. vgg-small's (with
-``--augment`` and the default Adam at 2e-3, cosine decay) was chosen on the last 10% of
-Fashion-MNIST's training images left after the held-out test set."""
+"""The CLI's defaults per model: the recipe each one was tuned with, all with the default
+Adam at 2e-3 and cosine decay. vgg-small's was chosen on the last 10% of Fashion-MNIST's
+training images left after the held-out test set. lenet's shifts were chosen on the last 10%
+of the bundled digits' training images: validation accuracy 98.25-98.75% with them, against
+97.25-98.25% without (seeds 0-3)."""
 
 
 def training_defaults(name: str) -> dict[str, Any]:
-    """``epochs``, ``batch_size`` and ``val_split`` for a model name (a JSON config: lenet's)."""
-    return dict(TRAINING_DEFAULTS.get(name, TRAINING_DEFAULTS["lenet"]))
+    """``epochs``, ``batch_size``, ``val_split`` and ``augment`` for a model name; a model
+    without a recipe (``simple``, a JSON config) gets lenet's, without augmentation, so that
+    its layers stay exactly the ones asked for."""
+    if name in TRAINING_DEFAULTS:
+        return dict(TRAINING_DEFAULTS[name])
+    return {**TRAINING_DEFAULTS["lenet"], "augment": False}
 
 
 def get(name: str, input_shape: tuple[int, ...], num_classes: int) -> Sequential:
