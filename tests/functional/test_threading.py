@@ -197,3 +197,26 @@ def test_adam_on_two_threads_equals_one_thread_exactly(amsgrad, weight_decay, de
         results[threads] = params + m + v + (vmax or [])
     assert all(np.array_equal(a, b) for a, b in zip(results[1], results[2], strict=True))
     assert not np.array_equal(results[1][0], start[0])
+
+
+def test_dense_backward_on_two_threads_equals_one_thread_exactly(monkeypatch):
+    from cnnumpy.layers import core
+
+    monkeypatch.setattr(core, "CONCURRENT_BACKWARD_MIN", 1)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((17, 300)).astype(np.float32)
+    dy = rng.standard_normal((17, 40)).astype(np.float32)
+    kernel = rng.standard_normal((300, 40)).astype(np.float32)
+    results = {}
+    for threads in (1, 2):
+        backend.set_num_threads(threads)
+        layer = core.Dense(40, input_shape=(300,))
+        layer.build((300,))
+        layer.params["kernel"] = kernel.copy()
+        layer.forward(x, training=True)
+        dx = layer.backward(dy)
+        results[threads] = (dx, layer.grads["kernel"], layer.grads["bias"])
+    for a, b in zip(results[1], results[2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(results[2][0], dy @ kernel.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(results[2][1], x.T @ dy, rtol=1e-5, atol=1e-5)
