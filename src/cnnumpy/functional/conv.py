@@ -46,6 +46,7 @@ from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for 
     conv_output_size,
     im2col,
     normalize_padding,
+    output_hw,
     resolve_padding,
 )
 
@@ -103,8 +104,8 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
     kh, kw, c, f = kernel.shape
     n = x.shape[0]
     (top, bottom), (left, right) = pads
-    ho = conv_output_size(x.shape[1], kh, strides[0], top, bottom, dilation[0])
-    wo = conv_output_size(x.shape[2], kw, strides[1], left, right, dilation[1])
+    padded_hw = (x.shape[1] + top + bottom, x.shape[2] + left + right)
+    ho, wo = output_hw(padded_hw, (kh, kw), strides, dilation)  # raises if it does not fit
     flat_kernel = kernel.reshape(-1, f)
     y = xp.empty((n, ho, wo, f), dtype=x.dtype)
 
@@ -168,7 +169,6 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
     if groups == 1:
-        im2col(_pad(x[:1], pads), (kh, kw), strides, "valid", dilation)  # raises if too big
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
     else:

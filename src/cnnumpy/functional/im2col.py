@@ -86,6 +86,18 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, pad_before: int = 
     return (size + pad_before + pad_after - span) // stride + 1
 
 
+def output_hw(padded_hw: tuple[int, int], kernel_hw: tuple[int, int],
+              strides: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """``(Ho, Wo)`` of a convolution of an input already padded to ``padded_hw``, or a
+    ValueError when the kernel does not fit."""
+    (hp, wp), (kh, kw), (sh, sw), (dh, dw) = padded_hw, kernel_hw, strides, dilation
+    ho, wo = conv_output_size(hp, kh, sh, dilation=dh), conv_output_size(wp, kw, sw, dilation=dw)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit "
+                         f"the padded input of size {(hp, wp)}")
+    return ho, wo
+
+
 def _pad(x: Any, pads: Pads, value: float = 0) -> Any:
     """``x`` padded with ``value`` on its spatial axes (``x`` itself when no padding).
 
@@ -111,10 +123,7 @@ def im2col(x: Any, kernel_hw: int | tuple[int, int], strides: int | tuple[int, i
     (kh, kw), (sh, sw), (dh, dw) = _pair(kernel_hw), _pair(strides), _pair(dilation)
     x = _pad(x, resolve_padding(padding, x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)))
     n, hp, wp, c = x.shape
-    ho, wo = conv_output_size(hp, kh, sh, dilation=dh), conv_output_size(wp, kw, sw, dilation=dw)
-    if ho < 1 or wo < 1:
-        raise ValueError(f"im2col: kernel {(kh, kw)} with dilation {(dh, dw)} does not fit "
-                         f"the padded input of size {(hp, wp)}")
+    ho, wo = output_hw((hp, wp), (kh, kw), (sh, sw), (dh, dw))
     s_n, s_h, s_w, s_c = x.strides
     return xp.lib.stride_tricks.as_strided(
         x, shape=(n, ho, wo, kh, kw, c),

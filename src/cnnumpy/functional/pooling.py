@@ -59,8 +59,6 @@ def _geometry(x_shape: tuple[int, ...], pool_size: Any, strides: Any, padding: s
     return (kh, kw), (sh, sw), (oh, ow), ((top, bottom), (left, right))
 
 
-
-
 def _crop(a: Any, pads: tuple) -> Any:
     (top, bottom), (left, right) = pads
     return a[:, top:a.shape[1] - bottom, left:a.shape[2] - right, :]
