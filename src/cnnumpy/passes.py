@@ -50,7 +50,8 @@ class Passes:
             if i + 1 in moved and (stop is None or i + 1 < stop):
                 x = layer.forward_logits(x, training)  # its ReLU comes after the pool
             elif i in moved:
-                x = xp.maximum(layer.forward(x, training), 0)
+                x = layer.forward(x, training)
+                xp.maximum(x, 0, out=x)  # in place: the pooled output is the pass's own
                 if training:
                     self._outputs[i] = x
             else:

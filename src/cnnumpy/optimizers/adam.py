@@ -27,12 +27,10 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
         return
     step_size = lr / (1 - beta1**step)
     bias2_sqrt = math.sqrt(1 - beta2**step)
-    maxima = max_exp_avg_sqs if max_exp_avg_sqs is not None else [None] * len(params)
-
     def run(group: list[tuple[Any, ...]]) -> None:
         # one scratch array for the group's temporaries, so that a step allocates once
         scratch = xp.empty(max(p.size for p, *_ in group), dtype=xp.result_type(*params))
-        for p, g, m, v, vmax in group:
+        for p, g, m, v, *vmax in group:  # vmax: [AMSGrad's running maximum] or []
             if weight_decay:
                 if decoupled:
                     p *= 1 - lr * weight_decay
@@ -48,8 +46,8 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
             tmp *= 1 - beta2
             v *= beta2
             v += tmp  # v = beta2 * v + (1 - beta2) * g * g
-            if vmax is not None:
-                v = xp.maximum(vmax, v, out=vmax)
+            if vmax:
+                v = xp.maximum(vmax[0], v, out=vmax[0])
             xp.sqrt(v, out=tmp)
             tmp /= bias2_sqrt
             tmp += eps
@@ -59,13 +57,11 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
 
     # Every operation is elementwise: pieces of the parameters on the library's threads give
     # the same results as whole parameters on one.
-    tensors = [(p, g, m, v) + ((vmax,) if vmax is not None else ())
-               for p, g, m, v, vmax in zip(params, grads, exp_avgs, exp_avg_sqs, maxima,
-                                           strict=True)]
-    groups = backend.elementwise_groups(tensors)
-    if max_exp_avg_sqs is None:
-        groups = [[(*arrays, None) for arrays in group] for group in groups]
-    backend.parallel_map(run, groups)
+    slots = [params, grads, exp_avgs, exp_avg_sqs]
+    if max_exp_avg_sqs is not None:
+        slots.append(max_exp_avg_sqs)
+    tensors = list(zip(*slots, strict=True))
+    backend.parallel_map(run, backend.elementwise_groups(tensors))
 
 
 class Adam(Optimizer):
