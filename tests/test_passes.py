@@ -1,11 +1,13 @@
-"""The model's passes (ReLU moved after max pooling) equal running the layers one by one."""
+"""The model's passes (ReLU moved after max pooling, convolution and pooling fused) equal
+running the layers one by one."""
 
 import numpy as np
 import pytest
 
 import cnnumpy
 from cnnumpy import layers
-from cnnumpy.passes import Passes, relu_moved_after_pool
+from cnnumpy import passes as passes_module
+from cnnumpy.passes import Passes, conv_pool_fused, relu_moved_after_pool
 
 
 def _stack(padding: str) -> list:
@@ -35,27 +37,50 @@ def test_which_pools_take_the_relu() -> None:
     assert relu_moved_after_pool(_stack("valid")) == {1, 3}
 
 
+def test_which_pools_are_computed_with_their_convolution() -> None:
+    stack = _stack("valid")
+    assert conv_pool_fused(stack) == frozenset()  # not built yet
+    for layer, shape in zip(stack[:3], [(9, 9, 2), (9, 9, 4), (4, 4, 4)], strict=True):
+        layer.build(shape)
+    assert conv_pool_fused(stack) == {1}  # not after an activation layer, nor after tanh
+    same = [layers.Conv2D(2, 3, padding="same"), layers.MaxPool2D(2, padding="same")]
+    same[0].build((8, 7, 1))
+    same[1].build((8, 7, 2))
+    assert conv_pool_fused(same) == frozenset()  # "same" pads the odd width: not a tiling
+    same[0].build((8, 6, 1))
+    same[1].build((8, 6, 2))
+    assert conv_pool_fused(same) == {1}
+
+
+@pytest.mark.parametrize("fuse", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("padding", ["valid", "same"])
-def test_passes_equal_the_layers_bit_for_bit(dtype: str, padding: str) -> None:
+def test_passes_equal_the_layers(dtype: str, padding: str, fuse: bool,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bit for bit without the fused convolution and pooling; with it, values and input
+    gradients too, and kernel gradients up to the order their float sums are added in."""
+    monkeypatch.setattr(passes_module, "FUSE_CONV_POOL", fuse)
     cnnumpy.set_seed(3)
     stack = _stack(padding)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 9, 9, 2)).astype(dtype)
     x[0] = -1.0  # windows whose pre-activations are all <= 0: zero gradient either way
     passes = Passes()
+    passes.forward(stack, x, training=False)  # builds the layers: only built ones are fused
     y = passes.forward(stack, x, training=True)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx = passes.backward(dy)
     grads = [dict(layer.grads) for layer in stack]
 
+    assert bool(passes._fused) == (fuse and padding == "valid")  # "same" pads 9 x 9
     y_ref, dx_ref, grads_ref = _layer_by_layer(stack, x, dy)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(dx, dx_ref)
+    tol = 0 if not fuse else 1e-5 if dtype == "float32" else 1e-12
     for got, want in zip(grads, grads_ref, strict=True):
         assert got.keys() == want.keys()
         for key in got:
-            np.testing.assert_array_equal(got[key], want[key])
+            np.testing.assert_allclose(got[key], want[key], rtol=tol, atol=tol)
 
 
 def test_sequential_uses_the_passes_and_stops_before_the_last_layer() -> None:

@@ -212,49 +212,85 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
 def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, Any, Any]:
     """Input, kernel and bias gradients of an ungrouped convolution, a chunk of images at a
     time (spread over the library's threads): each chunk's patches are gathered again for
-    ``cols.T @ dy``; the input gradient is a convolution of ``dy`` for stride 1 (see
-    :func:`_pad_for_input_grad`), else ``dy @ kernel[i, j].T`` added back at each kernel
-    offset (i, j). Per-chunk kernel and bias gradients are summed in chunk order. A ReLU's
-    gradient is applied to each chunk of ``dy`` as it is used."""
+    ``cols.T @ dy``, and :class:`InputGrad` adds the chunk's input gradient. Per-chunk kernel
+    and bias gradients are summed in chunk order. A ReLU's gradient is applied to each chunk
+    of ``dy`` as it is used."""
     x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output = cache
     kh, kw, c, f = kernel.shape
-    n, ho, wo, _ = dy.shape
     dy = dy.astype(x.dtype, copy=False)
-    (top, bottom), (left, right) = pads
-    by_conv = need_dx and DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
-    if by_conv:
-        dx = xp.empty(x_shape, dtype=x.dtype)
-        flipped = _flipped_kernel(kernel)
-    elif need_dx:
-        padded_shape = (n, x_shape[1] + top + bottom, x_shape[2] + left + right, c)
-        dxpad = xp.zeros(padded_shape, dtype=x.dtype)
-        taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # taps[i, j]: (F, C)
+    dx = InputGrad(kernel, x_shape, strides, pads, dilation, x.dtype) if need_dx else None
 
     def work(part: slice) -> Any:
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         dy_part = dy[part] if relu_output is None else dy[part] * (relu_output[part] > 0)
         dy_flat = dy_part.reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
-        if by_conv:
-            dy_padded = _pad_for_input_grad(dy_part, (kh, kw), pads, dilation)
-            cols = _patches(dy_padded, (kh, kw), (1, 1), dilation)
-            xp.matmul(cols, flipped, out=dx[part].reshape(-1, c))
-        elif need_dx:
-            shape = (dy_flat.shape[0] // (ho * wo), ho, wo, c)
-            _add_taps(dxpad[part], lambda i, j: (dy_flat @ taps[i, j]).reshape(shape),
-                      (kh, kw), strides, dilation)
+        if dx is not None:
+            dx.add(part, dy_part)
         return sums
 
-    gathered = kh * kw * (max(c, f) if by_conv else c)  # patch values per output position
+    n, ho, wo, _ = dy.shape
+    gathered = kh * kw * (dx.gathered if dx is not None else c)  # per output position
     parts = backend.parallel_map(work, _chunks(n, ho * wo * gathered * x.itemsize))
+    dkernel, dbias = sum_in_order(parts, has_bias)
+    return (dx.result() if dx is not None else None), dkernel.reshape(kernel.shape), dbias
+
+
+def sum_in_order(parts: list[tuple[Any, Any]], has_bias: bool) -> tuple[Any, Any]:
+    """Per-chunk ``(dkernel, dbias)`` summed in chunk order, whatever the threads did."""
     dkernel, dbias = parts[0]
-    for dk, db in parts[1:]:  # in chunk order, whatever the threads
+    for dk, db in parts[1:]:
         dkernel += dk
         if has_bias:
             dbias += db
-    if need_dx and not by_conv:
-        dx = dxpad[:, top:top + x_shape[1], left:left + x_shape[2]]
-    return (dx if need_dx else None), dkernel.reshape(kernel.shape), dbias
+    return dkernel, dbias
+
+
+class InputGrad:
+    """The input gradient of an ungrouped convolution, added a chunk of images at a time.
+
+    For stride 1 and at least :data:`DX_AS_CONV_MIN_CHANNELS` input channels it is a
+    convolution of ``dy`` (see :func:`_pad_for_input_grad`), written straight into each
+    chunk's rows of ``dx``; otherwise ``dy @ kernel[i, j].T`` is added back at each kernel
+    offset (i, j) of a padded gradient, cropped at the end.
+    """
+
+    def __init__(self, kernel: Any, x_shape: tuple[int, ...], strides: tuple[int, int],
+                 pads: Pads, dilation: tuple[int, int], dtype: Any) -> None:
+        kh, kw, c, f = kernel.shape
+        self.kernel_hw, self.strides, self.pads, self.dilation = (kh, kw), strides, pads, dilation
+        self.x_shape = x_shape
+        self.by_conv = DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
+        self.gathered = max(c, f) if self.by_conv else c  # patch values per kernel tap
+        if self.by_conv:
+            self.dx = xp.empty(x_shape, dtype=dtype)
+            self.flipped = _flipped_kernel(kernel)
+        else:
+            (top, bottom), (left, right) = pads
+            padded = (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, c)
+            self.dxpad = xp.zeros(padded, dtype=dtype)
+            self.taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # [i, j]: (F, C)
+
+    def add(self, part: slice, dy_part: Any) -> None:
+        """Add the input gradient of images ``part`` from their output gradient ``dy_part``
+        (N, Ho, Wo, F). Chunks may run concurrently: each writes only its own images."""
+        c = self.x_shape[3]
+        if self.by_conv:
+            dy_padded = _pad_for_input_grad(dy_part, self.kernel_hw, self.pads, self.dilation)
+            cols = _patches(dy_padded, self.kernel_hw, (1, 1), self.dilation)
+            xp.matmul(cols, self.flipped, out=self.dx[part].reshape(-1, c))
+            return
+        dy_flat = dy_part.reshape(-1, dy_part.shape[3])
+        shape = (*dy_part.shape[:3], c)
+        _add_taps(self.dxpad[part], lambda i, j: (dy_flat @ self.taps[i, j]).reshape(shape),
+                  self.kernel_hw, self.strides, self.dilation)
+
+    def result(self) -> Any:
+        """The input gradient (N, H, W, C), once every chunk has been added."""
+        if self.by_conv:
+            return self.dx
+        (top, _), (left, _) = self.pads
+        return self.dxpad[:, top:top + self.x_shape[1], left:left + self.x_shape[2]]
 
 
 def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,
