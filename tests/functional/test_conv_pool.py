@@ -78,9 +78,12 @@ def test_matches_the_naive_convolution_then_the_naive_pool(seed):
         np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_equals_the_two_kernels_it_replaces(seed, dtype):
+def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
+    """With the patches kept for backward, and gathered again."""
+    monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
     case = random_case(100 + seed)
     x, kernel, bias = _arrays(case, seed, dtype)
     args = (case["strides"], case["padding"], case["dilation"])
@@ -91,6 +94,7 @@ def test_equals_the_two_kernels_it_replaces(seed, dtype):
                                                   conv_cache)
 
     y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, *args, case["pool"])
+    assert (cache.patches is not None) == keep
     dx, dk, db = conv_pool.conv2d_maxpool_backward(dy, cache)
     assert y.dtype == dx.dtype == dk.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(y, y_ref)  # the same products, maxima and bias additions
