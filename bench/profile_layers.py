@@ -1,5 +1,10 @@
 """Per-layer forward/backward times of a cnnumpy model (medians, milliseconds).
 
+Each layer runs on its own, as the layer classes compute: without the rewrites that
+``Sequential``'s passes make (a ReLU moved after max pooling, a convolution and the max
+pooling after it computed together), so the step time above the table is the model's and the
+per-layer times add up to more than it.
+
     python bench/profile_layers.py [--model lenet|cifar|small] [--batch 64] [--repeats 20]
                                    [--threads 1,2]
 

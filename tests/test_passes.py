@@ -51,6 +51,13 @@ def test_which_pools_are_computed_with_their_convolution() -> None:
     same[1].build((8, 6, 2))
     assert conv_pool_fused(same) == {1}
 
+    class MyConv(layers.Conv2D):  # a subclass may compute something else: left alone
+        pass
+
+    mine = [MyConv(2, 3, padding="same"), same[1]]
+    mine[0].build((8, 6, 1))
+    assert conv_pool_fused(mine) == frozenset()
+
 
 @pytest.mark.parametrize("fuse", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

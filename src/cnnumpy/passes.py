@@ -50,7 +50,8 @@ def conv_pool_fused(layers: Sequence[Layer]) -> frozenset[int]:
 
 
 def _fusable(conv: Layer, pool: Layer) -> bool:
-    if not (isinstance(conv, Conv2D) and isinstance(pool, MaxPool2D) and conv.built
+    # exact types: a subclass may change what its forward computes
+    if not (type(conv) is Conv2D and type(pool) is MaxPool2D and conv.built
             and pool.built and conv.groups == 1 and conv.activation in (None, "relu")
             and pool.activation is None and pool.strides == pool.pool_size):
         return False

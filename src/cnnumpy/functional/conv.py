@@ -5,21 +5,13 @@ The forward pass is a cross-correlation, as in every framework (the kernel is no
     y[n, oh, ow, f] = bias[f] + sum_{i, j, c} xpad[n, oh*sh + i*dh, ow*sw + j*dw, c] * k[i, j, c, f]
 
 Kernels are ``(kh, kw, C // groups, filters)``. An ungrouped convolution works through the batch
-a few images at a time: it pads them, gathers their receptive fields into one small matrix
-(``im2col``: a strided view, then one contiguous copy of a few MiB) and multiplies it by the
-kernel while the matrix is still in cache. Chunks measured about twice as fast as one patch
-matrix for the whole batch, and nothing is kept for backward but a reference to the input:
-the backward pass pads and gathers each chunk again (cheap copies next to its matrix products)
-for the kernel gradient.
-The chunks run on the library's threads (:func:`cnnumpy.backend.parallel_map`), each writing
-its own rows of the output; per-chunk kernel gradients are summed in chunk order.
-
-With stride 1, the input gradient is itself a convolution: of ``dy``, padded by the kernel's
-reach minus the forward padding, with the kernel flipped in both spatial axes and its channel
-axes swapped; it goes through the same gather-and-multiply, chunk by chunk. With larger
-strides it is ``col2im`` (the adjoint of ``im2col``) of the patches' gradient, one kernel
-offset at a time: for each (i, j), ``dy @ kernel[i, j].T`` is added straight into the
-strided slice of the input it came from.
+a few images at a time, on the library's threads (:func:`cnnumpy.backend.parallel_map`): it
+pads a chunk, gathers its receptive fields into one small matrix (``im2col``: a strided view,
+then one contiguous copy of a few MiB) and multiplies it by the kernel while the matrix is in
+cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
+reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
+chunk order. The input gradient is :class:`InputGrad`. A convolution followed by max pooling
+is in :mod:`cnnumpy.functional.conv_pool`.
 
 Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
 """
