@@ -64,18 +64,29 @@ def _patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
              dilation: tuple[int, int]) -> Any:
     """The receptive fields of a chunk of padded images as a matrix (a copy).
 
-    With few channels the copy is made offset-major, ``(kh * kw * C, N * Ho * Wo)``, and the
-    transposed view returned: it then runs along image rows instead of in runs of ``C``
-    values, about five times faster for ``C = 1``. Matrix products take either layout.
-
     Shape:
         xpad: (N, Hp, Wp, C) -> (N * Ho * Wo, kh * kw * C).
     """
     view = im2col(xpad, kernel_hw, strides, "valid", dilation)  # (N, Ho, Wo, kh, kw, C)
-    k = view.shape[3] * view.shape[4] * view.shape[5]
-    if view.shape[5] <= FEW_CHANNELS:
-        return xp.ascontiguousarray(view.transpose(3, 4, 5, 0, 1, 2)).reshape(k, -1).T
-    return view.reshape(-1, k)
+    return patch_matrix(view, (0, 1, 2))
+
+
+def patch_matrix(view: Any, row_axes: tuple[int, ...]) -> Any:
+    """Copy a view of patches, whose last three axes are ``(kh, kw, C)``, into a matrix with
+    one row per patch, rows in the order of ``row_axes`` (all the other axes).
+
+    With few channels the copy is made offset-major, ``(kh * kw * C, rows)``, and the
+    transposed view returned: it then runs along image rows instead of in runs of ``C``
+    values, about five times faster for ``C = 1``. Matrix products take either layout.
+
+    Shape:
+        view: (..., kh, kw, C) -> (rows, kh * kw * C).
+    """
+    taps = tuple(range(view.ndim - 3, view.ndim))
+    k = view.shape[-3] * view.shape[-2] * view.shape[-1]
+    if view.shape[-1] <= FEW_CHANNELS:
+        return xp.ascontiguousarray(view.transpose(*taps, *row_axes)).reshape(k, -1).T
+    return xp.ascontiguousarray(view.transpose(*row_axes, *taps)).reshape(-1, k)
 
 
 def _chunks(n: int, bytes_per_image: int) -> list[slice]:

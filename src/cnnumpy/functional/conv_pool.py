@@ -63,10 +63,7 @@ def _window_patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, i
     (ph, pw), (h2, w2) = pool, pooled_hw
     n, _, _, kh, kw, c = view.shape
     view = view[:, :h2 * ph, :w2 * pw].reshape(n, h2, ph, w2, pw, kh, kw, c)
-    k = kh * kw * c
-    if c <= conv.FEW_CHANNELS:  # offset-major, as in conv._patches
-        return xp.ascontiguousarray(view.transpose(5, 6, 7, 2, 4, 0, 1, 3)).reshape(k, -1).T
-    return xp.ascontiguousarray(view.transpose(2, 4, 0, 1, 3, 5, 6, 7)).reshape(-1, k)
+    return conv.patch_matrix(view, (2, 4, 0, 1, 3))  # rows (ph, pw, N, H2, W2)
 
 
 def _max_of_blocks(blocks: Any, out: Any, first: Any | None) -> None:
