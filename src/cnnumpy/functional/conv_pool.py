@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv
+from cnnumpy.functional import conv, pooling
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -66,22 +66,6 @@ def _window_patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, i
     return conv.patch_matrix(view, (2, 4, 0, 1, 3))  # rows (ph, pw, N, H2, W2)
 
 
-def _max_of_blocks(blocks: Any, out: Any, first: Any | None) -> None:
-    """``out = max(blocks[0], blocks[1], ...)``; with ``first``, also the index of the first
-    block holding each maximum (strictly greater replaces: ties keep the earlier block)."""
-    xp.copyto(out, blocks[0])
-    if first is None:
-        for block in blocks[1:]:
-            xp.maximum(out, block, out=out)
-        return
-    first[...] = 0
-    greater = xp.empty(out.shape, dtype=bool)
-    for k in range(1, len(blocks)):
-        xp.greater(blocks[k], out, out=greater)
-        xp.maximum(out, blocks[k], out=out)
-        xp.maximum(first, greater * first.dtype.type(k), out=first)  # k exceeds every earlier
-
-
 def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding: Any,
                            dilation: Any, pool: Any, training: bool = True
                            ) -> tuple[Any, ConvPoolCache]:
@@ -115,7 +99,8 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
         raise ValueError(f"conv2d_maxpool_forward: pool window {pool} does not fit the "
                          f"convolution's output {(ho, wo)}")
     dtype = xp.result_type(x, kernel)
-    x, flat_kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False).reshape(-1, f)
+    x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
+    flat_kernel = kernel.reshape(-1, f)
     n, windows = x.shape[0], pool[0] * pool[1]
     y = xp.empty((n, h2, w2, f), dtype=dtype)
     first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
@@ -129,12 +114,12 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
             keep[part.start] = cols  # each chunk its own key: safe from several threads
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         blocks = (cols @ flat_kernel).reshape(windows, -1, f)
-        _max_of_blocks(blocks, out, None if first is None else first[part].reshape(-1, f))
+        pooling.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
         if bias is not None:
             out += bias
 
     backend.parallel_map(work, parts)
-    return y, ConvPoolCache(x, kernel.astype(dtype, copy=False), strides, pads, dilation, pool,
+    return y, ConvPoolCache(x, kernel, strides, pads, dilation, pool,
                             (ho, wo), first, bias is not None, parts, keep)
 
 

@@ -111,32 +111,48 @@ def max_pool2d_forward(x: Any, pool_size: Any, strides: Any, padding: str,
         return y, (xp_.shape, first, (kh, kw), st, out, pads, None)
 
     def work(part: slice) -> None:
-        xp.copyto(y[part], xp_[part][_window(0, 0, st, out)])
-        for k in range(1, kh * kw):
-            xp.maximum(y[part], xp_[part][_window(k // kw, k % kw, st, out)], out=y[part])
+        max_of(_windows(xp_[part], (kh, kw), st, out), y[part])
 
     backend.parallel_map(work, _batch_parts(xp_.shape))
     return y, (xp_.shape, None, (kh, kw), st, out, pads, xp_)
+
+
+def _windows(xp_: Any, pool: tuple[int, int], st: tuple[int, int],
+             out: tuple[int, int]) -> list[Any]:
+    """Views of the padded input, one per window offset in row-major order."""
+    return [xp_[_window(i, j, st, out)] for i in range(pool[0]) for j in range(pool[1])]
+
+
+def max_of(arrays: Any, out: Any, first: Any | None = None) -> None:
+    """``out = max(arrays[0], arrays[1], ...)`` elementwise; with ``first``, also the index
+    of the first array holding each maximum (ties keep the earlier index).
+
+    Shape:
+        every array, ``out`` and ``first``: the same shape.
+    """
+    xp.copyto(out, arrays[0])
+    if first is None:
+        for a in arrays[1:]:
+            xp.maximum(out, a, out=out)
+        return
+    first[...] = 0
+    greater = xp.empty(out.shape, dtype=bool)
+    for k in range(1, len(arrays)):
+        xp.greater(arrays[k], out, out=greater)  # strictly: ties keep the first maximum
+        xp.maximum(out, arrays[k], out=out)
+        # first = k where greater, else unchanged (k is above every earlier index); this
+        # arithmetic form is several times faster than a masked assignment
+        xp.maximum(first, greater * first.dtype.type(k), out=first)
 
 
 def _first_maxima(xp_: Any, y: Any, pool: tuple[int, int], st: tuple[int, int],
                   out: tuple[int, int]) -> Any:
     """Fill ``y`` with the window maxima of the padded input and return, per output, the
     row-major offset of the first maximum in its window."""
-    kh, kw = pool
-    first = xp.zeros(y.shape, dtype=xp.min_scalar_type(kh * kw - 1))
+    first = xp.empty(y.shape, dtype=xp.min_scalar_type(pool[0] * pool[1] - 1))
 
     def work(part: slice) -> None:
-        y_part, first_part = y[part], first[part]
-        xp.copyto(y_part, xp_[part][_window(0, 0, st, out)])
-        greater = xp.empty(y_part.shape, dtype=bool)
-        for k in range(1, kh * kw):
-            window = xp_[part][_window(k // kw, k % kw, st, out)]
-            xp.greater(window, y_part, out=greater)  # strictly: ties keep the first maximum
-            xp.maximum(y_part, window, out=y_part)
-            # first = k where greater, else unchanged (k is above every earlier offset); this
-            # arithmetic form is several times faster than a masked assignment
-            xp.maximum(first_part, greater * first.dtype.type(k), out=first_part)
+        max_of(_windows(xp_[part], pool, st, out), y[part], first[part])
 
     backend.parallel_map(work, _batch_parts(xp_.shape))
     return first
