@@ -82,8 +82,10 @@ def test_matches_the_naive_convolution_then_the_naive_pool(seed):
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
-    """With the patches kept for backward, and gathered again."""
+    """With the patches kept for backward, and gathered again (the Winograd path, which
+    rounds differently, is tested in test_winograd.py)."""
     monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
+    monkeypatch.setattr(conv_pool, "WINOGRAD", False)
     case = random_case(100 + seed)
     x, kernel, bias = _arrays(case, seed, dtype)
     args = (case["strides"], case["padding"], case["dilation"])
@@ -122,7 +124,8 @@ def test_ties_go_to_the_first_maximum_in_row_major_window_order():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_same_results_on_one_thread_and_on_several(seed):
+def test_same_results_on_one_thread_and_on_several(seed, monkeypatch):
+    monkeypatch.setattr(conv_pool, "WINOGRAD", False)  # its own test: test_winograd.py
     case = random_case(200 + seed)
     x, kernel, bias = _arrays(case, seed, "float32")
     x = np.concatenate([x] * 40)  # enough images for several chunks

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, pooling
+from cnnumpy.functional import conv, pooling, winograd
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -30,6 +30,15 @@ KEEP_PATCHES_BYTES = 4 * 2**20
 about what stays in cache until then. The prototype's model trained 7-10 % faster at batch
 64 keeping them, and 20 % slower at batch 256 keeping 14 MiB (reading them back from memory
 costs more than gathering them again from the smaller input)."""
+
+
+WINOGRAD = True
+"""Compute a 3x3 stride-1 convolution followed by 2x2 pooling with Winograd's F(2x2, 3x3)
+(:mod:`cnnumpy.functional.winograd`) when it has at least :data:`WINOGRAD_MIN_CHANNELS`
+input channels: each 2x2 output tile is one pooling window."""
+
+WINOGRAD_MIN_CHANNELS = 16
+"""Below this many input channels the transforms cost more than the products they save."""
 
 
 class ConvPoolCache(NamedTuple):
@@ -48,6 +57,7 @@ class ConvPoolCache(NamedTuple):
     has_bias: bool
     parts: list[slice] | None = None
     patches: dict[int, Any] | None = None
+    transformed_kernel: Any = None  # the Winograd path's, else None
 
 
 def _window_patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
@@ -104,6 +114,8 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
     n, windows = x.shape[0], pool[0] * pool[1]
     y = xp.empty((n, h2, w2, f), dtype=dtype)
     first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
+    if _use_winograd(kernel.shape, strides, dilation, pool):
+        return y, _winograd_forward(x, kernel, bias, pads, (ho, wo), y, first)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
     keep = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
@@ -137,9 +149,12 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
     Shape:
         dy: (N, H2, W2, F); dx: (N, H, W, C); dkernel: (kh, kw, C, F); dbias: (F,).
     """
-    x, kernel, strides, pads, dilation, (ph, pw), (ho, wo), first, has_bias, parts, kept = cache
+    x, kernel, strides, pads, dilation, (ph, pw), (ho, wo), first, has_bias, parts, kept, \
+        transformed = cache
     if first is None:
         raise ValueError("conv2d_maxpool_backward: the forward pass ran with training=False")
+    if transformed is not None:
+        return _winograd_backward(dy, cache, need_dx)
     kh, kw, c, f = kernel.shape
     n, h2, w2, _ = dy.shape
     dy = dy.astype(x.dtype, copy=False)
@@ -147,12 +162,8 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
     cropped = (h2 * ph, w2 * pw) != (ho, wo)
 
     def work(part: slice) -> Any:
-        dy_flat, first_flat = dy[part].reshape(-1, f), first[part].reshape(-1, f)
-        blocks = xp.empty((ph * pw, *dy_flat.shape), dtype=dy.dtype)  # window order
-        hit = xp.empty(dy_flat.shape, dtype=bool)
-        for k in range(ph * pw):
-            xp.equal(first_flat, k, out=hit)
-            xp.multiply(dy_flat, hit, out=blocks[k])
+        dy_flat = dy[part].reshape(-1, f)
+        blocks = _window_grads(dy_flat, first[part].reshape(-1, f), ph * pw)
         cols = kept[part.start] if kept is not None else _window_patches(
             _pad(x[part], pads), (kh, kw), strides, dilation, (ph, pw), (h2, w2))
         dz_flat = blocks.reshape(-1, f)
@@ -171,3 +182,93 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
         parts = conv._chunks(n, ho * wo * gathered * x.itemsize)
     dkernel, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return (dx.result() if dx is not None else None), dkernel.reshape(kernel.shape), dbias
+
+
+def _window_grads(dy_flat: Any, first_flat: Any, windows: int) -> Any:
+    """Each pooled output's gradient at the window offset of its maximum, zero elsewhere:
+    the convolution's output gradient in window order.
+
+    Shape:
+        dy_flat, first_flat: (R, F) -> (windows, R, F).
+    """
+    blocks = xp.empty((windows, *dy_flat.shape), dtype=dy_flat.dtype)
+    hit = xp.empty(dy_flat.shape, dtype=bool)
+    for k in range(windows):
+        xp.equal(first_flat, k, out=hit)
+        xp.multiply(dy_flat, hit, out=blocks[k])
+    return blocks
+
+
+def _use_winograd(kernel_shape: tuple[int, ...], strides: tuple[int, int],
+                  dilation: tuple[int, int], pool: tuple[int, int]) -> bool:
+    return (WINOGRAD and kernel_shape[:2] == (3, 3) and strides == (1, 1)
+            and dilation == (1, 1) and pool == (2, 2)
+            and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd_chunks(n: int, tiles: int, c: int, f: int, itemsize: int) -> list[slice]:
+    """Chunks of images sized by their transformed input and product (16 values per tile)."""
+    return conv._chunks(n, 16 * tiles * (c + f) * itemsize)
+
+
+def _winograd_forward(x: Any, kernel: Any, bias: Any, pads: Pads, conv_hw: tuple[int, int],
+                      y: Any, first: Any) -> ConvPoolCache:
+    """:func:`conv2d_maxpool_forward` for 3x3, stride 1, 2x2 pooling, into ``y`` (and
+    ``first`` when training): each chunk's 2x2 output tiles come out of
+    :func:`winograd.output_transform` as the pooling windows' blocks."""
+    f = kernel.shape[3]
+    n, tiles_hw = x.shape[0], (conv_hw[0] // 2, conv_hw[1] // 2)
+    u = winograd.kernel_transform(kernel)
+    tiles = tiles_hw[0] * tiles_hw[1]
+    parts = _winograd_chunks(n, tiles, kernel.shape[2], f, x.itemsize)
+    v_bytes = 16 * tiles * kernel.shape[2] * x.itemsize  # per image
+    keep = {} if first is not None and n * v_bytes <= KEEP_PATCHES_BYTES else None
+
+    def work(part: slice) -> None:
+        v = winograd.input_transform(_pad(x[part], pads), tiles_hw)
+        if keep is not None:
+            keep[part.start] = v  # each chunk its own key: safe from several threads
+        out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
+        blocks = winograd.output_transform(xp.matmul(v, u))
+        pooling.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
+        if bias is not None:
+            out += bias
+
+    backend.parallel_map(work, parts)
+    return ConvPoolCache(x, kernel, (1, 1), pads, (1, 1), (2, 2), conv_hw, first,
+                         bias is not None, parts, keep, u)
+
+
+def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[Any, Any, Any]:
+    """:func:`conv2d_maxpool_backward` of :func:`_winograd_forward`: the window gradients
+    through the transforms' adjoints, the kernel's summed over chunks in the transformed
+    domain and brought back once."""
+    x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u = cache
+    (top, bottom), (left, right) = pads
+    f = kernel.shape[3]
+    tiles_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
+    dy = dy.astype(x.dtype, copy=False)
+    dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
+    u_t = xp.ascontiguousarray(u.transpose(0, 2, 1))  # (16, F, C)
+    h, w = x.shape[1:3]
+
+    def work(part: slice) -> Any:
+        dy_flat = dy[part].reshape(-1, f)
+        blocks = _window_grads(dy_flat, first[part].reshape(-1, f), 4)
+        dm = winograd.output_transform_adjoint(blocks)
+        v = kept[part.start] if kept is not None else winograd.input_transform(
+            _pad(x[part], pads), tiles_hw)
+        sums = (xp.matmul(v.transpose(0, 2, 1), dm),
+                backend.column_sums(dy_flat) if has_bias else None)
+        if dx is not None:
+            count = dy_flat.shape[0] // (tiles_hw[0] * tiles_hw[1])
+            padded = (count, h + top + bottom, w + left + right, x.shape[3])
+            dxpad = winograd.input_transform_adjoint(xp.matmul(dm, u_t), padded, tiles_hw)
+            dx[part] = dxpad[:, top:top + h, left:left + w]
+        return sums
+
+    if kept is None:
+        parts = _winograd_chunks(x.shape[0], tiles_hw[0] * tiles_hw[1], kernel.shape[2], f,
+                                 x.itemsize)
+    du, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
+    return dx, winograd.kernel_transform_adjoint(du), dbias

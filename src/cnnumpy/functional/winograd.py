@@ -1,0 +1,155 @@
+"""Winograd's minimal filtering F(2x2, 3x3): a 3x3 stride-1 convolution in 2.25x fewer
+multiplications, as pure functions (NHWC).
+
+The output is cut into 2x2 tiles; each needs the 4x4 input tile around it. In the transformed
+domain a tile's convolution is an elementwise product of 16 values per channel pair, so a
+chunk of ``T`` tiles is 16 matrix products ``(T, C) @ (C, F)`` instead of one ``(4T, 9C) @
+(9C, F)`` (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+
+    U = G g G^T  (kernel, 4x4 per channel pair)   V = B^T d B  (input tile d, 4x4)
+    M = U * V summed over input channels          y = A^T M A  (the 2x2 output tile)
+
+The transforms only add and subtract (with halves in ``G``), so float32 results differ from
+the direct convolution by a few units in the last place. Each transform here is a few
+elementwise passes over whole slabs of a chunk; their adjoints give the gradients:
+``dM = A dy A^T``, then ``dU = V^T dM`` (kernel, ``dg = G^T dU G``) and ``dV = dM U^T``
+(input, ``dd = B dV B^T`` added back where each overlapping tile came from).
+
+Arrays in the transformed domain are ``(16, T, ...)``: index ``4 * a + b`` for the tile's
+row ``a`` and column ``b``, tiles ``(N, Ht, Wt)`` row-major. The output of
+:func:`output_transform` is ``(4, T, F)``: index ``2 * i + j`` for output ``(2t + i, 2s +
+j)`` of tile ``(t, s)``, the row-major order of a 2x2 pooling window's elements.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnumpy.backend import xp
+
+_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def kernel_transform(kernel: Any) -> Any:
+    """``G g G^T`` for every channel pair.
+
+    Shape:
+        kernel: (3, 3, C, F) -> (16, C, F).
+    """
+    g = xp.asarray(_G, dtype=kernel.dtype)
+    c, f = kernel.shape[2:]
+    return xp.einsum("ai,ijcf,bj->abcf", g, kernel, g).reshape(16, c, f)
+
+
+def kernel_transform_adjoint(du: Any) -> Any:
+    """``G^T dU G``: the kernel gradient from its transformed-domain gradient.
+
+    Shape:
+        du: (16, C, F) -> (3, 3, C, F).
+    """
+    g = xp.asarray(_G, dtype=du.dtype)
+    return xp.einsum("ai,abcf,bj->ijcf", g, du.reshape(4, 4, *du.shape[1:]), g)
+
+
+def _rows(a: Any, k: int, tiles: int) -> Any:
+    """Rows ``k, k + 2, ...`` of ``a`` (axis 2): element ``k`` of every tile's 4 rows."""
+    return a[:, :, k:k + 2 * tiles:2]
+
+
+def input_transform(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
+    """``B^T d B`` for every 4x4 input tile ``d`` (stride 2) of a padded chunk.
+
+    Columns are transformed first, on the padded chunk split into its even and odd columns
+    (contiguous copies, so that every later pass runs along whole rows), then rows.
+
+    Shape:
+        xpad: (N, Hp, Wp, C), Hp >= 2 Ht + 2, Wp >= 2 Wt + 2 -> (16, N * Ht * Wt, C).
+    """
+    ht, wt = tiles_hw
+    n, c = xpad.shape[0], xpad.shape[3]
+    rows = xpad[:, :2 * ht + 2]
+    even = xp.ascontiguousarray(rows[:, :, 0:2 * wt + 1:2])  # columns 0, 2, ..., 2 Wt
+    odd = xp.ascontiguousarray(rows[:, :, 1:2 * wt + 2:2])  # columns 1, 3, ..., 2 Wt + 1
+    c0, c1, c2, c3 = even[:, :, :wt], odd[:, :, :wt], even[:, :, 1:], odd[:, :, 1:]
+    z = xp.empty((4, n, 2 * ht + 2, wt, c), dtype=xpad.dtype)  # columns transformed
+    xp.subtract(c0, c2, out=z[0])
+    xp.add(c1, c2, out=z[1])
+    xp.subtract(c2, c1, out=z[2])
+    xp.subtract(c1, c3, out=z[3])
+    r0, r1, r2, r3 = (_rows(z, k, ht) for k in range(4))
+    v = xp.empty((4, 4, n, ht, wt, c), dtype=xpad.dtype)
+    xp.subtract(r0, r2, out=v[0])
+    xp.add(r1, r2, out=v[1])
+    xp.subtract(r2, r1, out=v[2])
+    xp.subtract(r1, r3, out=v[3])
+    return v.reshape(16, -1, c)
+
+
+def input_transform_adjoint(dv: Any, padded_shape: tuple[int, ...],
+                            tiles_hw: tuple[int, int]) -> Any:
+    """The gradient of the padded chunk from that of :func:`input_transform`'s result:
+    ``B dV B^T`` of every tile, added where the (overlapping) tiles came from.
+
+    Shape:
+        dv: (16, N * Ht * Wt, C) -> padded_shape (N, Hp, Wp, C).
+    """
+    ht, wt = tiles_hw
+    n, hp, wp, c = padded_shape
+    v0, v1, v2, v3 = dv.reshape(4, 4, n, ht, wt, c)
+    dz = xp.zeros((4, n, 2 * ht + 2, wt, c), dtype=dv.dtype)
+    _rows(dz, 0, ht)[...] = v0
+    _rows(dz, 1, ht)[...] = v1 - v2 + v3
+    _rows(dz, 2, ht)[...] += v1 + v2 - v0
+    _rows(dz, 3, ht)[...] -= v3
+    z0, z1, z2, z3 = dz
+    even = xp.zeros((n, 2 * ht + 2, wt + 1, c), dtype=dv.dtype)
+    odd = xp.zeros_like(even)
+    even[:, :, :wt] = z0
+    odd[:, :, :wt] = z1 - z2 + z3
+    even[:, :, 1:] += z1 + z2 - z0
+    odd[:, :, 1:] -= z3
+    dxpad = xp.zeros(padded_shape, dtype=dv.dtype)
+    dxpad[:, :2 * ht + 2, 0:2 * wt + 1:2] = even
+    dxpad[:, :2 * ht + 2, 1:2 * wt + 2:2] = odd
+    return dxpad
+
+
+def output_transform(m: Any) -> Any:
+    """``A^T M A``: each tile's 2x2 outputs from its 16 transformed-domain values.
+
+    Shape:
+        m: (16, T, F) -> (4, T, F).
+    """
+    m = m.reshape(4, 4, *m.shape[1:])
+    p0 = m[0] + m[1]
+    p0 += m[2]
+    p1 = m[1] - m[2]
+    p1 -= m[3]
+    y = xp.empty((2, 2, *m.shape[2:]), dtype=m.dtype)
+    for i, p in enumerate((p0, p1)):
+        xp.add(p[0], p[1], out=y[i, 0])
+        y[i, 0] += p[2]
+        xp.subtract(p[1], p[2], out=y[i, 1])
+        y[i, 1] -= p[3]
+    return y.reshape(4, *m.shape[2:])
+
+
+def output_transform_adjoint(dy: Any) -> Any:
+    """``A dY A^T``: the gradient of :func:`output_transform`'s input.
+
+    Shape:
+        dy: (4, T, F) -> (16, T, F).
+    """
+    dy = dy.reshape(2, 2, *dy.shape[1:])
+    dp = xp.empty((2, 4, *dy.shape[2:]), dtype=dy.dtype)  # [i]: row i's column adjoint
+    for i in range(2):
+        dp[i, 0] = dy[i, 0]
+        xp.add(dy[i, 0], dy[i, 1], out=dp[i, 1])
+        xp.subtract(dy[i, 0], dy[i, 1], out=dp[i, 2])
+        xp.negative(dy[i, 1], out=dp[i, 3])
+    dm = xp.empty((4, 4, *dy.shape[2:]), dtype=dy.dtype)
+    dm[0] = dp[0]
+    xp.add(dp[0], dp[1], out=dm[1])
+    xp.subtract(dp[0], dp[1], out=dm[2])
+    xp.negative(dp[1], out=dm[3])
+    return dm.reshape(16, *dy.shape[2:])
