@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import conv, conv_pool, pooling
+from cnnumpy.functional import conv, conv_pool, pooling, winograd
 
 from .test_conv import naive_conv2d, naive_conv2d_backward
 from .test_pooling import naive_pool
@@ -85,7 +85,7 @@ def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
     """With the patches kept for backward, and gathered again (the Winograd path, which
     rounds differently, is tested in test_winograd.py)."""
     monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
-    monkeypatch.setattr(conv_pool, "WINOGRAD", False)
+    monkeypatch.setattr(winograd, "ENABLED", False)
     case = random_case(100 + seed)
     x, kernel, bias = _arrays(case, seed, dtype)
     args = (case["strides"], case["padding"], case["dilation"])
@@ -125,7 +125,7 @@ def test_ties_go_to_the_first_maximum_in_row_major_window_order():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_same_results_on_one_thread_and_on_several(seed, monkeypatch):
-    monkeypatch.setattr(conv_pool, "WINOGRAD", False)  # its own test: test_winograd.py
+    monkeypatch.setattr(winograd, "ENABLED", False)  # its own test: test_winograd.py
     case = random_case(200 + seed)
     x, kernel, bias = _arrays(case, seed, "float32")
     x = np.concatenate([x] * 40)  # enough images for several chunks

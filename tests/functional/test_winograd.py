@@ -104,7 +104,7 @@ def test_float32_fused_path_is_within_rounding_of_the_direct_one(seed, monkeypat
     dy = None
     results = []
     for use in (True, False):
-        monkeypatch.setattr(conv_pool, "WINOGRAD", use)
+        monkeypatch.setattr(winograd, "ENABLED", use)
         y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, case["padding"], 1, 2)
         assert (cache.transformed_kernel is not None) == use
         dy = np.random.default_rng(seed).standard_normal(y.shape).astype("float32")

@@ -32,15 +32,6 @@ about what stays in cache until then. The prototype's model trained 7-10 % faste
 costs more than gathering them again from the smaller input)."""
 
 
-WINOGRAD = True
-"""Compute a 3x3 stride-1 convolution followed by 2x2 pooling with Winograd's F(2x2, 3x3)
-(:mod:`cnnumpy.functional.winograd`) when it has at least :data:`WINOGRAD_MIN_CHANNELS`
-input channels: each 2x2 output tile is one pooling window."""
-
-WINOGRAD_MIN_CHANNELS = 16
-"""Below this many input channels the transforms cost more than the products they save."""
-
-
 class ConvPoolCache(NamedTuple):
     """What :func:`conv2d_maxpool_backward` needs: the input (its chunks are gathered again,
     unless ``patches`` holds them, chunk by chunk in ``parts``) and, per pooled output, the
@@ -114,7 +105,7 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
     n, windows = x.shape[0], pool[0] * pool[1]
     y = xp.empty((n, h2, w2, f), dtype=dtype)
     first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
-    if _use_winograd(kernel.shape, strides, dilation, pool):
+    if pool == (2, 2) and winograd.applies(kernel.shape, strides, dilation):
         return y, _winograd_forward(x, kernel, bias, pads, (ho, wo), y, first)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
@@ -199,18 +190,6 @@ def _window_grads(dy_flat: Any, first_flat: Any, windows: int) -> Any:
     return blocks
 
 
-def _use_winograd(kernel_shape: tuple[int, ...], strides: tuple[int, int],
-                  dilation: tuple[int, int], pool: tuple[int, int]) -> bool:
-    return (WINOGRAD and kernel_shape[:2] == (3, 3) and strides == (1, 1)
-            and dilation == (1, 1) and pool == (2, 2)
-            and kernel_shape[2] >= WINOGRAD_MIN_CHANNELS)
-
-
-def _winograd_chunks(n: int, tiles: int, c: int, f: int, itemsize: int) -> list[slice]:
-    """Chunks of images sized by their transformed input and product (16 values per tile)."""
-    return conv._chunks(n, 16 * tiles * (c + f) * itemsize)
-
-
 def _winograd_forward(x: Any, kernel: Any, bias: Any, pads: Pads, conv_hw: tuple[int, int],
                       y: Any, first: Any) -> ConvPoolCache:
     """:func:`conv2d_maxpool_forward` for 3x3, stride 1, 2x2 pooling, into ``y`` (and
@@ -220,7 +199,7 @@ def _winograd_forward(x: Any, kernel: Any, bias: Any, pads: Pads, conv_hw: tuple
     n, tiles_hw = x.shape[0], (conv_hw[0] // 2, conv_hw[1] // 2)
     u = winograd.kernel_transform(kernel)
     tiles = tiles_hw[0] * tiles_hw[1]
-    parts = _winograd_chunks(n, tiles, kernel.shape[2], f, x.itemsize)
+    parts = conv._chunks(n, winograd.image_bytes(tiles, kernel.shape[2], f, x.itemsize))
     v_bytes = 16 * tiles * kernel.shape[2] * x.itemsize  # per image
     keep = {} if first is not None and n * v_bytes <= KEEP_PATCHES_BYTES else None
 
@@ -268,7 +247,8 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
         return sums
 
     if kept is None:
-        parts = _winograd_chunks(x.shape[0], tiles_hw[0] * tiles_hw[1], kernel.shape[2], f,
-                                 x.itemsize)
+        tiles = tiles_hw[0] * tiles_hw[1]
+        parts = conv._chunks(x.shape[0], winograd.image_bytes(tiles, kernel.shape[2], f,
+                                                              x.itemsize))
     du, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return dx, winograd.kernel_transform_adjoint(du), dbias
