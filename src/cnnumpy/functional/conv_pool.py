@@ -49,6 +49,7 @@ class ConvPoolCache(NamedTuple):
     parts: list[slice] | None = None
     patches: dict[int, Any] | None = None
     transformed_kernel: Any = None  # the Winograd path's, else None
+    algorithm: Any = None  # and its module of transforms
 
 
 def _window_patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
@@ -105,8 +106,9 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
     n, windows = x.shape[0], pool[0] * pool[1]
     y = xp.empty((n, h2, w2, f), dtype=dtype)
     first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
-    if pool == (2, 2) and winograd.applies(kernel.shape, strides, dilation):
-        return y, _winograd_forward(x, kernel, bias, pads, (ho, wo), y, first)
+    algorithm = winograd.algorithm(kernel.shape, strides, dilation) if pool == (2, 2) else None
+    if algorithm is not None:
+        return y, _winograd_forward(algorithm, x, kernel, bias, pads, (ho, wo), y, first)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
     keep = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
@@ -141,7 +143,7 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
         dy: (N, H2, W2, F); dx: (N, H, W, C); dkernel: (kh, kw, C, F); dbias: (F,).
     """
     x, kernel, strides, pads, dilation, (ph, pw), (ho, wo), first, has_bias, parts, kept, \
-        transformed = cache
+        transformed, _ = cache
     if first is None:
         raise ValueError("conv2d_maxpool_backward: the forward pass ran with training=False")
     if transformed is not None:
@@ -190,65 +192,67 @@ def _window_grads(dy_flat: Any, first_flat: Any, windows: int) -> Any:
     return blocks
 
 
-def _winograd_forward(x: Any, kernel: Any, bias: Any, pads: Pads, conv_hw: tuple[int, int],
-                      y: Any, first: Any) -> ConvPoolCache:
-    """:func:`conv2d_maxpool_forward` for 3x3, stride 1, 2x2 pooling, into ``y`` (and
-    ``first`` when training): each chunk's 2x2 output tiles come out of
-    :func:`winograd.output_transform` as the pooling windows' blocks."""
+def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads,
+                      conv_hw: tuple[int, int], y: Any, first: Any) -> ConvPoolCache:
+    """:func:`conv2d_maxpool_forward` for 3x3 or 5x5, stride 1, 2x2 pooling, by the
+    transforms of ``algorithm`` (:func:`winograd.algorithm`), into ``y`` (and ``first`` when
+    training): each chunk's 2x2 output tiles come out of its ``output_transform`` as the
+    pooling windows' blocks."""
     f = kernel.shape[3]
     n, tiles_hw = x.shape[0], (conv_hw[0] // 2, conv_hw[1] // 2)
-    u = winograd.kernel_transform(kernel)
+    u = algorithm.kernel_transform(kernel)
     tiles = tiles_hw[0] * tiles_hw[1]
-    parts = conv._chunks(n, winograd.image_bytes(tiles, kernel.shape[2], f, x.itemsize))
-    v_bytes = 16 * tiles * kernel.shape[2] * x.itemsize  # per image
+    parts = conv._chunks(n, winograd.image_bytes(algorithm.VALUES, tiles, kernel.shape[2], f,
+                                                 x.itemsize))
+    v_bytes = algorithm.VALUES * tiles * kernel.shape[2] * x.itemsize  # per image
     keep = {} if first is not None and n * v_bytes <= KEEP_PATCHES_BYTES else None
 
     def work(part: slice) -> None:
-        v = winograd.input_transform(_pad(x[part], pads), tiles_hw)
+        v = algorithm.input_transform(_pad(x[part], pads), tiles_hw)
         if keep is not None:
             keep[part.start] = v  # each chunk its own key: safe from several threads
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
-        blocks = winograd.output_transform(xp.matmul(v, u))
+        blocks = algorithm.output_transform(xp.matmul(v, u))
         pooling.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
         if bias is not None:
             out += bias
 
     backend.parallel_map(work, parts)
     return ConvPoolCache(x, kernel, (1, 1), pads, (1, 1), (2, 2), conv_hw, first,
-                         bias is not None, parts, keep, u)
+                         bias is not None, parts, keep, u, algorithm)
 
 
 def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[Any, Any, Any]:
     """:func:`conv2d_maxpool_backward` of :func:`_winograd_forward`: the window gradients
     through the transforms' adjoints, the kernel's summed over chunks in the transformed
     domain and brought back once."""
-    x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u = cache
+    x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u, algorithm = cache
     (top, bottom), (left, right) = pads
     f = kernel.shape[3]
     tiles_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
     dy = dy.astype(x.dtype, copy=False)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
-    u_t = xp.ascontiguousarray(u.transpose(0, 2, 1))  # (16, F, C)
+    u_t = xp.ascontiguousarray(u.transpose(0, 2, 1))  # (values, F, C)
     h, w = x.shape[1:3]
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
         blocks = _window_grads(dy_flat, first[part].reshape(-1, f), 4)
-        dm = winograd.output_transform_adjoint(blocks)
-        v = kept[part.start] if kept is not None else winograd.input_transform(
+        dm = algorithm.output_transform_adjoint(blocks)
+        v = kept[part.start] if kept is not None else algorithm.input_transform(
             _pad(x[part], pads), tiles_hw)
         sums = (xp.matmul(v.transpose(0, 2, 1), dm),
                 backend.column_sums(dy_flat) if has_bias else None)
         if dx is not None:
             count = dy_flat.shape[0] // (tiles_hw[0] * tiles_hw[1])
             padded = (count, h + top + bottom, w + left + right, x.shape[3])
-            dxpad = winograd.input_transform_adjoint(xp.matmul(dm, u_t), padded, tiles_hw)
+            dxpad = algorithm.input_transform_adjoint(xp.matmul(dm, u_t), padded, tiles_hw)
             dx[part] = dxpad[:, top:top + h, left:left + w]
         return sums
 
     if kept is None:
         tiles = tiles_hw[0] * tiles_hw[1]
-        parts = conv._chunks(x.shape[0], winograd.image_bytes(tiles, kernel.shape[2], f,
-                                                              x.itemsize))
+        parts = conv._chunks(x.shape[0], winograd.image_bytes(
+            algorithm.VALUES, tiles, kernel.shape[2], f, x.itemsize))
     du, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
-    return dx, winograd.kernel_transform_adjoint(du), dbias
+    return dx, algorithm.kernel_transform_adjoint(du), dbias

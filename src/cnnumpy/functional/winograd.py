@@ -23,12 +23,15 @@ j)`` of tile ``(t, s)``, the row-major order of a 2x2 pooling window's elements.
 
 from __future__ import annotations
 
+import sys
+from types import ModuleType
 from typing import Any
 
 from cnnumpy.backend import xp
+from cnnumpy.functional import winograd5
 
 ENABLED = True
-"""Compute a 3x3 stride-1 convolution followed by 2x2 max pooling this way
+"""Compute a 3x3 or 5x5 stride-1 convolution followed by 2x2 max pooling this way
 (:mod:`cnnumpy.functional.conv_pool`, where each 2x2 output tile is one pooling window);
 False: always by im2col. Plain convolutions always use im2col: there, writing each tile's
 outputs to every other row and column cost what the products saved (CIFAR-like training
@@ -37,21 +40,27 @@ outputs to every other row and column cost what the products saved (CIFAR-like t
 MIN_CHANNELS = 16
 """Below this many input channels the transforms cost more than the products they save."""
 
+VALUES = 16
+"""Transformed-domain values per tile."""
+
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
 
-def applies(kernel_shape: tuple[int, ...], strides: tuple[int, int],
-            dilation: tuple[int, int]) -> bool:
-    """Whether this algorithm computes an ungrouped convolution of this kernel: 3x3, stride
-    1, no dilation, at least :data:`MIN_CHANNELS` input channels (and :data:`ENABLED`)."""
-    return (ENABLED and tuple(kernel_shape[:2]) == (3, 3) and tuple(strides) == (1, 1)
-            and tuple(dilation) == (1, 1) and kernel_shape[2] >= MIN_CHANNELS)
+def algorithm(kernel_shape: tuple[int, ...], strides: tuple[int, int],
+              dilation: tuple[int, int]) -> ModuleType | None:
+    """The module whose transforms compute an ungrouped convolution of this kernel (this
+    one for 3x3, :mod:`cnnumpy.functional.winograd5` for 5x5), or None: it takes stride 1,
+    no dilation, at least :data:`MIN_CHANNELS` input channels (and :data:`ENABLED`)."""
+    if not (ENABLED and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
+            and kernel_shape[2] >= MIN_CHANNELS):
+        return None
+    return {(3, 3): sys.modules[__name__], (5, 5): winograd5}.get(tuple(kernel_shape[:2]))
 
 
-def image_bytes(tiles: int, channels: int, filters: int, itemsize: int) -> int:
-    """Bytes of one image's transformed input and product (16 values a tile each), by which
-    the kernels size their chunks."""
-    return 16 * tiles * (channels + filters) * itemsize
+def image_bytes(values: int, tiles: int, channels: int, filters: int, itemsize: int) -> int:
+    """Bytes of one image's transformed input and product (``values`` a tile each), by
+    which the kernels size their chunks."""
+    return values * tiles * (channels + filters) * itemsize
 
 
 def kernel_transform(kernel: Any) -> Any:
