@@ -11,6 +11,11 @@ Rows and columns of the convolution that no window covers are never computed. Wh
 whole batch's patches are small (:data:`KEEP_PATCHES_BYTES`), training keeps them for the
 backward pass instead of gathering them again.
 
+A 3x3 or 5x5 stride-1 convolution from :data:`cnnumpy.functional.winograd.MIN_CHANNELS`
+input channels up, with 2x2 pooling, goes by Winograd's minimal filtering instead
+(:func:`cnnumpy.functional.winograd.algorithm`): each 2x2 output tile is one pooling window,
+so the output transform hands the pooling its four blocks in the same window order.
+
 The bias is added after pooling: rounding is monotone, so ``max(a + b, c + b)`` equals
 ``max(a, c) + b`` exactly. Ties go to the first maximum in row-major window order, as in
 :func:`cnnumpy.functional.pooling.max_pool2d_forward` and PyTorch.
