@@ -228,9 +228,10 @@ def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads
 
 
 def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[Any, Any, Any]:
-    """:func:`conv2d_maxpool_backward` of :func:`_winograd_forward`: the window gradients
-    through the transforms' adjoints, the kernel's summed over chunks in the transformed
-    domain and brought back once."""
+    """:func:`conv2d_maxpool_backward` of :func:`_winograd_forward`, over the forward pass's
+    chunks (backward holds the same arrays per image): the window gradients through the
+    transforms' adjoints, the kernel's summed over chunks in the transformed domain and
+    brought back once."""
     x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u, algorithm = cache
     (top, bottom), (left, right) = pads
     f = kernel.shape[3]
@@ -255,9 +256,5 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
             dx[part] = dxpad[:, top:top + h, left:left + w]
         return sums
 
-    if kept is None:
-        tiles = tiles_hw[0] * tiles_hw[1]
-        parts = conv._chunks(x.shape[0], winograd.image_bytes(
-            algorithm.VALUES, tiles, kernel.shape[2], f, x.itemsize))
     du, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return dx, algorithm.kernel_transform_adjoint(du), dbias

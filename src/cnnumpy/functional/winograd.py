@@ -54,7 +54,7 @@ def algorithm(kernel_shape: tuple[int, ...], strides: tuple[int, int],
     if not (ENABLED and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
             and kernel_shape[2] >= MIN_CHANNELS):
         return None
-    return {(3, 3): sys.modules[__name__], (5, 5): winograd5}.get(tuple(kernel_shape[:2]))
+    return _BY_SIZE.get(tuple(kernel_shape[:2]))
 
 
 def image_bytes(values: int, tiles: int, channels: int, filters: int, itemsize: int) -> int:
@@ -186,3 +186,6 @@ def output_transform_adjoint(dy: Any) -> Any:
     xp.subtract(dp[0], dp[1], out=dm[2])
     xp.negative(dp[1], out=dm[3])
     return dm.reshape(16, *dy.shape[2:])
+
+
+_BY_SIZE = {(3, 3): sys.modules[__name__], (5, 5): winograd5}
