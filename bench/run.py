@@ -69,6 +69,15 @@ def blas_description() -> str:
     return "; ".join(rows) or "no BLAS found by threadpoolctl"
 
 
+def compiled_description() -> str:
+    """Whether cnnumpy's compiled kernels (Numba) ran, and which Numba."""
+    from cnnumpy.functional import compiled
+    if not compiled.AVAILABLE:
+        return "off (Numba not installed: pure NumPy)"
+    import numba
+    return f"numba {numba.__version__}" + ("" if compiled.ENABLED else " installed, disabled")
+
+
 def peak_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     """Best float32 ``size x size`` matrix product NumPy does here, in GFLOP/s."""
     rng = np.random.default_rng(0)
@@ -203,6 +212,7 @@ def run_all(quick: bool, repeats: int | None) -> dict:
     return {"memory": memory, "date": datetime.date.today().isoformat(), "machine": _machine(),
             "env": env,
             "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
+            "compiled": compiled_description(),
             "torch_threads": torch.get_num_threads(),
             "cnnumpy_threads": backend.get_num_threads(), "peak_matmul_gflops": peak,
             "results": results}
@@ -252,7 +262,8 @@ def report(summary: dict) -> str:
     lines = [f"date {summary['date']}; {summary['machine']}; numpy {summary['numpy']}, torch "
              f"{summary['torch']} ({summary['torch_threads']} threads), cnnumpy "
              f"{summary['cnnumpy_threads']} threads",
-             f"{env}; BLAS: {summary['blas']}",
+             f"{env}; BLAS: {summary['blas']}; cnnumpy compiled kernels: "
+             f"{summary.get('compiled', 'n/a')}",
              f"peak float32 matmul (NumPy, 2048^2): {summary['peak_matmul_gflops']:.0f} GFLOP/s",
              "", HEADER, *(_row(r) for r in summary["results"])]
     if summary.get("memory"):

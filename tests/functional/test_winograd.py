@@ -1,5 +1,6 @@
 """Winograd F(2x2, 3x3) and F(2x2, 5x5): the transforms and their adjoints, and the fused
-convolution + 2x2 max pooling that uses them, against the naive loop references."""
+convolution + 2x2 max pooling that uses them, against the naive loop references. Every test
+runs twice: on the pure-NumPy kernels and on the compiled ones (when Numba is installed)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import conv, conv_pool, winograd, winograd5
+from cnnumpy.functional import compiled, conv, conv_pool, winograd, winograd5
 
 from .test_conv import naive_conv2d, naive_conv2d_backward
 from .test_pooling import naive_pool
+
+
+@pytest.fixture(autouse=True, params=["numpy", "compiled"])
+def kernels(request, monkeypatch):
+    if request.param == "compiled" and not compiled.AVAILABLE:
+        pytest.skip("Numba is not installed: the compiled kernels are not used")
+    monkeypatch.setattr(compiled, "ENABLED", request.param == "compiled")
+    return request.param
 
 
 @pytest.mark.parametrize("r", [3, 5])

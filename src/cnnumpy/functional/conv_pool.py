@@ -217,8 +217,8 @@ def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads
         if keep is not None:
             keep[part.start] = v  # each chunk its own key: safe from several threads
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
-        blocks = algorithm.output_transform(xp.matmul(v, u))
-        pooling.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
+        algorithm.output_pool(xp.matmul(v, u), out,
+                              None if first is None else first[part].reshape(-1, f))
         if bias is not None:
             out += bias
 
@@ -233,13 +233,11 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
     transforms' adjoints, the kernel's summed over chunks in the transformed domain and
     brought back once."""
     x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u, algorithm = cache
-    (top, bottom), (left, right) = pads
     f = kernel.shape[3]
     tiles_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
     dy = dy.astype(x.dtype, copy=False)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
     u_t = xp.ascontiguousarray(u.transpose(0, 2, 1))  # (values, F, C)
-    h, w = x.shape[1:3]
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
@@ -250,10 +248,7 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
         sums = (xp.matmul(v.transpose(0, 2, 1), dm),
                 backend.column_sums(dy_flat) if has_bias else None)
         if dx is not None:
-            count = dy_flat.shape[0] // (tiles_hw[0] * tiles_hw[1])
-            padded = (count, h + top + bottom, w + left + right, x.shape[3])
-            dxpad = algorithm.input_transform_adjoint(xp.matmul(dm, u_t), padded, tiles_hw)
-            dx[part] = dxpad[:, top:top + h, left:left + w]
+            algorithm.input_gradient(xp.matmul(dm, u_t), pads, tiles_hw, dx[part])
         return sums
 
     du, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)

@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import winograd5
+from cnnumpy.functional import compiled, pooling, winograd5
+from cnnumpy.functional.im2col import Pads
 
 ENABLED = True
 """Compute a 3x3 or 5x5 stride-1 convolution followed by 2x2 max pooling this way
@@ -98,6 +99,8 @@ def input_transform(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     Shape:
         xpad: (N, Hp, Wp, C), Hp >= 2 Ht + 2, Wp >= 2 Wt + 2 -> (16, N * Ht * Wt, C).
     """
+    if compiled.usable(xpad):
+        return compiled.winograd3_input(xpad, tiles_hw)
     ht, wt = tiles_hw
     n, c = xpad.shape[0], xpad.shape[3]
     rows = xpad[:, :2 * ht + 2]
@@ -145,6 +148,37 @@ def input_transform_adjoint(dv: Any, padded_shape: tuple[int, ...],
     dxpad[:, :2 * ht + 2, 0:2 * wt + 1:2] = even
     dxpad[:, :2 * ht + 2, 1:2 * wt + 2:2] = odd
     return dxpad
+
+
+def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> None:
+    """Write into ``out`` the gradient of the unpadded chunk: :func:`input_transform_adjoint`
+    with the padding cropped off.
+
+    Shape:
+        dv: (16, N * Ht * Wt, C); out: (N, H, W, C).
+    """
+    if compiled.usable(dv, out) and out.flags.c_contiguous:
+        compiled.winograd3_input_adjoint(dv, pads, tiles_hw, out)
+        return
+    (top, bottom), (left, right) = pads
+    n, h, w, c = out.shape
+    dxpad = input_transform_adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
+    out[...] = dxpad[:, top:top + h, left:left + w]
+
+
+def output_pool(m: Any, out: Any, first: Any | None) -> None:
+    """The 2x2 max pooling of each tile's outputs, :func:`output_transform`, into ``out``
+    (and into ``first``, if given, the index of each window's first maximum), as
+    :func:`cnnumpy.functional.pooling.max_of` of the four outputs.
+
+    Shape:
+        m: (16, T, F); out, first: (T, F).
+    """
+    if compiled.usable(m, out) and out.flags.c_contiguous and (
+            first is None or first.flags.c_contiguous):
+        compiled.winograd3_output_pool(m, out, first)
+        return
+    pooling.max_of(output_transform(m), out, first)
 
 
 def output_transform(m: Any) -> Any:

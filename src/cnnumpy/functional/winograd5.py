@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
+from cnnumpy.functional import pooling
+from cnnumpy.functional.im2col import Pads
 
 VALUES = 36
 """Transformed-domain values per tile."""
@@ -117,6 +119,29 @@ def input_transform_adjoint(dv: Any, padded_shape: tuple[int, ...],
         for m in range(6):
             dxpad[:, k:k + 2 * ht:2, m:m + 2 * wt:2] += dtiles[k, m]
     return dxpad
+
+
+def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> None:
+    """Write into ``out`` the gradient of the unpadded chunk: :func:`input_transform_adjoint`
+    with the padding cropped off.
+
+    Shape:
+        dv: (36, N * Ht * Wt, C); out: (N, H, W, C).
+    """
+    (top, bottom), (left, right) = pads
+    n, h, w, c = out.shape
+    dxpad = input_transform_adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
+    out[...] = dxpad[:, top:top + h, left:left + w]
+
+
+def output_pool(m: Any, out: Any, first: Any | None) -> None:
+    """The 2x2 max pooling of each tile's outputs, :func:`output_transform`, into ``out``
+    (and ``first``), as :func:`cnnumpy.functional.pooling.max_of` of the four outputs.
+
+    Shape:
+        m: (36, T, F); out, first: (T, F).
+    """
+    pooling.max_of(output_transform(m), out, first)
 
 
 def output_transform(m: Any) -> Any:
