@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import pooling
+from cnnumpy.functional import compiled, pooling
 from cnnumpy.functional.im2col import Pads
 
 VALUES = 36
@@ -100,6 +100,8 @@ def input_transform(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     Shape:
         xpad: (N, Hp, Wp, C), Hp >= 2 Ht + 4, Wp >= 2 Wt + 4 -> (36, N * Ht * Wt, C).
     """
+    if compiled.usable(xpad):
+        return compiled.winograd5_input(xpad, tiles_hw)
     tiles = xp.ascontiguousarray(_tiles(xpad, tiles_hw)).reshape(VALUES, -1)
     return (_matrices(xpad.dtype.name)[1] @ tiles).reshape(VALUES, -1, xpad.shape[3])
 
@@ -128,6 +130,9 @@ def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> 
     Shape:
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C).
     """
+    if compiled.usable(dv, out) and out.flags.c_contiguous:
+        compiled.winograd5_input_adjoint(dv, pads, tiles_hw, out)
+        return
     (top, bottom), (left, right) = pads
     n, h, w, c = out.shape
     dxpad = input_transform_adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
@@ -141,6 +146,10 @@ def output_pool(m: Any, out: Any, first: Any | None) -> None:
     Shape:
         m: (36, T, F); out, first: (T, F).
     """
+    if compiled.usable(m, out) and out.flags.c_contiguous and (
+            first is None or first.flags.c_contiguous):
+        compiled.winograd5_output_pool(m, out, first)
+        return
     pooling.max_of(output_transform(m), out, first)
 
 
