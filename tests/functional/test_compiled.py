@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnumpy.functional import compiled, conv_pool, pooling, winograd, winograd5
+from cnnumpy.functional import compiled, compiled_winograd, conv_pool, pooling, winograd, winograd5
 from cnnumpy.functional.im2col import _pad
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
@@ -31,7 +31,7 @@ def _tiles_hw(h, w, pads, size):
 def test_3x3_input_transform_equals_numpy_to_the_bit(n, h, w, c, pads, dtype, monkeypatch):
     x = np.random.default_rng(0).standard_normal((n, h, w, c)).astype(dtype)
     tiles = _tiles_hw(h, w, pads, 3)
-    got = compiled.winograd3_input(_pad(x, pads), tiles)
+    got = compiled_winograd.winograd3_input(_pad(x, pads), tiles)
     monkeypatch.setattr(compiled, "ENABLED", False)
     want = winograd.input_transform(_pad(x, pads), tiles)
     assert got.dtype == want.dtype and np.array_equal(got, want)
@@ -107,7 +107,7 @@ def test_output_pool_equals_numpy_with_ties_and_nans(algorithm, size, dtype, kee
 
 def test_numpy_is_used_where_the_kernels_do_not_apply(monkeypatch):
     calls = []
-    monkeypatch.setattr(compiled, "winograd3_output_pool", lambda *a: calls.append(a))
+    monkeypatch.setattr(compiled_winograd, "winograd3_output_pool", lambda *a: calls.append(a))
     m = np.zeros((16, 8, 6), dtype=np.float32)
     out = np.empty((6, 8), dtype=np.float32).T  # not C-contiguous
     winograd.output_pool(m, out, None)
@@ -130,8 +130,8 @@ def test_fused_conv_pool_calls_the_kernels_and_matches_numpy(algorithm, size, ne
     called = set()
     prefix = f"winograd{size}_"
     for name in ("input", "input_adjoint", "output_pool"):
-        real = getattr(compiled, prefix + name)
-        monkeypatch.setattr(compiled, prefix + name,
+        real = getattr(compiled_winograd, prefix + name)
+        monkeypatch.setattr(compiled_winograd, prefix + name,
                             lambda *a, _real=real, _name=name: called.add(_name) or _real(*a))
     runs = []
     for enabled in (True, False):
@@ -156,7 +156,48 @@ def test_max_of_agrees_with_the_kernel_on_the_window_order():
     m[5, 0, 0] = 1.0  # A^T M A puts +1 in every output, the last one (1, 1) first
     blocks = winograd.output_transform(m)
     out, first = np.empty((1, 1)), np.empty((1, 1), dtype=np.uint8)
-    compiled.winograd3_output_pool(m, out, first)
+    compiled_winograd.winograd3_output_pool(m, out, first)
     want, want_first = np.empty((1, 1)), np.empty((1, 1), dtype=np.uint8)
     pooling.max_of(blocks, want, want_first)
     assert out[0, 0] == want[0, 0] and first[0, 0] == want_first[0, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_bias, relu", [(True, True), (True, False), (False, True)])
+def test_bias_relu_equals_numpy(dtype, with_bias, relu):
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal((37, 5)).astype(dtype)
+    y[3, 1], y[4, 2] = np.nan, -np.inf
+    bias = rng.standard_normal(5).astype(dtype) if with_bias else None
+    want = y + (bias if with_bias else 0)
+    if relu:
+        want = np.maximum(want, 0)
+    got = y.copy()
+    compiled.bias_relu(got, bias, relu)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_grad_equals_numpy(dtype):
+    rng = np.random.default_rng(5)
+    dy, y = rng.standard_normal((2, 23, 7)).astype(dtype)
+    y[0] = 0.0
+    dy[1, 0] = np.nan
+    np.testing.assert_array_equal(compiled.relu_grad(dy, y), dy * (y > 0))
+
+
+@pytest.mark.parametrize("channels", [3, 16])
+def test_convolution_with_relu_matches_numpy(channels, monkeypatch):
+    from cnnumpy.functional import conv
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 9, 8, channels)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, channels, 6)).astype(np.float32)
+    bias = rng.standard_normal(6).astype(np.float32)
+    dy = rng.standard_normal((3, 9, 8, 6)).astype(np.float32)
+    runs = []
+    for enabled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", enabled)
+        y, cache = conv.conv2d_forward(x, kernel, bias, 1, "same", relu=True)
+        runs.append((y, *conv.conv2d_backward(dy, cache)))
+    for got, want in zip(*runs, strict=True):
+        np.testing.assert_array_equal(got, want)  # same products, same elementwise steps

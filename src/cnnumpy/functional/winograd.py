@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, pooling, winograd5
+from cnnumpy.functional import compiled, compiled_winograd, pooling, winograd5
 from cnnumpy.functional.im2col import Pads
 
 ENABLED = True
@@ -100,7 +100,7 @@ def input_transform(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
         xpad: (N, Hp, Wp, C), Hp >= 2 Ht + 2, Wp >= 2 Wt + 2 -> (16, N * Ht * Wt, C).
     """
     if compiled.usable(xpad):
-        return compiled.winograd3_input(xpad, tiles_hw)
+        return compiled_winograd.winograd3_input(xpad, tiles_hw)
     ht, wt = tiles_hw
     n, c = xpad.shape[0], xpad.shape[3]
     rows = xpad[:, :2 * ht + 2]
@@ -158,7 +158,7 @@ def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> 
         dv: (16, N * Ht * Wt, C); out: (N, H, W, C).
     """
     if compiled.usable(dv, out) and out.flags.c_contiguous:
-        compiled.winograd3_input_adjoint(dv, pads, tiles_hw, out)
+        compiled_winograd.winograd3_input_adjoint(dv, pads, tiles_hw, out)
         return
     (top, bottom), (left, right) = pads
     n, h, w, c = out.shape
@@ -176,7 +176,7 @@ def output_pool(m: Any, out: Any, first: Any | None) -> None:
     """
     if compiled.usable(m, out) and out.flags.c_contiguous and (
             first is None or first.flags.c_contiguous):
-        compiled.winograd3_output_pool(m, out, first)
+        compiled_winograd.winograd3_output_pool(m, out, first)
         return
     pooling.max_of(output_transform(m), out, first)
 

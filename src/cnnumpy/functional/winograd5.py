@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, pooling
+from cnnumpy.functional import compiled, compiled_winograd, pooling
 from cnnumpy.functional.im2col import Pads
 
 VALUES = 36
@@ -101,7 +101,7 @@ def input_transform(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
         xpad: (N, Hp, Wp, C), Hp >= 2 Ht + 4, Wp >= 2 Wt + 4 -> (36, N * Ht * Wt, C).
     """
     if compiled.usable(xpad):
-        return compiled.winograd5_input(xpad, tiles_hw)
+        return compiled_winograd.winograd5_input(xpad, tiles_hw)
     tiles = xp.ascontiguousarray(_tiles(xpad, tiles_hw)).reshape(VALUES, -1)
     return (_matrices(xpad.dtype.name)[1] @ tiles).reshape(VALUES, -1, xpad.shape[3])
 
@@ -131,7 +131,7 @@ def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> 
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C).
     """
     if compiled.usable(dv, out) and out.flags.c_contiguous:
-        compiled.winograd5_input_adjoint(dv, pads, tiles_hw, out)
+        compiled_winograd.winograd5_input_adjoint(dv, pads, tiles_hw, out)
         return
     (top, bottom), (left, right) = pads
     n, h, w, c = out.shape
@@ -148,7 +148,7 @@ def output_pool(m: Any, out: Any, first: Any | None) -> None:
     """
     if compiled.usable(m, out) and out.flags.c_contiguous and (
             first is None or first.flags.c_contiguous):
-        compiled.winograd5_output_pool(m, out, first)
+        compiled_winograd.winograd5_output_pool(m, out, first)
         return
     pooling.max_of(output_transform(m), out, first)
 

@@ -1,0 +1,294 @@
+"""Compiled Winograd transforms (see :mod:`cnnumpy.functional.compiled`, whose switch they
+follow): each is one loop nest over a chunk where the NumPy version makes several passes.
+
+The 3x3 arithmetic is the NumPy version's in the same order, so its forward results are the
+same to the bit; the input transform's adjoint adds the overlapping tiles in another order.
+
+Winograd F(2x2, 3x3) (:mod:`cnnumpy.functional.winograd` gives the layouts):
+
+* :func:`winograd3_input`: ``B^T d B`` of every input tile of a padded chunk;
+* :func:`winograd3_input_adjoint`: ``B dV B^T`` added back into the unpadded input gradient;
+* :func:`winograd3_output_pool`: ``A^T M A`` and the 2x2 max pooling of each tile's outputs;
+
+and the same three for F(2x2, 5x5) (:mod:`cnnumpy.functional.winograd5`): ``winograd5_*``.
+
+Tried and left to NumPy: the pooled gradient through ``A dY A^T`` (16 output planes written
+per element ran 1.8x slower than NumPy's whole-plane passes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnumpy.functional.compiled import jit as _jit
+
+
+@_jit
+def _input_tiles(xpad, ht, wt, v):  # pragma: no cover (compiled)
+    n, c = xpad.shape[0], xpad.shape[3]
+    z = np.empty((4, 4, c), dtype=xpad.dtype)
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for a in range(4):  # columns first, as the NumPy version
+                    row = xpad[i, 2 * t + a]
+                    for k in range(c):
+                        x0, x1 = row[2 * s, k], row[2 * s + 1, k]
+                        x2, x3 = row[2 * s + 2, k], row[2 * s + 3, k]
+                        z[a, 0, k] = x0 - x2
+                        z[a, 1, k] = x1 + x2
+                        z[a, 2, k] = x2 - x1
+                        z[a, 3, k] = x1 - x3
+                for b in range(4):
+                    for k in range(c):
+                        r0, r1, r2, r3 = z[0, b, k], z[1, b, k], z[2, b, k], z[3, b, k]
+                        v[b, tile, k] = r0 - r2
+                        v[4 + b, tile, k] = r1 + r2
+                        v[8 + b, tile, k] = r2 - r1
+                        v[12 + b, tile, k] = r1 - r3
+
+
+def winograd3_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
+    """:func:`cnnumpy.functional.winograd.input_transform`.
+
+    Shape:
+        xpad: (N, Hp, Wp, C) -> (16, N * Ht * Wt, C).
+    """
+    v = np.empty((16, xpad.shape[0] * tiles_hw[0] * tiles_hw[1], xpad.shape[3]),
+                 dtype=xpad.dtype)
+    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v)
+    return v
+
+
+@_jit
+def _input_tiles_adjoint(dv, top, left, ht, wt, dx):  # pragma: no cover (compiled)
+    n, h, w, c = dx.shape
+    dz = np.empty((4, 4, c), dtype=dx.dtype)
+    dx[...] = 0
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for b in range(4):  # B dV: rows of each column b
+                    for k in range(c):
+                        v0, v1 = dv[b, tile, k], dv[4 + b, tile, k]
+                        v2, v3 = dv[8 + b, tile, k], dv[12 + b, tile, k]
+                        dz[0, b, k] = v0
+                        dz[1, b, k] = v1 - v2 + v3
+                        dz[2, b, k] = v1 + v2 - v0
+                        dz[3, b, k] = -v3
+                for a in range(4):  # (B dV) B^T: columns of each row a, added into dx
+                    r = 2 * t + a - top
+                    if r < 0 or r >= h:
+                        continue
+                    for b in range(4):
+                        q = 2 * s + b - left
+                        if q < 0 or q >= w:
+                            continue
+                        for k in range(c):
+                            z0, z1, z2, z3 = dz[a, 0, k], dz[a, 1, k], dz[a, 2, k], dz[a, 3, k]
+                            if b == 0:
+                                dx[i, r, q, k] += z0
+                            elif b == 1:
+                                dx[i, r, q, k] += z1 - z2 + z3
+                            elif b == 2:
+                                dx[i, r, q, k] += z1 + z2 - z0
+                            else:
+                                dx[i, r, q, k] -= z3
+
+
+def winograd3_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
+    """Write into ``out`` the gradient of :func:`winograd3_input`'s ``x`` from that of its
+    result (:func:`cnnumpy.functional.winograd.input_transform_adjoint`, cropped).
+
+    Shape:
+        dv: (16, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
+    """
+    (top, _), (left, _) = pads
+    _input_tiles_adjoint(dv, top, left, tiles_hw[0], tiles_hw[1], out)
+
+
+@_jit
+def _output_pool(m, out, first, keep_first):  # pragma: no cover (compiled)
+    t_count, f = out.shape
+    for t in range(t_count):
+        for k in range(f):
+            m0, m1, m2, m3 = m[0, t, k], m[1, t, k], m[2, t, k], m[3, t, k]
+            m4, m5, m6, m7 = m[4, t, k], m[5, t, k], m[6, t, k], m[7, t, k]
+            m8, m9, m10, m11 = m[8, t, k], m[9, t, k], m[10, t, k], m[11, t, k]
+            m12, m13, m14, m15 = m[12, t, k], m[13, t, k], m[14, t, k], m[15, t, k]
+            p00, p01, p02, p03 = m0 + m4 + m8, m1 + m5 + m9, m2 + m6 + m10, m3 + m7 + m11
+            p10, p11, p12, p13 = m4 - m8 - m12, m5 - m9 - m13, m6 - m10 - m14, m7 - m11 - m15
+            # the window's four outputs in row-major order; np.maximum's NaN propagation,
+            # ties keep the first
+            best, at = p00 + p01 + p02, 0
+            y = p01 - p02 - p03
+            at = 1 if y > best else at
+            best = y if (y > best or y != y) else best
+            y = p10 + p11 + p12
+            at = 2 if y > best else at
+            best = y if (y > best or y != y) else best
+            y = p11 - p12 - p13
+            at = 3 if y > best else at
+            best = y if (y > best or y != y) else best
+            out[t, k] = best
+            if keep_first:
+                first[t, k] = at
+
+
+def winograd3_output_pool(m: Any, out: Any, first: Any | None) -> None:
+    """``out = max`` over each tile's four outputs of
+    :func:`cnnumpy.functional.winograd.output_transform` (and ``first``, if given, the index
+    of the first maximum), as :func:`cnnumpy.functional.pooling.max_of` of them.
+
+    Shape:
+        m: (16, T, F); out, first: (T, F), C-contiguous.
+    """
+    keep = first is not None
+    _output_pool(m, out, first if keep else np.empty((1, 1), dtype=np.uint8), keep)
+
+
+# F(2x2, 5x5) (:mod:`cnnumpy.functional.winograd5`): its transform matrices, written out (the
+# tests compare every kernel with the NumPy version, which builds them by Toom-Cook).
+
+@_jit
+def _bt6(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover (compiled)
+    """B^T applied to six values (the constants in their dtype: no promotion to float64)."""
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), four * (d1 - d2) + d4 - d3,
+            two * (d3 - d1) + d4 - d2, two * (d1 - d3) + d4 - d2, four * d1 - five * d3 + d5)
+
+
+@_jit
+def _b6(v0, v1, v2, v3, v4, v5, two, four, five):  # pragma: no cover (compiled)
+    """B (the transpose of B^T) applied to six values."""
+    return (four * v0, four * (v2 - v1 + v5) + two * (v4 - v3),
+            -five * v0 - four * (v1 + v2) - v3 - v4, v1 - v2 + two * (v3 - v4) - five * v5,
+            v0 + v1 + v2 + v3 + v4, v5)
+
+
+def _constants(dtype: Any) -> tuple[Any, ...]:
+    """2, 4 and 5 in ``dtype``, for the kernels' arithmetic to stay in it."""
+    return tuple(np.array([2, 4, 5], dtype=dtype))
+
+
+@_jit
+def _input_tiles6(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compiled)
+    n, c = xpad.shape[0], xpad.shape[3]
+    z = np.empty((6, 6, c), dtype=xpad.dtype)
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for a in range(6):  # each input row's columns
+                    row = xpad[i, 2 * t + a]
+                    for k in range(c):
+                        z[a, 0, k], z[a, 1, k], z[a, 2, k], z[a, 3, k], z[a, 4, k], z[a, 5, k] = \
+                            _bt6(row[2 * s, k], row[2 * s + 1, k], row[2 * s + 2, k],
+                                 row[2 * s + 3, k], row[2 * s + 4, k], row[2 * s + 5, k],
+                                 two, four, five)
+                for q in range(6):  # then each column's rows
+                    for k in range(c):
+                        v[q, tile, k], v[6 + q, tile, k], v[12 + q, tile, k], \
+                            v[18 + q, tile, k], v[24 + q, tile, k], v[30 + q, tile, k] = _bt6(
+                                z[0, q, k], z[1, q, k], z[2, q, k], z[3, q, k], z[4, q, k],
+                                z[5, q, k], two, four, five)
+
+
+def winograd5_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
+    """:func:`cnnumpy.functional.winograd5.input_transform`.
+
+    Shape:
+        xpad: (N, Hp, Wp, C) -> (36, N * Ht * Wt, C).
+    """
+    v = np.empty((36, xpad.shape[0] * tiles_hw[0] * tiles_hw[1], xpad.shape[3]),
+                 dtype=xpad.dtype)
+    _input_tiles6(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v,
+                  *_constants(xpad.dtype))
+    return v
+
+
+@_jit
+def _input_tiles6_adjoint(dv, top, left, ht, wt, dx, two, four, five):  # pragma: no cover
+    n, h, w, c = dx.shape
+    y = np.empty((6, 6, c), dtype=dx.dtype)
+    dd = np.empty((6, c), dtype=dx.dtype)
+    dx[...] = 0
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for q in range(6):  # B dV: each column's rows
+                    for k in range(c):
+                        y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], y[5, q, k] = \
+                            _b6(dv[q, tile, k], dv[6 + q, tile, k], dv[12 + q, tile, k],
+                                dv[18 + q, tile, k], dv[24 + q, tile, k], dv[30 + q, tile, k],
+                                two, four, five)
+                for a in range(6):  # then each row's columns, added into dx
+                    r = 2 * t + a - top
+                    if r < 0 or r >= h:
+                        continue
+                    for k in range(c):
+                        dd[0, k], dd[1, k], dd[2, k], dd[3, k], dd[4, k], dd[5, k] = _b6(
+                            y[a, 0, k], y[a, 1, k], y[a, 2, k], y[a, 3, k], y[a, 4, k],
+                            y[a, 5, k], two, four, five)
+                    for b in range(6):
+                        col = 2 * s + b - left
+                        if 0 <= col < w:
+                            for k in range(c):
+                                dx[i, r, col, k] += dd[b, k]
+
+
+def winograd5_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
+    """Write into ``out`` the gradient of the unpadded chunk from that of
+    :func:`winograd5_input`'s result
+    (:func:`cnnumpy.functional.winograd5.input_transform_adjoint`, cropped).
+
+    Shape:
+        dv: (36, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
+    """
+    (top, _), (left, _) = pads
+    _input_tiles6_adjoint(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], out,
+                          *_constants(dv.dtype))
+
+
+@_jit
+def _output_pool6(m, out, first, keep_first, two):  # pragma: no cover (compiled)
+    t_count, f = out.shape
+    p = np.empty((2, 6, f), dtype=out.dtype)
+    for t in range(t_count):
+        for b in range(6):  # A^T M: each column's two rows
+            for k in range(f):
+                m0, m1, m2 = m[b, t, k], m[6 + b, t, k], m[12 + b, t, k]
+                m3, m4, m5 = m[18 + b, t, k], m[24 + b, t, k], m[30 + b, t, k]
+                p[0, b, k] = m0 + m1 + m2 + m3 + m4
+                p[1, b, k] = m1 - m2 + two * (m3 - m4) + m5
+        for k in range(f):  # (A^T M) A, then the window's maximum as in _output_pool
+            best, at = p[0, 0, k] + p[0, 1, k] + p[0, 2, k] + p[0, 3, k] + p[0, 4, k], 0
+            for j in range(1, 4):
+                row = j // 2
+                if j % 2 == 0:
+                    y = p[row, 0, k] + p[row, 1, k] + p[row, 2, k] + p[row, 3, k] + p[row, 4, k]
+                else:
+                    y = p[row, 1, k] - p[row, 2, k] + two * (p[row, 3, k] - p[row, 4, k]) \
+                        + p[row, 5, k]
+                at = j if y > best else at
+                best = y if (y > best or y != y) else best
+            out[t, k] = best
+            if keep_first:
+                first[t, k] = at
+
+
+def winograd5_output_pool(m: Any, out: Any, first: Any | None) -> None:
+    """:func:`cnnumpy.functional.winograd5.output_pool`: ``A^T M A`` of every tile and the
+    maximum of its four outputs into ``out`` (and the first one's index into ``first``).
+
+    Shape:
+        m: (36, T, F); out, first: (T, F), C-contiguous.
+    """
+    keep = first is not None
+    _output_pool6(np.ascontiguousarray(m), out,
+                  first if keep else np.empty((1, 1), dtype=np.uint8), keep,
+                  _constants(m.dtype)[0])
