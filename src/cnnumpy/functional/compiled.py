@@ -13,7 +13,8 @@ passes took 35 us per CIFAR-like first-layer image, this one 3.5) and :func:`rel
 Tried and left to NumPy: max pooling of window-order blocks with the index of each maximum
 (3-15x slower compiled: the index's selects were not vectorized), and the window gradients
 built from those indices (about 1 % faster steps: not worth the code).
-The Winograd transforms are in :mod:`cnnumpy.functional.compiled_winograd`.
+The Winograd transforms are in :mod:`cnnumpy.functional.compiled_winograd`; the two
+``winograd_*`` functions here choose between them and the NumPy versions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 from typing import Any
 
 import numpy as np
+
+from cnnumpy.functional import pooling
 
 try:
     import numba
@@ -88,3 +91,35 @@ def relu_grad(dy: Any, y: Any) -> Any:
     out = np.empty(dy.shape, dtype=dy.dtype)
     _relu_grad(np.ascontiguousarray(dy), np.ascontiguousarray(y), out)
     return out
+
+
+def winograd_input_gradient(kernel: Any, adjoint: Any, dv: Any, pads: Any,
+                            tiles_hw: tuple[int, int], out: Any) -> None:
+    """``out[...] =`` the unpadded part of ``adjoint(dv, padded shape, tiles_hw)`` (a NumPy
+    input-transform adjoint), by the compiled ``kernel`` where it applies.
+
+    Shape:
+        dv: (values, N * Ht * Wt, C); out: (N, H, W, C).
+    """
+    if usable(dv, out) and out.flags.c_contiguous:
+        kernel(dv, pads, tiles_hw, out)
+        return
+    (top, bottom), (left, right) = pads
+    n, h, w, c = out.shape
+    dxpad = adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
+    out[...] = dxpad[:, top:top + h, left:left + w]
+
+
+def winograd_output_pool(kernel: Any, transform: Any, m: Any, out: Any,
+                         first: Any | None) -> None:
+    """:func:`cnnumpy.functional.pooling.max_of` of ``transform(m)``'s four outputs per tile
+    into ``out`` (and ``first``), by the compiled ``kernel`` where it applies.
+
+    Shape:
+        m: (values, T, F); out, first: (T, F).
+    """
+    if usable(m, out) and out.flags.c_contiguous and (
+            first is None or first.flags.c_contiguous):
+        kernel(m, out, first)
+        return
+    pooling.max_of(transform(m), out, first)

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, compiled_winograd, pooling, winograd5
+from cnnumpy.functional import compiled, compiled_winograd, winograd5
 from cnnumpy.functional.im2col import Pads
 
 ENABLED = True
@@ -157,13 +157,8 @@ def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> 
     Shape:
         dv: (16, N * Ht * Wt, C); out: (N, H, W, C).
     """
-    if compiled.usable(dv, out) and out.flags.c_contiguous:
-        compiled_winograd.winograd3_input_adjoint(dv, pads, tiles_hw, out)
-        return
-    (top, bottom), (left, right) = pads
-    n, h, w, c = out.shape
-    dxpad = input_transform_adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
-    out[...] = dxpad[:, top:top + h, left:left + w]
+    compiled.winograd_input_gradient(compiled_winograd.winograd3_input_adjoint,
+                                     input_transform_adjoint, dv, pads, tiles_hw, out)
 
 
 def output_pool(m: Any, out: Any, first: Any | None) -> None:
@@ -174,11 +169,8 @@ def output_pool(m: Any, out: Any, first: Any | None) -> None:
     Shape:
         m: (16, T, F); out, first: (T, F).
     """
-    if compiled.usable(m, out) and out.flags.c_contiguous and (
-            first is None or first.flags.c_contiguous):
-        compiled_winograd.winograd3_output_pool(m, out, first)
-        return
-    pooling.max_of(output_transform(m), out, first)
+    compiled.winograd_output_pool(compiled_winograd.winograd3_output_pool,
+                                   output_transform, m, out, first)
 
 
 def output_transform(m: Any) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, compiled_winograd, pooling
+from cnnumpy.functional import compiled, compiled_winograd
 from cnnumpy.functional.im2col import Pads
 
 VALUES = 36
@@ -130,27 +130,20 @@ def input_gradient(dv: Any, pads: Pads, tiles_hw: tuple[int, int], out: Any) -> 
     Shape:
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C).
     """
-    if compiled.usable(dv, out) and out.flags.c_contiguous:
-        compiled_winograd.winograd5_input_adjoint(dv, pads, tiles_hw, out)
-        return
-    (top, bottom), (left, right) = pads
-    n, h, w, c = out.shape
-    dxpad = input_transform_adjoint(dv, (n, h + top + bottom, w + left + right, c), tiles_hw)
-    out[...] = dxpad[:, top:top + h, left:left + w]
+    compiled.winograd_input_gradient(compiled_winograd.winograd5_input_adjoint,
+                                     input_transform_adjoint, dv, pads, tiles_hw, out)
 
 
 def output_pool(m: Any, out: Any, first: Any | None) -> None:
     """The 2x2 max pooling of each tile's outputs, :func:`output_transform`, into ``out``
-    (and ``first``), as :func:`cnnumpy.functional.pooling.max_of` of the four outputs.
+    (and into ``first``, if given, the index of each window's first maximum), as
+    :func:`cnnumpy.functional.pooling.max_of` of the four outputs.
 
     Shape:
         m: (36, T, F); out, first: (T, F).
     """
-    if compiled.usable(m, out) and out.flags.c_contiguous and (
-            first is None or first.flags.c_contiguous):
-        compiled_winograd.winograd5_output_pool(m, out, first)
-        return
-    pooling.max_of(output_transform(m), out, first)
+    compiled.winograd_output_pool(compiled_winograd.winograd5_output_pool,
+                                   output_transform, m, out, first)
 
 
 def output_transform(m: Any) -> Any:
