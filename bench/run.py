@@ -72,6 +72,8 @@ def blas_description() -> str:
 def compiled_description() -> str:
     """Whether cnnumpy's compiled kernels (Numba) ran, and which Numba."""
     from cnnumpy.functional import compiled
+    if not compiled.REQUESTED:
+        return "off (CNNUMPY_COMPILED=0: pure NumPy)"
     if not compiled.AVAILABLE:
         return "off (Numba not installed: pure NumPy)"
     import numba

@@ -1,0 +1,58 @@
+"""``CNNUMPY_COMPILED=0`` runs the pure-NumPy paths without importing Numba, with the same
+results as the compiled kernels within float32 rounding."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+SCRIPT = """
+import json, sys
+import numpy as np
+import cnnumpy
+from cnnumpy import layers
+from cnnumpy.functional import compiled
+cnnumpy.set_seed(0)
+model = cnnumpy.Sequential([
+    layers.Conv2D(16, 3, padding="same", activation="relu", input_shape=(12, 12, 3)),
+    layers.Conv2D(16, 3, padding="same", activation="relu"),
+    layers.MaxPool2D(2),
+    layers.Conv2D(8, 5, padding="same", activation="relu"),
+    layers.MaxPool2D(2),
+    layers.Flatten(),
+    layers.Dense(4, activation="softmax"),
+])
+model.compile("adam", "sparse_categorical_crossentropy", metrics=[])
+rng = np.random.default_rng(0)
+x = rng.standard_normal((16, 12, 12, 3)).astype(np.float32)
+y = rng.integers(0, 4, 16)
+losses = [float(model.train_on_batch(x, y)["loss"]) for _ in range(3)]
+print(json.dumps({"numba_imported": "numba" in sys.modules, "enabled": compiled.ENABLED,
+                  "losses": losses, "out": model.predict(x).tolist()}))
+"""
+
+
+def _run(compiled_flag: str) -> dict:
+    env = {**os.environ, "CNNUMPY_COMPILED": compiled_flag}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_switched_off_by_the_environment_imports_no_numba_and_trains():
+    off = _run("0")
+    assert off["numba_imported"] is False and off["enabled"] is False
+    assert np.all(np.isfinite(off["losses"])) and off["losses"][-1] < off["losses"][0]
+
+
+def test_compiled_and_numpy_paths_train_alike():
+    on, off = _run("1"), _run("0")
+    if not on["enabled"]:  # Numba not installed: both ran the NumPy paths
+        assert on == off
+        return
+    np.testing.assert_allclose(on["losses"], off["losses"], rtol=1e-4)
+    np.testing.assert_allclose(on["out"], off["out"], rtol=1e-3, atol=1e-5)
