@@ -1,5 +1,6 @@
 """``CNNUMPY_COMPILED=0`` runs the pure-NumPy paths without importing Numba, with the same
-results as the compiled kernels within float32 rounding."""
+results as the compiled kernels within float32 rounding, and passes the same kernel and layer
+tests. (Run with ``CNNUMPY_COMPILED=0`` itself, the last test skips: no recursion.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
+
+from cnnumpy.functional import compiled
 
 SCRIPT = """
 import json, sys
@@ -56,3 +61,16 @@ def test_compiled_and_numpy_paths_train_alike():
         return
     np.testing.assert_allclose(on["losses"], off["losses"], rtol=1e-4)
     np.testing.assert_allclose(on["out"], off["out"], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not compiled.AVAILABLE,
+                    reason="without Numba the whole suite already runs the NumPy paths")
+def test_the_kernel_and_layer_tests_pass_on_the_pure_numpy_paths():
+    """The fallback passes the same kernel and layer tests (the rest of the suite calls these
+    kernels through the layers)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CNNUMPY_COMPILED": "0"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           "tests/functional", "tests/layers"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
