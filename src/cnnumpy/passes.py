@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv_pool
+from cnnumpy.functional import compiled, conv_pool
 from cnnumpy.layers import Conv2D, Layer, MaxPool2D
 
 FUSE_CONV_POOL = True
@@ -89,8 +89,11 @@ class Passes:
                 x = layer.forward_logits(x, training)  # its ReLU comes after the pool
             else:
                 x = layer.forward(x, training)
-            if i in self._moved:
-                xp.maximum(x, 0, out=x)  # in place: the pooled output is the pass's own
+            if i in self._moved:  # in place: the pooled output is the pass's own
+                if compiled.usable(x) and x.flags.c_contiguous and x.ndim:
+                    compiled.bias_relu(x.reshape(-1, x.shape[-1]), None, True)
+                else:
+                    xp.maximum(x, 0, out=x)
                 if training:
                     self._outputs[i] = x
         return x
@@ -115,7 +118,7 @@ class Passes:
             if i in moved:
                 if i not in self._outputs:
                     raise ValueError(f"{layer.label}: backward called before a training forward")
-                grad = grad * (self._outputs[i] > 0)
+                grad = _relu_grad(grad, self._outputs[i])
             if i in self._fused:
                 grad = self._conv_pool_backward(layers[i - 1], layer, grad, self._fused[i])
                 i -= 2
@@ -137,3 +140,11 @@ class Passes:
         if conv.use_bias:
             conv.grads["bias"] = dbias
         return dx
+
+
+def _relu_grad(grad: Any, output: Any) -> Any:
+    """``grad * (output > 0)``: through a ReLU whose output was ``output``."""
+    if compiled.usable(grad, output) and grad.shape == output.shape and grad.ndim:
+        f = grad.shape[-1]
+        return compiled.relu_grad(grad.reshape(-1, f), output.reshape(-1, f)).reshape(grad.shape)
+    return grad * (output > 0)

@@ -71,6 +71,7 @@ def test_the_kernel_and_layer_tests_pass_on_the_pure_numpy_paths():
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "CNNUMPY_COMPILED": "0"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           "tests/functional", "tests/layers"], cwd=root, env=env,
+                           "tests/functional", "tests/layers", "tests/test_passes.py"],
+                          cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
