@@ -220,3 +220,26 @@ def test_dense_backward_on_two_threads_equals_one_thread_exactly(monkeypatch):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(results[2][0], dy @ kernel.T, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(results[2][1], x.T @ dy, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [2, 17, 64])
+def test_dense_forward_on_two_threads_matches_one_thread(batch, monkeypatch):
+    """Each half of the batch is one product, as one thread computes it: equal within rounding
+    (OpenBLAS may pick another kernel for fewer rows)."""
+    from cnnumpy.layers import core
+
+    monkeypatch.setattr(core, "CONCURRENT_FORWARD_MIN", 1)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((batch, 300)).astype(np.float32)
+    kernel = rng.standard_normal((300, 40)).astype(np.float32)
+    results = {}
+    for threads in (1, 2):
+        backend.set_num_threads(threads)
+        layer = core.Dense(40, activation="relu", input_shape=(300,))
+        layer.build((300,))
+        layer.params["kernel"] = kernel.copy()
+        layer.params["bias"] = np.linspace(-1, 1, 40, dtype=np.float32)
+        results[threads] = layer.forward(x, training=True)
+    np.testing.assert_allclose(results[2], results[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(results[2], np.maximum(x @ kernel + layer.params["bias"], 0),
+                               rtol=1e-5, atol=1e-5)
