@@ -83,9 +83,10 @@ def test_matches_the_naive_convolution_then_the_naive_pool(seed):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
     """With the patches kept for backward, and gathered again (the Winograd path, which
-    rounds differently, is tested in test_winograd.py)."""
+    rounds differently, is tested in test_winograd.py; the window-field path below)."""
     monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
     monkeypatch.setattr(winograd, "ENABLED", False)
+    monkeypatch.setattr(conv_pool, "WINDOW_PATCHES", False)  # tested below: other products
     case = random_case(100 + seed)
     x, kernel, bias = _arrays(case, seed, dtype)
     args = (case["strides"], case["padding"], case["dilation"])
@@ -105,6 +106,38 @@ def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
     np.testing.assert_allclose(dk, dk_ref, rtol=tol, atol=tol)
     if bias is not None:
         np.testing.assert_allclose(db, db_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("channels, kernel_hw, pool", [
+    (1, (3, 3), (2, 2)), (3, (3, 3), (2, 2)), (1, (5, 5), (2, 2)), (2, (3, 2), (2, 3)),
+    (3, (1, 1), (2, 2)), (1, (4, 3), (3, 3)),
+])
+@pytest.mark.parametrize("padding", ["valid", "same", ((2, 0), (1, 3))])
+def test_window_field_path_matches_the_naive_convolution_and_pool(channels, kernel_hw, pool,
+                                                                  padding, monkeypatch):
+    """Inference with few channels, stride 1: each window's receptive field times the kernel
+    at each of the window's offsets (float64, odd sizes that leave rows and columns out of
+    every window); training, by the window-order patches, alongside."""
+    monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 0)
+    rng = np.random.default_rng(channels + kernel_hw[0] + pool[1])
+    x = rng.standard_normal((3, 11, 10, channels))
+    kernel = rng.standard_normal((*kernel_hw, channels, 5))
+    bias = rng.standard_normal(5)
+    pads = conv.resolve_padding(padding, (11, 10), kernel_hw, (1, 1), (1, 1))
+    z = naive_conv2d(x, kernel, bias, (1, 1), pads, (1, 1), 1)
+    dy = rng.standard_normal((3, z.shape[1] // pool[0], z.shape[2] // pool[1], 5))
+    y_ref, dz = naive_pool(z, dy, pool, pool, "valid", "max")
+    dx_ref, dk_ref, db_ref = naive_conv2d_backward(dz, x, kernel, (1, 1), pads, (1, 1), 1)
+    y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, padding, 1, pool)
+    dx, dk, db = conv_pool.conv2d_maxpool_backward(dy, cache)
+    for got, want in ((y, y_ref), (dx, dx_ref), (dk, dk_ref), (db, db_ref)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    for enabled in (True, False):
+        monkeypatch.setattr(conv_pool, "WINDOW_PATCHES", enabled)
+        y_infer, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, padding, 1,
+                                                          pool, training=False)
+        assert (cache.parts is None) == enabled  # the path taken
+        np.testing.assert_allclose(y_infer, y_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_ties_go_to_the_first_maximum_in_row_major_window_order():

@@ -37,6 +37,15 @@ about what stays in cache until then. The prototype's model trained 7-10 % faste
 costs more than gathering them again from the smaller input)."""
 
 
+WINDOW_PATCHES = True
+"""For inference with few input channels (:data:`cnnumpy.functional.conv.FEW_CHANNELS`),
+stride 1 and no dilation, compute the forward pass from each pooling window's whole
+receptive field (:func:`_window_patch_forward`): (kh + ph - 1) * (kw + pw - 1) values per
+window instead of ph * pw * kh * kw. A/B: the prototype's model -3.5 %, LeNet-like -4 %
+(inference, batch 256). Training keeps the window-order patches: with this path (without
+kept patches, and the maxima's indices transposed) it was 2-33 % slower."""
+
+
 class ConvPoolCache(NamedTuple):
     """What :func:`conv2d_maxpool_backward` needs: the input (its chunks are gathered again,
     unless ``patches`` holds them, chunk by chunk in ``parts``) and, per pooled output, the
@@ -114,6 +123,11 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
     algorithm = winograd.algorithm(kernel.shape, strides, dilation) if pool == (2, 2) else None
     if algorithm is not None:
         return y, _winograd_forward(algorithm, x, kernel, bias, pads, (ho, wo), y, first)
+    if (WINDOW_PATCHES and not training and c <= conv.FEW_CHANNELS and strides == (1, 1)
+            and dilation == (1, 1)):
+        _window_patch_forward(x, kernel, bias, pads, pool, y)
+        return y, ConvPoolCache(x, kernel, strides, pads, dilation, pool, (ho, wo), first,
+                                bias is not None)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
     keep = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
@@ -180,6 +194,50 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
         parts = conv._chunks(n, ho * wo * gathered * x.itemsize)
     dkernel, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return (dx.result() if dx is not None else None), dkernel.reshape(kernel.shape), dbias
+
+
+def _window_patch_forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int],
+                          y: Any) -> None:
+    """:func:`conv2d_maxpool_forward` for inference with few channels, stride 1, no dilation,
+    into ``y``: each pooling window's receptive field, a (kh + ph - 1) x (kw + pw - 1) input
+    patch, is gathered once (for 3x3 kernels and 2x2 windows 16 values per channel against
+    36 for the window-order patches) and multiplied by the kernel placed at each of the
+    window's ph * pw offsets (zeros elsewhere): one product gives every window element's
+    output. The product is made transposed, ``(ph * pw * F, K) @ (K, windows)``, so that each
+    window element's outputs are a contiguous block for the pooling. For a 1-channel 3x3
+    layer with 8 filters, 128 images, one thread: 0.88 ms against 1.16 for the window-order
+    patches (a gather of 0.27 ms against 0.61).
+
+    Shape:
+        x: (N, H, W, C); kernel: (kh, kw, C, F); y: (N, H2, W2, F).
+    """
+    kh, kw, c, f = kernel.shape
+    (ph, pw), (n, h2, w2, _) = pool, y.shape
+    rh, rw = kh + ph - 1, kw + pw - 1  # a window's receptive field
+    wide = xp.zeros((rh, rw, c, ph, pw, f), dtype=y.dtype)
+    for i in range(ph):
+        for j in range(pw):
+            wide[i:i + kh, j:j + kw, :, i, j] = kernel
+    wide_t = xp.ascontiguousarray(wide.reshape(rh * rw * c, ph * pw * f).T)
+    windows = h2 * w2
+
+    def work(part: slice) -> None:
+        xpad = _pad(x[part], pads)
+        s_n, s_h, s_w, s_c = xpad.strides
+        count = xpad.shape[0]
+        fields = xp.lib.stride_tricks.as_strided(  # (rh, rw, C, N, H2, W2), a view
+            xpad, (rh, rw, c, count, h2, w2), (s_h, s_w, s_c, s_n, ph * s_h, pw * s_w),
+            writeable=False)
+        cols_t = xp.ascontiguousarray(fields).reshape(rh * rw * c, count * windows)
+        blocks = (wide_t @ cols_t).reshape(ph * pw, f, -1)  # [k]: window element k's outputs
+        pooled = xp.empty(blocks.shape[1:], dtype=y.dtype)
+        pooling.max_of(blocks, pooled)
+        y[part] = pooled.T.reshape(count, h2, w2, f)
+        if bias is not None:
+            y[part] += bias
+
+    rows = (kh + ph - 1) * (kw + pw - 1) * c + ph * pw * f  # gathered and computed per window
+    backend.parallel_map(work, conv._chunks(n, windows * rows * x.itemsize))
 
 
 def _window_grads(dy_flat: Any, first_flat: Any, windows: int) -> Any:
