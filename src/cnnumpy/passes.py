@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, conv_pool
+from cnnumpy.functional import activations, conv_pool
 from cnnumpy.layers import Conv2D, Layer, MaxPool2D
 
 FUSE_CONV_POOL = True
@@ -89,11 +89,8 @@ class Passes:
                 x = layer.forward_logits(x, training)  # its ReLU comes after the pool
             else:
                 x = layer.forward(x, training)
-            if i in self._moved:  # in place: the pooled output is the pass's own
-                if compiled.usable(x) and x.flags.c_contiguous and x.ndim:
-                    compiled.bias_relu(x.reshape(-1, x.shape[-1]), None, True)
-                else:
-                    xp.maximum(x, 0, out=x)
+            if i in self._moved:
+                activations.add_bias_relu(x, None, True)  # in place: the pass's own output
                 if training:
                     self._outputs[i] = x
         return x
@@ -118,7 +115,7 @@ class Passes:
             if i in moved:
                 if i not in self._outputs:
                     raise ValueError(f"{layer.label}: backward called before a training forward")
-                grad = _relu_grad(grad, self._outputs[i])
+                grad = activations.relu_grad_of_output(grad, self._outputs[i])
             if i in self._fused:
                 grad = self._conv_pool_backward(layers[i - 1], layer, grad, self._fused[i])
                 i -= 2
@@ -141,10 +138,3 @@ class Passes:
             conv.grads["bias"] = dbias
         return dx
 
-
-def _relu_grad(grad: Any, output: Any) -> Any:
-    """``grad * (output > 0)``: through a ReLU whose output was ``output``."""
-    if compiled.usable(grad, output) and grad.shape == output.shape and grad.ndim:
-        f = grad.shape[-1]
-        return compiled.relu_grad(grad.reshape(-1, f), output.reshape(-1, f)).reshape(grad.shape)
-    return grad * (output > 0)

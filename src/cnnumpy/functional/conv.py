@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled
+from cnnumpy.functional import activations
 from cnnumpy.functional.conv_grouped import (
     conv_grouped,
     grouped_input_grad,
@@ -117,13 +117,7 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
-        if compiled.usable(out):
-            compiled.bias_relu(out, bias, relu)
-            return
-        if bias is not None:
-            out += bias
-        if relu:
-            xp.maximum(out, 0, out=out)
+        activations.add_bias_relu(out, bias, relu)
 
     backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * x.itemsize))
     return y
@@ -229,11 +223,8 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
 
     def work(part: slice) -> Any:
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
-        dy_part = dy[part]
-        if relu_output is not None:
-            dy_part = (compiled.relu_grad(dy_part.reshape(-1, f), relu_output[part].reshape(
-                -1, f)).reshape(dy_part.shape) if compiled.usable(dy_part)
-                else dy_part * (relu_output[part] > 0))
+        dy_part = dy[part] if relu_output is None else activations.relu_grad_of_output(
+            dy[part], relu_output[part])
         dy_flat = dy_part.reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
         if dx is not None:

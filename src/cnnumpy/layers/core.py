@@ -98,7 +98,9 @@ class Dense(Layer):
             backend.parallel_map(rows, [slice(0, half), slice(half, len(x))])
         else:
             y = x @ kernel
-        return y + self.params["bias"] if self.use_bias else y
+        if self.use_bias:
+            y += self.params["bias"]  # y is this call's own array
+        return y
 
     def call_backward(self, dy: Any) -> Any:
         if self._x is None:
