@@ -3,6 +3,8 @@ the two kernels it replaces."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -115,10 +117,10 @@ def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
 @pytest.mark.parametrize("padding", ["valid", "same", ((2, 0), (1, 3))])
 def test_window_field_path_matches_the_naive_convolution_and_pool(channels, kernel_hw, pool,
                                                                   padding, monkeypatch):
-    """Inference with few channels, stride 1: each window's receptive field times the kernel
-    at each of the window's offsets (float64, odd sizes that leave rows and columns out of
-    every window); training, by the window-order patches, alongside."""
-    monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 0)
+    """Few channels, stride 1: each window's receptive field times the kernel at each of the
+    window's offsets (float64, odd sizes that leave rows and columns out of every window),
+    training with the fields kept and gathered again, and inference; the window-order
+    patches alongside."""
     rng = np.random.default_rng(channels + kernel_hw[0] + pool[1])
     x = rng.standard_normal((3, 11, 10, channels))
     kernel = rng.standard_normal((*kernel_hw, channels, 5))
@@ -128,16 +130,23 @@ def test_window_field_path_matches_the_naive_convolution_and_pool(channels, kern
     dy = rng.standard_normal((3, z.shape[1] // pool[0], z.shape[2] // pool[1], 5))
     y_ref, dz = naive_pool(z, dy, pool, pool, "valid", "max")
     dx_ref, dk_ref, db_ref = naive_conv2d_backward(dz, x, kernel, (1, 1), pads, (1, 1), 1)
-    y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, padding, 1, pool)
-    dx, dk, db = conv_pool.conv2d_maxpool_backward(dy, cache)
-    for got, want in ((y, y_ref), (dx, dx_ref), (dk, dk_ref), (db, db_ref)):
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    for enabled in (True, False):
+    for enabled, keep in itertools.product((True, False), (True, False)):
         monkeypatch.setattr(conv_pool, "WINDOW_PATCHES", enabled)
+        monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
+        y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, padding, 1, pool)
+        assert cache.by_fields == enabled  # the path taken
+        assert (cache.patches is not None) == keep
+        dx, dk, db = conv_pool.conv2d_maxpool_backward(dy, cache)
+        for got, want in ((y, y_ref), (dx, dx_ref), (dk, dk_ref), (db, db_ref)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        _, dk_only, _ = conv_pool.conv2d_maxpool_backward(dy, cache, need_dx=False)
+        np.testing.assert_array_equal(dk_only, dk)
         y_infer, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, padding, 1,
                                                           pool, training=False)
-        assert (cache.parts is None) == enabled  # the path taken
+        assert cache.by_fields == enabled and cache.first is None
         np.testing.assert_allclose(y_infer, y_ref, rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match="training=False"):
+            conv_pool.conv2d_maxpool_backward(dy, cache)
 
 
 def test_ties_go_to_the_first_maximum_in_row_major_window_order():
@@ -177,6 +186,29 @@ def test_same_results_on_one_thread_and_on_several(seed, monkeypatch):
         for a, b in zip(got[2:], results[0][2:], strict=True):
             if a is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_window_field_path_same_results_on_one_thread_and_on_several(keep, monkeypatch):
+    monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 2**15)  # several chunks per thread
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((150, 12, 11, 2)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 2, 8)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
+    dy = rng.standard_normal((150, 5, 4, 8)).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        backend.set_num_threads(threads)
+        try:
+            y, cache = conv_pool.conv2d_maxpool_forward(x, kernel, bias, 1, "valid", 1, 2)
+            assert cache.by_fields and len(cache.parts) >= threads
+            results.append((y, *conv_pool.conv2d_maxpool_backward(dy, cache)))
+        finally:
+            backend.set_num_threads(None)
+    for got in results[1:]:  # within rounding: the products' columns are split differently
+        for a, b in zip(got, results[0], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
 def test_need_dx_false_skips_the_input_gradient():

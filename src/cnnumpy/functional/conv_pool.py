@@ -14,7 +14,9 @@ backward pass instead of gathering them again.
 A 3x3 or 5x5 stride-1 convolution from :data:`cnnumpy.functional.winograd.MIN_CHANNELS`
 input channels up, with 2x2 pooling, goes by Winograd's minimal filtering instead
 (:func:`cnnumpy.functional.winograd.algorithm`): each 2x2 output tile is one pooling window,
-so the output transform hands the pooling its four blocks in the same window order.
+so the output transform hands the pooling its four blocks in the same window order. A
+stride-1 convolution from few channels goes by each pooling window's whole receptive field
+(:data:`WINDOW_PATCHES`), in a transposed layout that backward keeps.
 
 The bias is added after pooling: rounding is monotone, so ``max(a + b, c + b)`` equals
 ``max(a, c) + b`` exactly. Ties go to the first maximum in row-major window order, as in
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, pooling, winograd
+from cnnumpy.functional import conv, pooling, window_fields, winograd
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -38,12 +40,12 @@ costs more than gathering them again from the smaller input)."""
 
 
 WINDOW_PATCHES = True
-"""For inference with few input channels (:data:`cnnumpy.functional.conv.FEW_CHANNELS`),
-stride 1 and no dilation, compute the forward pass from each pooling window's whole
-receptive field (:func:`_window_patch_forward`): (kh + ph - 1) * (kw + pw - 1) values per
-window instead of ph * pw * kh * kw. A/B: the prototype's model -3.5 %, LeNet-like -4 %
-(inference, batch 256). Training keeps the window-order patches: with this path (without
-kept patches, and the maxima's indices transposed) it was 2-33 % slower."""
+"""With few input channels (:data:`cnnumpy.functional.conv.FEW_CHANNELS`), stride 1 and no
+dilation, compute the convolution from each pooling window's whole receptive field
+(:mod:`cnnumpy.functional.window_fields`): (kh + ph - 1) * (kw + pw - 1) values per window
+instead of ph * pw * kh * kw, for training and inference. A/B (training steps, batch 32 /
+64 / 256): the prototype's model -15 / -2 to -5 / -15 %, LeNet-like -6 / +1.5 / -5 %;
+inference at batch 256 -9 % and -4 %."""
 
 
 class ConvPoolCache(NamedTuple):
@@ -64,6 +66,7 @@ class ConvPoolCache(NamedTuple):
     patches: dict[int, Any] | None = None
     transformed_kernel: Any = None  # the Winograd path's, else None
     algorithm: Any = None  # and its module of transforms
+    by_fields: bool = False  # the few-channel path's (``first`` then per chunk, (F, R))
 
 
 def _window_patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
@@ -119,15 +122,16 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
     flat_kernel = kernel.reshape(-1, f)
     n, windows = x.shape[0], pool[0] * pool[1]
     y = xp.empty((n, h2, w2, f), dtype=dtype)
-    first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
     algorithm = winograd.algorithm(kernel.shape, strides, dilation) if pool == (2, 2) else None
+    if (algorithm is None and WINDOW_PATCHES and c <= conv.FEW_CHANNELS
+            and strides == (1, 1) and dilation == (1, 1)):
+        parts, kept, firsts = window_fields.forward(x, kernel, bias, pads, pool, y, training,
+                                                    KEEP_PATCHES_BYTES)
+        return y, ConvPoolCache(x, kernel, strides, pads, dilation, pool, (ho, wo), firsts,
+                                bias is not None, parts, kept, by_fields=True)
+    first = xp.empty(y.shape, dtype=xp.min_scalar_type(windows - 1)) if training else None
     if algorithm is not None:
         return y, _winograd_forward(algorithm, x, kernel, bias, pads, (ho, wo), y, first)
-    if (WINDOW_PATCHES and not training and c <= conv.FEW_CHANNELS and strides == (1, 1)
-            and dilation == (1, 1)):
-        _window_patch_forward(x, kernel, bias, pads, pool, y)
-        return y, ConvPoolCache(x, kernel, strides, pads, dilation, pool, (ho, wo), first,
-                                bias is not None)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
     keep = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
@@ -162,11 +166,14 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
         dy: (N, H2, W2, F); dx: (N, H, W, C); dkernel: (kh, kw, C, F); dbias: (F,).
     """
     x, kernel, strides, pads, dilation, (ph, pw), (ho, wo), first, has_bias, parts, kept, \
-        transformed, _ = cache
+        transformed, _, by_fields = cache
     if first is None:
         raise ValueError("conv2d_maxpool_backward: the forward pass ran with training=False")
     if transformed is not None:
         return _winograd_backward(dy, cache, need_dx)
+    if by_fields:
+        return window_fields.backward(dy, x, kernel, pads, (ph, pw), parts, first, kept,
+                                      has_bias, need_dx)
     kh, kw, c, f = kernel.shape
     n, h2, w2, _ = dy.shape
     dy = dy.astype(x.dtype, copy=False)
@@ -175,7 +182,7 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
-        blocks = _window_grads(dy_flat, first[part].reshape(-1, f), ph * pw)
+        blocks = pooling.window_grads(dy_flat, first[part].reshape(-1, f), ph * pw)
         cols = kept[part.start] if kept is not None else _window_patches(
             _pad(x[part], pads), (kh, kw), strides, dilation, (ph, pw), (h2, w2))
         dz_flat = blocks.reshape(-1, f)
@@ -194,65 +201,6 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
         parts = conv._chunks(n, ho * wo * gathered * x.itemsize)
     dkernel, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return (dx.result() if dx is not None else None), dkernel.reshape(kernel.shape), dbias
-
-
-def _window_patch_forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int],
-                          y: Any) -> None:
-    """:func:`conv2d_maxpool_forward` for inference with few channels, stride 1, no dilation,
-    into ``y``: each pooling window's receptive field, a (kh + ph - 1) x (kw + pw - 1) input
-    patch, is gathered once (for 3x3 kernels and 2x2 windows 16 values per channel against
-    36 for the window-order patches) and multiplied by the kernel placed at each of the
-    window's ph * pw offsets (zeros elsewhere): one product gives every window element's
-    output. The product is made transposed, ``(ph * pw * F, K) @ (K, windows)``, so that each
-    window element's outputs are a contiguous block for the pooling. For a 1-channel 3x3
-    layer with 8 filters, 128 images, one thread: 0.88 ms against 1.16 for the window-order
-    patches (a gather of 0.27 ms against 0.61).
-
-    Shape:
-        x: (N, H, W, C); kernel: (kh, kw, C, F); y: (N, H2, W2, F).
-    """
-    kh, kw, c, f = kernel.shape
-    (ph, pw), (n, h2, w2, _) = pool, y.shape
-    rh, rw = kh + ph - 1, kw + pw - 1  # a window's receptive field
-    wide = xp.zeros((rh, rw, c, ph, pw, f), dtype=y.dtype)
-    for i in range(ph):
-        for j in range(pw):
-            wide[i:i + kh, j:j + kw, :, i, j] = kernel
-    wide_t = xp.ascontiguousarray(wide.reshape(rh * rw * c, ph * pw * f).T)
-    windows = h2 * w2
-
-    def work(part: slice) -> None:
-        xpad = _pad(x[part], pads)
-        s_n, s_h, s_w, s_c = xpad.strides
-        count = xpad.shape[0]
-        fields = xp.lib.stride_tricks.as_strided(  # (rh, rw, C, N, H2, W2), a view
-            xpad, (rh, rw, c, count, h2, w2), (s_h, s_w, s_c, s_n, ph * s_h, pw * s_w),
-            writeable=False)
-        cols_t = xp.ascontiguousarray(fields).reshape(rh * rw * c, count * windows)
-        blocks = (wide_t @ cols_t).reshape(ph * pw, f, -1)  # [k]: window element k's outputs
-        pooled = xp.empty(blocks.shape[1:], dtype=y.dtype)
-        pooling.max_of(blocks, pooled)
-        y[part] = pooled.T.reshape(count, h2, w2, f)
-        if bias is not None:
-            y[part] += bias
-
-    rows = (kh + ph - 1) * (kw + pw - 1) * c + ph * pw * f  # gathered and computed per window
-    backend.parallel_map(work, conv._chunks(n, windows * rows * x.itemsize))
-
-
-def _window_grads(dy_flat: Any, first_flat: Any, windows: int) -> Any:
-    """Each pooled output's gradient at the window offset of its maximum, zero elsewhere:
-    the convolution's output gradient in window order.
-
-    Shape:
-        dy_flat, first_flat: (R, F) -> (windows, R, F).
-    """
-    blocks = xp.empty((windows, *dy_flat.shape), dtype=dy_flat.dtype)
-    hit = xp.empty(dy_flat.shape, dtype=bool)
-    for k in range(windows):
-        xp.equal(first_flat, k, out=hit)
-        xp.multiply(dy_flat, hit, out=blocks[k])
-    return blocks
 
 
 def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads,
@@ -290,7 +238,7 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
     chunks (backward holds the same arrays per image): the window gradients through the
     transforms' adjoints, the kernel's summed over chunks in the transformed domain and
     brought back once."""
-    x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u, algorithm = cache
+    x, kernel, _, pads, _, _, conv_hw, first, has_bias, parts, kept, u, algorithm, _ = cache
     f = kernel.shape[3]
     tiles_hw = (conv_hw[0] // 2, conv_hw[1] // 2)
     dy = dy.astype(x.dtype, copy=False)
@@ -299,7 +247,7 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
-        blocks = _window_grads(dy_flat, first[part].reshape(-1, f), 4)
+        blocks = pooling.window_grads(dy_flat, first[part].reshape(-1, f), 4)
         dm = algorithm.output_transform_adjoint(blocks)
         v = kept[part.start] if kept is not None else algorithm.input_transform(
             _pad(x[part], pads), tiles_hw)

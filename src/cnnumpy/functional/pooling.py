@@ -145,6 +145,22 @@ def max_of(arrays: Any, out: Any, first: Any | None = None) -> None:
         xp.maximum(first, greater * first.dtype.type(k), out=first)
 
 
+def window_grads(dy: Any, first: Any, windows: int) -> Any:
+    """The gradients of :func:`max_of`'s ``windows`` inputs from its output's gradient
+    ``dy`` and ``first``: block ``k`` holds ``dy`` where ``first == k``, zeros elsewhere
+    (for a convolution before pooling, its output gradient in window order).
+
+    Shape:
+        dy, first: (...) -> (windows, ...).
+    """
+    blocks = xp.empty((windows, *dy.shape), dtype=dy.dtype)
+    hit = xp.empty(dy.shape, dtype=bool)
+    for k in range(windows):
+        xp.equal(first, k, out=hit)
+        xp.multiply(dy, hit, out=blocks[k])
+    return blocks
+
+
 def _first_maxima(xp_: Any, y: Any, pool: tuple[int, int], st: tuple[int, int],
                   out: tuple[int, int]) -> Any:
     """Fill ``y`` with the window maxima of the padded input and return, per output, the
