@@ -81,6 +81,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int], y
     keep = {} if training and n * field_bytes <= keep_bytes else None
     firsts: dict[int, Any] | None = {} if training else None
     index_type = xp.min_scalar_type(ph * pw - 1)
+    bias_column = None if bias is None else xp.asarray(bias, dtype=y.dtype).reshape(f, 1)
 
     def work(part: slice) -> None:
         cols_t = gather(_pad(x[part], pads), (kh, kw), pool, (h2, w2))
@@ -92,8 +93,8 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int], y
         if firsts is not None:
             first_t = firsts[part.start] = xp.empty(pooled.shape, dtype=index_type)
         pooling.max_of(blocks, pooled, first_t)
-        if bias is not None:
-            pooled += bias[:, None]  # (along rows here: a quarter of the time it takes in y)
+        if bias_column is not None:
+            pooled += bias_column  # along rows here: a quarter of the time it takes in y
         out = y[part]
         out[...] = pooled.T.reshape(out.shape)
 
