@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import conv, conv_pool, pooling, winograd
+from cnnumpy.functional import compiled_conv_pool, conv, conv_pool, pooling, winograd
 
 from .test_conv import naive_conv2d, naive_conv2d_backward
 from .test_pooling import naive_pool
@@ -85,10 +85,12 @@ def test_matches_the_naive_convolution_then_the_naive_pool(seed):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_equals_the_two_kernels_it_replaces(seed, dtype, keep, monkeypatch):
     """With the patches kept for backward, and gathered again (the Winograd path, which
-    rounds differently, is tested in test_winograd.py; the window-field path below)."""
+    rounds differently, is tested in test_winograd.py, the window-field path below, the
+    compiled backward in test_compiled.py)."""
     monkeypatch.setattr(conv_pool, "KEEP_PATCHES_BYTES", 2**40 if keep else 0)
     monkeypatch.setattr(winograd, "ENABLED", False)
     monkeypatch.setattr(conv_pool, "WINDOW_PATCHES", False)  # tested below: other products
+    monkeypatch.setattr(compiled_conv_pool, "MAX_CHANNELS", 0)  # its own: test_compiled.py
     case = random_case(100 + seed)
     x, kernel, bias = _arrays(case, seed, dtype)
     args = (case["strides"], case["padding"], case["dilation"])

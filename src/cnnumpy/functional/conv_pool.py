@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, pooling, window_fields, winograd
+from cnnumpy.functional import compiled_conv_pool, conv, pooling, window_fields, winograd
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -174,6 +174,9 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
     if by_fields:
         return window_fields.backward(dy, x, kernel, pads, (ph, pw), parts, first, kept,
                                       has_bias, need_dx)
+    if compiled_conv_pool.applies(x, kernel, strides, dilation):
+        return compiled_conv_pool.backward(dy, x, kernel, pads, (ph, pw), first, has_bias,
+                                           need_dx)
     kh, kw, c, f = kernel.shape
     n, h2, w2, _ = dy.shape
     dy = dy.astype(x.dtype, copy=False)
