@@ -130,10 +130,13 @@ def max_of(arrays: Any, out: Any, first: Any | None = None) -> None:
     Shape:
         every array, ``out`` and ``first``: the same shape.
     """
+    if first is None and len(arrays) > 1:  # one pass fewer than copying arrays[0] first
+        xp.maximum(arrays[0], arrays[1], out=out)
+        for a in arrays[2:]:
+            xp.maximum(out, a, out=out)
+        return
     xp.copyto(out, arrays[0])
     if first is None:
-        for a in arrays[1:]:
-            xp.maximum(out, a, out=out)
         return
     first[...] = 0
     greater = xp.empty(out.shape, dtype=bool)
