@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy import backend, losses, optimizers
+from cnnumpy import backend, losses, optimizers, shards
 from cnnumpy import metrics as metrics_module
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
@@ -46,6 +46,7 @@ class Sequential:
         self.class_names: list[str] | None = None  # optional, saved with the model
         self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
         self._passes = Passes()
+        self._shards: list[shards.Shard] | None = None  # the last training forward's slices
         for layer in layers or []:
             self.add(layer)
 
@@ -134,9 +135,19 @@ class Sequential:
 
     def _forward_loss(self, x: Any, y: Any, training: bool,
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
-        """Return ``(predictions, loss, d loss / d last output)`` for one batch."""
-        x = self._passes.forward(self.layers, x, training, stop=len(self.layers) - 1)
+        """Return ``(predictions, loss, d loss / d last output)`` for one batch; a training
+        batch may go through one slice per thread (:mod:`cnnumpy.shards`)."""
+        if training:
+            self._shards = shards.split(self.layers, len(x))
         last = self.layers[-1]
+        if training and self._shards is not None:
+            z = shards.forward(self._shards, x, logits=self._fused)
+            if self._fused:
+                value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
+                return activations.get(last.activation).forward(z), value, grad
+            value, grad = self.loss.value_and_grad(y, z, sample_weight)
+            return z, value, grad
+        x = self._passes.forward(self.layers, x, training, stop=len(self.layers) - 1)
         if self._fused:
             z = last.forward_logits(x, training)
             value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
@@ -152,6 +163,9 @@ class Sequential:
         for layer in self.layers:
             layer.needs_input_grad = needed
             needed = needed or bool(layer.params)
+        if self._shards is not None:
+            shards.backward(self._shards, self.layers, grad, logits=self._fused)
+            return
         last = self.layers[-1]
         grad = last.call_backward(grad) if self._fused else last.backward(grad)
         self._passes.backward(grad, stop=len(self.layers) - 1)

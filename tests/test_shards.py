@@ -1,0 +1,92 @@
+"""Training on one slice of the batch per thread equals training on the whole batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnumpy
+from cnnumpy import backend, layers, shards
+
+
+def _model(last: str, loss: str, extra: list | None = None) -> cnnumpy.Sequential:
+    cnnumpy.set_seed(2)
+    model = cnnumpy.Sequential([
+        layers.Conv2D(4, 3, activation="relu", input_shape=(10, 10, 2)),
+        layers.MaxPool2D(2),
+        layers.Conv2D(5, 3, padding="same"),
+        layers.Activation("relu"),
+        layers.AvgPool2D(2),
+        *(extra or []),
+        layers.Flatten(),
+        layers.Dense(6, activation="relu"),
+        layers.Dense(3, activation=last),
+    ], dtype="float64")
+    model.compile(optimizer=cnnumpy.optimizers.Adam(0.01), loss=loss)
+    return model
+
+
+def _train(model: cnnumpy.Sequential, x: np.ndarray, y: np.ndarray, steps: int) -> tuple:
+    logs = [model.train_on_batch(x, y) for _ in range(steps)]
+    grads = [g.copy() for g in model.trainable_weights()[1]]
+    return logs, grads, [p.copy() for p in model.trainable_weights()[0]], model.predict(x)
+
+
+@pytest.mark.parametrize("last, loss", [("softmax", "sparse_categorical_crossentropy"),
+                                        ("linear", "mse")])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_steps_equal_whole_batch_steps(last, loss, threads, monkeypatch):
+    """Loss, gradients and weights after three steps, with the loss fused into the last
+    layer's logits and without; 3 threads cut 13 samples into 4 + 4 + 5."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((13, 10, 10, 2))
+    y = rng.integers(0, 3, 13) if loss.startswith("sparse") else rng.standard_normal((13, 3))
+    calls = []
+    real = shards.split
+    monkeypatch.setattr(shards, "split", lambda *a: calls.append(real(*a)) or calls[-1])
+    backend.set_num_threads(threads)
+    try:
+        monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 4)
+        got = _train(_model(last, loss), x, y, 3)
+        assert calls[-1] is not None
+        sizes = [shard.part.stop - shard.part.start for shard in calls[-1]]
+        assert sizes == {2: [6, 7], 3: [4, 4, 5]}[threads]
+        monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 10**9)
+        want = _train(_model(last, loss), x, y, 3)
+        assert calls[-1] is None
+    finally:
+        backend.set_num_threads(None)
+    for a, b in zip(got[0], want[0], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12)
+    for group_got, group_want in zip(got[1:], want[1:], strict=True):
+        for a, b in zip(group_got, group_want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("extra", [[layers.Dropout(0.5)], [layers.BatchNormalization()]])
+def test_random_or_batch_statistic_layers_are_never_split(extra, monkeypatch):
+    monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 1)
+    model = _model("softmax", "sparse_categorical_crossentropy", extra)
+    x = np.random.default_rng(1).standard_normal((8, 10, 10, 2))
+    backend.set_num_threads(2)
+    try:
+        model.train_on_batch(x, np.zeros(8, dtype=int))  # builds the layers
+        assert shards.split(model.layers, 8) is None
+        assert shards.split(_model("linear", "mse").layers, 8) is None  # not built yet
+        built = _model("linear", "mse")
+        built.predict(x)
+        assert len(shards.split(built.layers, 8)) == 2
+        assert shards.split(built.layers, 1) is None  # one sample: nothing to split
+    finally:
+        backend.set_num_threads(None)
+
+
+def test_shards_share_the_weights_and_keep_their_own_gradients():
+    model = _model("linear", "mse")
+    model.predict(np.zeros((1, 10, 10, 2)))
+    shard = shards.Shard(model.layers, slice(0, 4))
+    for twin, layer in zip(shard.layers, model.layers, strict=True):
+        assert twin is not layer and twin.params is layer.params
+        assert twin.grads == layer.grads and twin.grads is not layer.grads
