@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cnnumpy
-from cnnumpy import backend, layers
+from cnnumpy import layers
 from cnnumpy import passes as passes_module
 from cnnumpy.functional import compiled, compiled_conv_pool, conv_pool
 from cnnumpy.passes import Passes, conv_pool_fused, relu_moved_after_pool
@@ -134,35 +134,3 @@ def test_backward_before_a_training_forward_is_an_error() -> None:
     with pytest.raises(ValueError, match="backward called before"):
         passes.backward(np.ones_like(y))
 
-
-def test_inference_on_each_threads_share_of_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large batch goes through every layer in one slice per thread; the values equal
-    the whole batch's up to rounding. Unbuilt layers, or a small batch, run whole."""
-    monkeypatch.setattr(passes_module, "INFER_MIN_IMAGES_PER_THREAD", 4)
-    cnnumpy.set_seed(5)
-    stack = _stack("valid")
-    x = np.random.default_rng(1).standard_normal((21, 9, 9, 2))
-    sizes = []
-    real = backend.parallel_map
-
-    def spy(fn, items):
-        if fn.__qualname__.startswith("infer"):  # the split, not the kernels' own threads
-            sizes.append([item.stop - item.start for item in items])
-        return real(fn, items)
-
-    monkeypatch.setattr(backend, "parallel_map", spy)
-    backend.set_num_threads(3)
-    try:
-        first = passes_module.infer(stack, x)  # builds the layers, on this thread
-        assert sizes == []
-        whole = Passes().forward(stack, x, training=False)
-        np.testing.assert_array_equal(first, whole)
-        split = passes_module.infer(stack, x)
-        assert sizes == [[7, 7, 7]]
-        np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
-        passes_module.infer(stack, x[:11])  # 3 images a thread: 2 slices
-        assert sizes[-1] == [5, 6]
-        passes_module.infer(stack, x[:7])  # fewer than 4 a thread even on 2: whole
-        assert len(sizes) == 2
-    finally:
-        backend.set_num_threads(None)

@@ -7,6 +7,7 @@ import pytest
 
 import cnnumpy
 from cnnumpy import backend, layers, shards
+from cnnumpy.passes import Passes
 
 
 def _model(last: str, loss: str, extra: list | None = None) -> cnnumpy.Sequential:
@@ -43,7 +44,14 @@ def test_split_steps_equal_whole_batch_steps(last, loss, threads, monkeypatch):
     y = rng.integers(0, 3, 13) if loss.startswith("sparse") else rng.standard_normal((13, 3))
     calls = []
     real = shards.split
-    monkeypatch.setattr(shards, "split", lambda *a: calls.append(real(*a)) or calls[-1])
+
+    def spy(layers, n, training=True):
+        result = real(layers, n, training)
+        if training:
+            calls.append(result)
+        return result
+
+    monkeypatch.setattr(shards, "split", spy)
     backend.set_num_threads(threads)
     try:
         monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 4)
@@ -90,3 +98,37 @@ def test_shards_share_the_weights_and_keep_their_own_gradients():
     for twin, layer in zip(shard.layers, model.layers, strict=True):
         assert twin is not layer and twin.params is layer.params
         assert twin.grads == layer.grads and twin.grads is not layer.grads
+
+
+def test_inference_on_each_threads_share_of_the_batch(monkeypatch):
+    """A large batch goes through every layer in one slice per thread (Dropout and
+    BatchNormalization too: in inference they treat each sample alone); the values equal
+    the whole batch's up to rounding. Unbuilt layers, or a small batch, run whole."""
+    monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 4)
+    stack = _model("softmax", "sparse_categorical_crossentropy",
+                   [layers.Dropout(0.5), layers.BatchNormalization()]).layers
+    x = np.random.default_rng(1).standard_normal((21, 10, 10, 2))
+    sizes = []
+    real = backend.parallel_map
+
+    def spy(fn, items):
+        if all(isinstance(item, shards.Shard) for item in items):
+            sizes.append([item.part.stop - item.part.start for item in items])
+        return real(fn, items)
+
+    monkeypatch.setattr(backend, "parallel_map", spy)
+    backend.set_num_threads(3)
+    try:
+        first = shards.infer(stack, x)  # builds the layers, on this thread
+        assert sizes == []
+        whole = Passes().forward(stack, x, training=False)
+        np.testing.assert_array_equal(first, whole)
+        split = shards.infer(stack, x)
+        assert sizes == [[7, 7, 7]]
+        np.testing.assert_allclose(split, whole, rtol=1e-12, atol=1e-12)
+        shards.infer(stack, x[:11])  # 2 slices: fewer than 4 images a thread on 3
+        assert sizes[-1] == [5, 6]
+        shards.infer(stack, x[:7])  # fewer than 4 a thread even on 2: whole
+        assert len(sizes) == 2
+    finally:
+        backend.set_num_threads(None)

@@ -16,7 +16,7 @@ from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
 from cnnumpy.layers import Layer, layer_from_config
-from cnnumpy.passes import Passes, infer
+from cnnumpy.passes import Passes
 from cnnumpy.training import check_arrays, iterate_batches, run_fit
 
 
@@ -251,7 +251,7 @@ class Sequential:
         out = xp.empty((len(x), *self.output_shape), dtype=self.layers[-1].dtype)
         with backend.single_threaded_blas():
             for idx in iterate_batches(len(x), batch_size, "predict"):
-                out[idx] = infer(self.layers, x[idx])
+                out[idx] = shards.infer(self.layers, x[idx])
         return out
 
     # ----- description and files -------------------------------------------------------------

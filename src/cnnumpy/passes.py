@@ -13,8 +13,6 @@ own behaves as documented.
   tile its output is computed in one pass, the pooling done chunk by chunk while the
   convolution's output is in cache (:mod:`cnnumpy.functional.conv_pool`). Values are those of
   the two layers; gradients too, up to the order in which float sums are added.
-
-:func:`infer` runs a whole inference pass on each thread's share of a large batch.
 """
 
 from __future__ import annotations
@@ -22,18 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import activations, conv_pool
 from cnnumpy.layers import Conv2D, Layer, MaxPool2D
 
 FUSE_CONV_POOL = True
 """Compute a convolution and the max pooling after it together (see the module docstring)."""
-
-INFER_MIN_IMAGES_PER_THREAD = 64
-""":func:`infer` gives each thread at least this many images, or runs the batch whole
-(the prototype's model: 16 images a thread took twice as long as the whole batch of 32, 32 a
-thread 2 % longer)."""
 
 
 def relu_moved_after_pool(layers: Sequence[Layer]) -> frozenset[int]:
@@ -146,25 +138,3 @@ class Passes:
             conv.grads["bias"] = dbias
         return dx
 
-
-def infer(layers: list[Layer], x: Any) -> Any:
-    """The layers' inference output for the batch ``x``.
-
-    A batch of at least :data:`INFER_MIN_IMAGES_PER_THREAD` images per thread is split into
-    one slice per thread, each taken through every layer on its own thread (the kernels then
-    run serially within it): one hand-off between threads per batch instead of one or two
-    per layer, each thread's activations in its own cache. A/B, batch 256: the prototype's
-    model -8.5 %, LeNet-like -7.7 %, CIFAR-like -1 %; the prototype's model at 128 -39 % (its
-    kernels ran the whole batch as one chunk). Values equal the whole batch's up to the order
-    of float sums. The layers must be built (a first call builds them, on one thread).
-
-    Shape:
-        x: (N, *input_shape) -> (N, *output_shape).
-    """
-    n, threads = len(x), backend.get_num_threads()
-    count = min(threads, n // INFER_MIN_IMAGES_PER_THREAD)
-    if count < 2 or not backend.threads_usable() or not all(layer.built for layer in layers):
-        return Passes().forward(layers, x, training=False)
-    parts = [slice(n * k // count, n * (k + 1) // count) for k in range(count)]
-    outputs = backend.parallel_map(lambda part: Passes().forward(layers, x[part], False), parts)
-    return xp.concatenate(outputs)

@@ -1,16 +1,22 @@
-"""Training passes on one slice of the batch per thread (data parallelism inside a process).
+"""Passes on one slice of the batch per thread (data parallelism inside a process).
 
-``Sequential`` splits a large enough training batch into one slice per thread. Each slice
-goes forward and back through its own shallow copies of the layers (sharing their weights,
-with their own caches and gradients) and its own :class:`cnnumpy.passes.Passes`, on its own
-thread, the kernels serially within it: one hand-off between threads per pass instead of one
-or two per layer, each thread's activations in its own cache. The loss and its gradient are
-computed on the whole batch between the two passes, and the slices' weight gradients are
-added up afterwards, so the step is the whole batch's up to the order of float sums.
+``Sequential`` splits a large enough batch into one slice per thread, for training steps and
+for ``predict`` (:func:`infer`). Each slice goes through its own shallow copies of the layers
+(sharing their weights, with their own caches and gradients) and its own
+:class:`cnnumpy.passes.Passes`, on its own thread, the kernels serially within it: one
+hand-off between threads per pass instead of one or two per layer, each thread's
+activations in its own cache. In training, the loss and its gradient are computed on the
+whole batch between the two passes, and the slices' weight gradients are added up
+afterwards, so the step is the whole batch's up to the order of float sums.
 
-Only layers whose output for one sample depends on that sample alone, with no randomness
-(:data:`SPLITTABLE`), are split: batch statistics (``BatchNormalization``) and random masks
-(``Dropout``, augmentation) would differ.
+Training splits only layers whose output for one sample depends on that sample alone, with
+no randomness (:data:`SPLITTABLE`): batch statistics (``BatchNormalization``) and random
+masks (``Dropout``, augmentation) would differ. Inference splits any layers.
+
+Measured (2-core machine, A/B or benchmark runs): inference at batch 256 -8.5 % for the
+prototype's model, -7.7 % LeNet-like, -1 % CIFAR-like, and -39 % for the prototype's model
+at 128 (its kernels ran 128 images as one chunk, on one thread); training at 256: 23.2k to
+25.5k images/s for the prototype's model, 2,187 to 2,481 LeNet-like, 819 to 913 CIFAR-like.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from cnnumpy.layers import (
 from cnnumpy.passes import Passes
 
 MIN_IMAGES_PER_THREAD = 64
-"""Training batches with fewer images per thread run whole (each kernel then uses the
-threads itself). Steps of the prototype's model at batch 128 (64 a thread): -26 % against
-the whole batch; at 64 (32 a thread) no clear difference either way, nor for LeNet-like."""
+"""Batches with fewer images per thread run whole (each kernel then uses the threads
+itself). The prototype's model, training at batch 128 (64 a thread): -26 % against the
+whole batch; at 64 (32 a thread) no clear difference, nor for LeNet-like; inference at 32
+(16 a thread) took twice as long split."""
 
 SPLITTABLE = (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, Flatten, Dense,
               Activation)
@@ -54,15 +61,31 @@ class Shard:
         self.passes = Passes()
 
 
-def split(layers: list[Layer], n: int) -> list[Shard] | None:
-    """One :class:`Shard` per thread for a training batch of ``n`` samples, or None when
-    the batch runs whole (too small, one thread, an unsplittable or unbuilt layer)."""
+def split(layers: list[Layer], n: int, training: bool = True) -> list[Shard] | None:
+    """One :class:`Shard` per thread for a batch of ``n`` samples, or None when the batch
+    runs whole (too small, one thread, an unbuilt layer, or in training one that is not
+    :data:`SPLITTABLE`)."""
     count = min(backend.get_num_threads(), n // MIN_IMAGES_PER_THREAD)
     if count < 2 or not backend.threads_usable():
         return None
-    if not all(type(layer) in SPLITTABLE and layer.built for layer in layers):
+    if not all(layer.built and (not training or type(layer) in SPLITTABLE)
+               for layer in layers):
         return None
     return [Shard(layers, slice(n * k // count, n * (k + 1) // count)) for k in range(count)]
+
+
+def infer(layers: list[Layer], x: Any) -> Any:
+    """The layers' inference output for the batch ``x``, one slice per thread when it is
+    large enough (a first call, which builds the layers, runs whole).
+
+    Shape:
+        x: (N, *input_shape) -> (N, *output_shape).
+    """
+    parts = split(layers, len(x), training=False)
+    if parts is None:
+        return Passes().forward(layers, x, training=False)
+    return xp.concatenate(backend.parallel_map(
+        lambda shard: shard.passes.forward(shard.layers, x[shard.part], False), parts))
 
 
 def forward(shards: list[Shard], x: Any, logits: bool) -> Any:
