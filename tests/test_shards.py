@@ -132,3 +132,27 @@ def test_inference_on_each_threads_share_of_the_batch(monkeypatch):
         assert len(sizes) == 2
     finally:
         backend.set_num_threads(None)
+
+
+def test_evaluate_splits_its_batches_too(monkeypatch):
+    model = _model("softmax", "sparse_categorical_crossentropy")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((20, 10, 10, 2)), rng.integers(0, 3, 20)
+    model.predict(x[:1])  # builds the layers
+    splits = []
+    real = shards.split
+    monkeypatch.setattr(shards, "split", lambda *a: splits.append(real(*a)) or splits[-1])
+    backend.set_num_threads(2)
+    try:
+        monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 4)
+        got = model.evaluate(x, y, batch_size=16)  # batches of 16 (split) and 4 (whole)
+        assert [s is not None for s in splits] == [True, False]
+        monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 10**9)
+        want = model.evaluate(x, y, batch_size=16)
+    finally:
+        backend.set_num_threads(None)
+    assert got.keys() == want.keys()
+    for key in got:
+        assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-12)

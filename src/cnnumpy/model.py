@@ -135,26 +135,22 @@ class Sequential:
 
     def _forward_loss(self, x: Any, y: Any, training: bool,
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
-        """Return ``(predictions, loss, d loss / d last output)`` for one batch; a training
-        batch may go through one slice per thread (:mod:`cnnumpy.shards`)."""
+        """Return ``(predictions, loss, d loss / d last output)`` for one batch, which may
+        go through one slice per thread (:mod:`cnnumpy.shards`)."""
+        parts = shards.split(self.layers, len(x), training)
         if training:
-            self._shards = shards.split(self.layers, len(x))
+            self._shards = parts  # for _backward
         last = self.layers[-1]
-        if training and self._shards is not None:
-            z = shards.forward(self._shards, x, logits=self._fused)
-            if self._fused:
-                value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
-                return activations.get(last.activation).forward(z), value, grad
-            value, grad = self.loss.value_and_grad(y, z, sample_weight)
-            return z, value, grad
-        x = self._passes.forward(self.layers, x, training, stop=len(self.layers) - 1)
+        if parts is not None:
+            z = shards.forward(parts, x, self._fused, training)
+        else:
+            x = self._passes.forward(self.layers, x, training, stop=len(self.layers) - 1)
+            z = last.forward_logits(x, training) if self._fused else last.forward(x, training)
         if self._fused:
-            z = last.forward_logits(x, training)
             value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
             return activations.get(last.activation).forward(z), value, grad
-        y_pred = last.forward(x, training)
-        value, grad = self.loss.value_and_grad(y, y_pred, sample_weight)
-        return y_pred, value, grad
+        value, grad = self.loss.value_and_grad(y, z, sample_weight)
+        return z, value, grad
 
     def _backward(self, grad: Any) -> None:
         # A layer's input gradient is needed only if some layer before it has weights: the

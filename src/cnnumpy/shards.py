@@ -1,7 +1,7 @@
 """Passes on one slice of the batch per thread (data parallelism inside a process).
 
-``Sequential`` splits a large enough batch into one slice per thread, for training steps and
-for ``predict`` (:func:`infer`). Each slice goes through its own shallow copies of the layers
+``Sequential`` splits a large enough batch into one slice per thread, for training steps,
+``evaluate`` and ``predict`` (:func:`infer`). Each slice goes through its own shallow copies of the layers
 (sharing their weights, with their own caches and gradients) and its own
 :class:`cnnumpy.passes.Passes`, on its own thread, the kernels serially within it: one
 hand-off between threads per pass instead of one or two per layer, each thread's
@@ -88,14 +88,14 @@ def infer(layers: list[Layer], x: Any) -> Any:
         lambda shard: shard.passes.forward(shard.layers, x[shard.part], False), parts))
 
 
-def forward(shards: list[Shard], x: Any, logits: bool) -> Any:
-    """The training forward pass of every shard's slice of ``x``, concatenated; the last
+def forward(shards: list[Shard], x: Any, logits: bool, training: bool = True) -> Any:
+    """Every shard's slice of ``x`` through its layers, the outputs concatenated; the last
     layer's output before its activation when ``logits``."""
 
     def run(shard: Shard) -> Any:
         *body, last = shard.layers
-        h = shard.passes.forward(shard.layers, x[shard.part], True, stop=len(body))
-        return last.forward_logits(h, True) if logits else last.forward(h, True)
+        h = shard.passes.forward(shard.layers, x[shard.part], training, stop=len(body))
+        return last.forward_logits(h, training) if logits else last.forward(h, training)
 
     return xp.concatenate(backend.parallel_map(run, shards))
 
