@@ -1,8 +1,8 @@
 """Passes on one slice of the batch per thread (data parallelism inside a process).
 
 ``Sequential`` splits a large enough batch into one slice per thread, for training steps,
-``evaluate`` and ``predict`` (:func:`infer`). Each slice goes through its own shallow copies of the layers
-(sharing their weights, with their own caches and gradients) and its own
+``evaluate`` and ``predict`` (:func:`infer`). Each slice goes through its own shallow copies
+of the layers (sharing their weights, with their own caches and gradients) and its own
 :class:`cnnumpy.passes.Passes`, on its own thread, the kernels serially within it: one
 hand-off between threads per pass instead of one or two per layer, each thread's
 activations in its own cache. In training, the loss and its gradient are computed on the
