@@ -84,8 +84,7 @@ def infer(layers: list[Layer], x: Any) -> Any:
     parts = split(layers, len(x), training=False)
     if parts is None:
         return Passes().forward(layers, x, training=False)
-    return xp.concatenate(backend.parallel_map(
-        lambda shard: shard.passes.forward(shard.layers, x[shard.part], False), parts))
+    return forward(parts, x, logits=False, training=False)
 
 
 def forward(shards: list[Shard], x: Any, logits: bool, training: bool = True) -> Any:
