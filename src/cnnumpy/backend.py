@@ -192,6 +192,12 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def batch_slices(n: int, count: int) -> list[slice]:
+    """``count`` contiguous slices of ``range(n)`` whose sizes differ by at most one, in
+    order (the chunks that kernels and :func:`parallel_map` callers split a batch into)."""
+    return [slice(n * k // count, n * (k + 1) // count) for k in range(count)]
+
+
 def _run_in_worker(fn: Callable[[Any], Any], run: Sequence[Any]) -> list[Any]:
     _in_worker.active = True
     try:

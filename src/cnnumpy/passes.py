@@ -137,4 +137,3 @@ class Passes:
         if conv.use_bias:
             conv.grads["bias"] = dbias
         return dx
-

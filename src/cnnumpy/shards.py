@@ -71,7 +71,7 @@ def split(layers: list[Layer], n: int, training: bool = True) -> list[Shard] | N
     if not all(layer.built and (not training or type(layer) in SPLITTABLE)
                for layer in layers):
         return None
-    return [Shard(layers, slice(n * k // count, n * (k + 1) // count)) for k in range(count)]
+    return [Shard(layers, part) for part in backend.batch_slices(n, count)]
 
 
 def infer(layers: list[Layer], x: Any) -> Any:

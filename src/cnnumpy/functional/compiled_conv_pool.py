@@ -148,7 +148,7 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, pool: tuple[int, int], fi
             dx[part] = dxpad[:, top:top + h, left:left + w]
         return dtaps, (backend.column_sums(dy[part].reshape(-1, f)) if has_bias else None)
 
-    threads = min(n // MIN_IMAGES_PER_THREAD or 1, backend.get_num_threads())
-    parts = [slice(n * k // threads, n * (k + 1) // threads) for k in range(threads)]
+    parts = backend.batch_slices(n, min(n // MIN_IMAGES_PER_THREAD or 1,
+                                        backend.get_num_threads()))
     dtaps, dbias = conv.sum_in_order(backend.parallel_map(work, parts), has_bias)
     return dx, fold(dtaps, kernel.shape), dbias

@@ -97,8 +97,7 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     threads = backend.get_num_threads()
     if threads > 1 and count > 1:  # a batch that fits one chunk is not worth the threads
         count = min(n, -(-count // threads) * threads)
-    bounds = [n * k // count for k in range(count + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return backend.batch_slices(n, count)
 
 
 def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads: Pads,

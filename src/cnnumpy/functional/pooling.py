@@ -77,7 +77,7 @@ def _batch_parts(x_shape: tuple[int, ...]) -> list[slice]:
     parts = min(n, backend.get_num_threads())
     if parts < 2 or math.prod(x_shape) < PARALLEL_MIN_SIZE:
         return [slice(0, n)]
-    return [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
+    return backend.batch_slices(n, parts)
 
 
 PARALLEL_MIN_SIZE = 2**19
