@@ -36,8 +36,11 @@ def _save(fig: Any, path: str) -> None:
 
 
 def plot_history(history: dict[str, list[float]], path: str) -> None:
-    """Loss and each metric per epoch, training and validation, side by side."""
+    """Loss and each metric per epoch, training and validation, side by side; the epoch
+    axis has whole-number ticks only."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names = [k for k in history if not k.startswith("val_")]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
@@ -46,6 +49,7 @@ def plot_history(history: dict[str, list[float]], path: str) -> None:
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], "s--", label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # never epoch 1.25
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()
