@@ -11,6 +11,7 @@ import pytest
 
 from cnnumpy import backend
 from cnnumpy.datasets import DatasetError, load_image_folder
+from cnnumpy.datasets.split import in_test_split
 
 
 @pytest.fixture
@@ -38,8 +39,9 @@ def test_classes_sorted_and_formats(tmp_path, pil):
     save(pil, tmp_path / "a" / "z.gif", value=255)
     save(pil, tmp_path / "a" / "w.jpg", value=0)
     save(pil, tmp_path / "a" / ".hidden.png", value=7)
-    (tmp_path / "notes.txt").write_text("files beside the class folders are ignored")
-    x, y, names = load_image_folder(tmp_path)
+    (tmp_path / "notes.txt").write_text("files beside the class folders are skipped")
+    with pytest.warns(UserWarning, match="skipped 2 files .*: notes.txt, a/.hidden.png$"):
+        x, y, names = load_image_folder(tmp_path)
     assert names == ["a", "b"] and y.dtype == np.int64 and list(y) == [0, 0, 1, 1]
     assert x.dtype == np.float32 and x.shape == (4, 4, 6, 1)
     # a/w.jpg, a/z.gif, b/x.png, b/y.BMP in that order; lossless formats are exact.
@@ -116,7 +118,7 @@ def test_split_without_seed_uses_the_library_generator(tmp_path, pil):
 
 
 BAD = {"empty.png": "0 bytes", "cut.png": "not a readable image",
-       "text.png": "not a readable image", "notes.txt": "not an image file", "tiff.png": "TIFF",
+       "text.png": "not a readable image", "tiff.png": "TIFF",
        "nested": "folder inside", "link.png": "outside", "linked_class": "outside"}
 
 
@@ -128,7 +130,7 @@ def add_bad(pil, tmp_path, root, name):
     elif name == "cut.png":
         good = (folder / "0.png").read_bytes()
         (folder / name).write_bytes(good[: len(good) // 2])
-    elif name in ("text.png", "notes.txt"):
+    elif name == "text.png":
         (folder / name).write_text("this is not an image at all")
     elif name == "tiff.png":
         save(pil, folder / name, fmt="TIFF")
@@ -153,10 +155,11 @@ def test_skip_warns_and_keeps_the_good_images(tmp_path, pil):
     root = digits(pil, tmp_path / "root")
     for name in BAD:
         add_bad(pil, tmp_path, root, name)
+    (root / "one" / "notes.txt").write_text("skipped, not an error")
     with pytest.warns(UserWarning) as record:
         x, y, names = load_image_folder(root, on_error="skip")
     messages = [str(w.message) for w in record]
-    assert len(messages) == len(BAD)
+    assert len(messages) == len(BAD) + 1 and "skipped 1 file " in messages[-1]
     assert all(any(name in m and BAD[name] in m for m in messages) for name in BAD)
     assert names == ["one", "seven"] and x.shape == (4, 4, 6, 1)
 
@@ -200,3 +203,84 @@ def test_missing_pillow_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "PIL.Image", raising=False)
     with pytest.raises(ImportError, match=r'pip install "cnnumpy\[images\]"'):
         load_image_folder(tmp_path)
+
+
+def test_hidden_and_non_image_files_are_skipped_in_one_warning(tmp_path, pil):
+    root = digits(pil, tmp_path / "root", per_class=2)
+    (root / "README.txt").write_text("about these images")
+    (root / ".git").mkdir()
+    (root / "one" / "notes.txt").write_text("a note")
+    (root / "one" / "Thumbs.db").write_bytes(b"\x00" * 10)
+    (root / "seven" / ".DS_Store").write_bytes(b"\x00" * 10)
+    save(pil, root / "seven" / "._0.png")  # a macOS resource fork, hidden
+    save(pil, root / "seven" / ".ipynb_checkpoints" / "0.png")  # a hidden folder
+    with pytest.warns(UserWarning) as record:
+        x, y, names = load_image_folder(root)
+    (message,) = [str(w.message) for w in record]
+    assert "skipped 7 files that are hidden or not images" in message
+    assert ".git, README.txt, one/Thumbs.db, ..." in message
+    assert names == ["one", "seven"] and list(y) == [0, 0, 1, 1]
+    (root / "seven" / "broken.png").write_text("named as an image: still an error")
+    with pytest.raises(DatasetError, match="broken.png: not a readable image"):
+        load_image_folder(root)
+
+
+def test_a_folder_without_extra_files_loads_without_warnings(tmp_path, pil):
+    root = digits(pil, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, _, _ = load_image_folder(root)
+    assert len(x) == 4
+
+
+def classes_of_sizes(pil, root, sizes):
+    for c, size in enumerate(sizes):
+        for i in range(size):
+            save(pil, root / f"c{c}" / f"img{i:03d}.png", value=(7 * c + i) % 256)
+    return root
+
+
+def test_test_split_is_stratified_fixed_and_mixes_the_classes(tmp_path, pil):
+    root = classes_of_sizes(pil, tmp_path / "root", [30, 12, 5])
+    everything, labels, _ = load_image_folder(root)
+    saved = backend.rng_state()
+    try:
+        backend.set_seed(1)
+        (x, y), (x_test, y_test), names = load_image_folder(root, test_split=True)
+        backend.set_seed(2)  # another seed, another folder with the same files: the same split
+        copy = classes_of_sizes(pil, tmp_path / "copy", [30, 12, 5])
+        (x2, y2), (x_test2, y_test2), _ = load_image_folder(copy, test_split=True)
+    finally:
+        backend.set_rng_state(saved)
+    assert names == ["c0", "c1", "c2"]
+    assert np.bincount(y_test, minlength=3).tolist() == [5, 2, 0]  # a sixth, rounded down
+    assert np.bincount(y, minlength=3).tolist() == [25, 10, 5]
+    assert len(set(y[-10:])) > 1  # a tail taken for validation is not one class
+    pixels = {tuple(a.ravel()) for a in everything}
+    assert {tuple(a.ravel()) for a in np.concatenate([x, x_test])} == pixels
+    np.testing.assert_array_equal(x_test, x_test2)
+    np.testing.assert_array_equal(x, x2)
+
+
+def test_test_split_does_not_follow_the_file_names_order():
+    paths = [f"a/{i:03d}.png" for i in range(60)]
+    mask = in_test_split(paths, np.zeros(60, np.int64))
+    assert mask.sum() == 10 and not mask[-10:].all() and not mask[:10].all()
+    np.testing.assert_array_equal(in_test_split(paths[::-1], np.zeros(60))[::-1], mask)
+
+
+def test_adding_an_image_moves_at_most_one_other_between_the_parts():
+    paths = [f"a/{i:03d}.png" for i in range(61)]
+    before = in_test_split(paths[:60], np.zeros(60, np.int64))
+    after = in_test_split(paths, np.zeros(61, np.int64))[:60]
+    assert (before != after).sum() <= 1
+
+
+def test_test_split_arguments(tmp_path, pil):
+    root = digits(pil, tmp_path)
+    with pytest.raises(ValueError, match="test_split"):
+        load_image_folder(root, test_split="yes")
+    with pytest.raises(ValueError, match="cannot be combined"):
+        load_image_folder(root, test_split=True, validation_split=0.5)
+    with pytest.raises(ValueError, match="3 paths but 2 labels"):
+        in_test_split(["a", "b", "c"], np.zeros(2))

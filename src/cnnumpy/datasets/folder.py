@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnumpy import backend
 from cnnumpy.datasets.idx import DatasetError
+from cnnumpy.datasets.split import in_test_split, path_hashes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 """File name endings read by :func:`load_image_folder` (case-insensitive)."""
@@ -20,14 +21,17 @@ _COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
 
 def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None,
                       color_mode: str = "grayscale", validation_split: float = 0.0,
-                      seed: int | None = None, on_error: str = "raise") -> tuple:
+                      seed: int | None = None, on_error: str = "raise",
+                      test_split: bool = False) -> tuple:
     """Load a labelled image folder: one sub-folder per class, its images directly inside.
 
     Classes are the sub-folder names sorted; their index in that order is the label. PNG,
-    JPEG, BMP and GIF files are read (the first frame of an animation). Hidden entries
-    (names starting with ".") and plain files directly in ``root`` are ignored. Any other
-    entry that is not a readable image, or a symlink leading outside ``root``, is an error,
-    or with ``on_error="skip"`` a warning naming it, and it is left out.
+    JPEG, BMP and GIF files are read (the first frame of an animation). Hidden files and
+    folders (names starting with "."), files whose names do not end in one of
+    ``IMAGE_EXTENSIONS`` (``README.txt``, ``Thumbs.db``) and plain files directly in ``root``
+    are skipped, and one ``UserWarning`` says how many. A file named as an image that does
+    not decode, a sub-folder of a class folder, or a symlink leading outside ``root`` is an
+    error, or with ``on_error="skip"`` a warning naming it, and it is left out.
 
     Args:
         root: the folder holding the class sub-folders.
@@ -39,11 +43,17 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             after a seeded shuffle. With 0 the images come back in folder order, unshuffled.
         seed: seed of the shuffle; default: draw from :func:`cnnumpy.backend.rng`.
         on_error: ``"raise"`` or ``"skip"`` for unreadable files and outside symlinks.
+        test_split: hold out a fixed, stratified test set (see :func:`in_test_split`): in
+            each class, the sixth (rounded down) of its images whose paths relative to
+            ``root`` have the smallest SHA-1 hashes. The same on every run and machine, for
+            every seed and listing order. Not with ``validation_split``.
 
     Returns:
         ``(x, y, class_names)``, or with ``validation_split > 0``
-        ``((x_train, y_train), (x_val, y_val), class_names)``; ``x`` float32 in [0, 1],
-        ``y`` int64.
+        ``((x_train, y_train), (x_val, y_val), class_names)``, or with ``test_split``
+        ``((x_train, y_train), (x_test, y_test), class_names)``, each part in the order of
+        its images' hashes (a fixed mix of the classes, so that any tail of the training
+        part holds every class); ``x`` float32 in [0, 1], ``y`` int64.
 
     Shape:
         ``x``: (N, H, W, C) with C = 1 (grayscale) or 3 (rgb); ``y``: (N,).
@@ -54,20 +64,34 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         ImportError: Pillow is not installed.
     """
     image_size = _check_args(image_size, color_mode, validation_split, seed, on_error)
+    if not isinstance(test_split, bool):
+        raise ValueError(f"load_image_folder: test_split must be True or False, "
+                         f"received test_split={test_split!r}")
+    if test_split and validation_split:
+        raise ValueError("load_image_folder: test_split and validation_split cannot be "
+                         "combined; take the validation images from the training part")
     image_module = _import_pillow()
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise DatasetError(f"{root}: no such folder")
     real_root = os.path.realpath(root)
     report = _Reporter(on_error)
-    classes = [(name, path) for name, path in _entries(root)
-               if os.path.isdir(path) and report.inside(path, real_root)]
+    skipped: list[str] = []
+    classes = []
+    for name, path in _entries(root, skipped):
+        if not os.path.isdir(path):
+            skipped.append(path)  # a README beside the class folders
+        elif report.inside(path, real_root):
+            classes.append((name, path))
     if not classes:
         raise DatasetError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
-    images, labels, first = [], [], None
+    images, labels, kept, first = [], [], [], None
     for label, (name, folder) in enumerate(classes):
         count = 0
-        for _, path in _entries(folder):
+        for entry, path in _entries(folder, skipped):
+            if not os.path.isdir(path) and not entry.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append(path)  # notes.txt, Thumbs.db
+                continue
             if not report.inside(path, real_root) or not _is_image_file(path, report):
                 continue
             try:
@@ -82,12 +106,18 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
                     f"{path}: size {pixels.shape[:2]} (height, width) differs from "
                     f"{first[1]} of {first[0]}; pass image_size=(h, w) to resize all images")
             images.append(pixels)
+            kept.append(f"{name}/{entry}")
             count += 1
         if count == 0:
             raise DatasetError(f"{folder}: class folder {name!r} holds no readable images")
         labels.extend([label] * count)
+    _warn_skipped(root, skipped)
     x, y = np.stack(images), np.asarray(labels, dtype=np.int64)
     class_names = [name for name, _ in classes]
+    if test_split:
+        mask, order = in_test_split(kept, y), np.argsort(path_hashes(kept), kind="stable")
+        train, test = order[~mask[order]], order[mask[order]]
+        return (x[train], y[train]), (x[test], y[test]), class_names
     if validation_split == 0:
         return x, y, class_names
     n_val = int(len(x) * validation_split)
@@ -98,6 +128,18 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     order = generator.permutation(len(x))
     val, train = order[:n_val], order[n_val:]
     return (x[train], y[train]), (x[val], y[val]), class_names
+
+
+def _warn_skipped(root: str, skipped: list[str]) -> None:
+    """One warning for all the hidden and non-image entries left out."""
+    if not skipped:
+        return
+    names = [os.path.relpath(p, root).replace(os.sep, "/") for p in skipped]
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    files = "file" if len(names) == 1 else "files"
+    warnings.warn(f"load_image_folder: {root}: skipped {len(names)} {files} that are hidden or "
+                  f"not images ({', '.join(IMAGE_EXTENSIONS)}): {shown}", UserWarning,
+                  stacklevel=3)
 
 
 class _Unreadable(Exception):
@@ -125,10 +167,12 @@ class _Reporter:
         return False
 
 
-def _entries(folder: str) -> list[tuple[str, str]]:
-    """Sorted ``(name, path)`` of the non-hidden entries of ``folder``."""
-    return [(name, os.path.join(folder, name)) for name in sorted(os.listdir(folder))
-            if not name.startswith(".")]
+def _entries(folder: str, hidden: list[str]) -> list[tuple[str, str]]:
+    """Sorted ``(name, path)`` of the entries of ``folder``; hidden ones (``.DS_Store``,
+    ``.git``) are appended to ``hidden`` instead."""
+    entries = [(name, os.path.join(folder, name)) for name in sorted(os.listdir(folder))]
+    hidden.extend(path for name, path in entries if name.startswith("."))
+    return [(name, path) for name, path in entries if not name.startswith(".")]
 
 
 def _is_image_file(path: str, report: _Reporter) -> bool:
@@ -136,8 +180,6 @@ def _is_image_file(path: str, report: _Reporter) -> bool:
         report.bad(path, "a folder inside a class folder; images must sit directly in it")
     elif not os.path.isfile(path):
         report.bad(path, "not a regular file (a broken symlink?)")
-    elif not path.lower().endswith(IMAGE_EXTENSIONS):
-        report.bad(path, f"not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
     elif os.path.getsize(path) == 0:
         report.bad(path, "empty file (0 bytes)")
     else:
