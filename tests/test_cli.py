@@ -170,3 +170,91 @@ def test_model_from_a_json_config_and_resume_needs_optimizer_state(trained, tmp_
     result = run("train", "--data", str(folder), "--resume", str(tmp_path / "bare.safetensors"),
                  "--out", str(tmp_path / "r.safetensors"))
     assert result.returncode == 1 and "no optimizer state" in result.stderr
+
+
+def test_evaluate_scores_a_folder_of_t10k_files_only(trained, tmp_path):
+    _, out, _ = trained
+    images, labels = striped_images(30, seed=2)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    result = run("evaluate", str(out), "--data", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("30 images - loss: ")
+
+
+def image_folder(root, per_class=(18, 13, 7), size=12):
+    """Class sub-folders of striped PNGs, beside the files people's folders hold."""
+    images, labels = striped_images(3 * max(per_class), size=size, seed=3)
+    for c, count in enumerate(per_class):
+        (root / f"band{c}").mkdir(parents=True)
+        for i, img in enumerate(images[labels == c][:count]):
+            PIL.fromarray(img.astype(np.uint8)).save(root / f"band{c}" / f"{i:02d}.png")
+    (root / "README.txt").write_text("three bands")
+    (root / "band0" / ".DS_Store").write_bytes(bytes(8))
+    (root / "band1" / "Thumbs.db").write_bytes(bytes(8))
+    return root
+
+
+def test_an_image_folder_trains_reports_test_accuracy_and_evaluate_scores_that_split(tmp_path):
+    folder = image_folder(tmp_path / "bands", per_class=(18, 13, 7))  # 3 + 2 + 1 test images
+    out = tmp_path / "m.safetensors"
+    result = run("train", "--data", str(folder), "--model", "simple", "--epochs", "2",
+                 "--batch-size", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "skipped 3 files that are hidden or not images" in result.stdout
+    assert "Holding out 6 images as the test set" in result.stdout
+    assert "Training on 32 images" in result.stdout
+    assert "test accuracy: " in result.stdout and "(6 images)" in result.stdout
+    result = run("evaluate", str(out), "--data", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert "\n6 images - loss: " in result.stdout
+    assert "(3 images)" in result.stdout and "(2 images)" in result.stdout
+    result = run("evaluate", str(out), "--data", str(folder), "--all-images")
+    assert result.returncode == 0 and "\n38 images - loss: " in result.stdout
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "holds out a sixth of each class (rounded down) as its test set" in help_text
+
+
+def test_augmentations_and_class_names_never_come_from_a_folder_name(tmp_path):
+    import cnnumpy
+
+    images, labels = striped_images(24)
+    folder = tmp_path / "fashion_data"  # digits, whatever the name says
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", images)
+    write_idx(folder / "train-labels-idx1-ubyte", labels)
+    common = ["train", "--data", str(folder), "--model", "simple", "--epochs", "1"]
+    plain, named = tmp_path / "plain.safetensors", tmp_path / "named.safetensors"
+    result = run(*common, "--augment", "--out", str(plain))
+    assert result.returncode == 0, result.stderr
+    model = cnnumpy.load_model(str(plain))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert "RandomTranslation" in kinds and "RandomFlip" not in kinds
+    assert model.class_names == ["0", "1", "2"]
+    (folder / "classes.txt").write_text("top\nmiddle\nbottom\n")
+    result = run(*common, "--augment", "flip,shift", "--out", str(named))
+    assert result.returncode == 0, result.stderr
+    model = cnnumpy.load_model(str(named))
+    assert [type(layer).__name__ for layer in model.layers][:2] == ["RandomFlip",
+                                                                    "RandomTranslation"]
+    assert model.class_names == ["top", "middle", "bottom"]
+    result = run(*common, "--no-augment", "--class-names", "a,b,c", "--out", str(named))
+    assert result.returncode == 0, result.stderr
+    model = cnnumpy.load_model(str(named))
+    assert not any("Random" in type(layer).__name__ for layer in model.layers)
+    assert model.class_names == ["a", "b", "c"]
+
+
+def test_class_names_from_a_file_or_commas_and_default_augmentations(tmp_path):
+    from cnnumpy import cli_data
+
+    path = tmp_path / "names.txt"
+    path.write_text("T-shirt/top\nTrouser\nBag\n")
+    assert cli_data.parse_class_names(str(path), 3) == ["T-shirt/top", "Trouser", "Bag"]
+    assert cli_data.parse_class_names(" cat, dog ", 2) == ["cat", "dog"]
+    for text, message in (("cat,,dog", "empty class name"), ("cat,cat", "more than once"),
+                          ("cat", "names 1 classes, but the labels need 2")):
+        with pytest.raises(cli_data.CLIError, match=message):
+            cli_data.parse_class_names(text, 2)
+    assert cli_data.default_augmentations("fashion-mnist") == ("shift", "flip")
+    assert cli_data.default_augmentations(str(tmp_path / "fashion-mnist")) == ("shift",)

@@ -40,6 +40,7 @@ CASES = [
     (["train", "--optimizer", "adagrad"], 2, "--optimizer: invalid choice: 'adagrad'"),
     (["predict", MODEL, "ok.png", "--top-k", "0"], 2, "--top-k: expected an integer >= 1"),
     (["export", MODEL], 2, "required: --onnx"),
+    (["train", "--augment", "rotate"], 2, "--augment: expected names among shift, flip"),
     # --- bad data folders and files
     (["train", "--data", "missing"], 1, "--data 'missing': expected mnist-sample"),
     (["train", "--data", "empty"], 1, "empty: no class sub-folders"),
@@ -48,6 +49,14 @@ CASES = [
     (["train", "--data", "badmagic"], 1, "badmagic/train-images-idx3-ubyte: bad magic"),
     (["train", "--data", "badgzip"], 1, "badgzip/train-images-idx3-ubyte.gz"),
     (["train", "--data", "mismatch"], 1, "holds 20 images but mismatch/train-labels"),
+    (["train", "--data", "t10konly"], 1, "--data 't10konly': only t10k-* (test) IDX files"),
+    (["evaluate", MODEL, "--data", "partial"], 1,
+     "--data 'partial': holds train-images-idx3-ubyte but no complete IDX pair"),
+    (["train", "--data", "idxnames"], 1, "idxnames/classes.txt: names 2 classes, but the "
+                                         "labels need 3"),
+    (["train", "--data", "idx", "--class-names", "a,b"], 1,
+     "--class-names 'a,b': names 2 classes, but the labels need 3"),
+    (["evaluate", MODEL, "--data", "tiny"], 1, "--data 'tiny': no test images"),
     # --- bad models and model configs
     (["train", "--data", "idx", "--model", "resnet"], 1, "unknown model 'resnet'"),
     (["train", "--data", "idx", "--model", "missing.json"], 1, "'missing.json' not found"),
@@ -111,6 +120,15 @@ def make_files(root):
     write_idx(root / "idx9", "train", images, np.arange(20) % 9)
     write_idx(root / "idx28", "train", rng.integers(0, 255, (20, 28, 28)), np.arange(20) % 3)
     write_idx(root / "mismatch", "train", images, rng.integers(0, 3, 19))
+    write_idx(root / "t10konly", "t10k", images, np.arange(20) % 3)
+    write_idx(root / "partial", "train", images, np.arange(20) % 3)
+    (root / "partial" / "train-labels-idx1-ubyte").unlink()
+    write_idx(root / "idxnames", "train", images, np.arange(20) % 3)
+    (root / "idxnames" / "classes.txt").write_text("zero\none\n")
+    for name in ("a", "b", "c"):  # 2 images a class: too few for a test split
+        (root / "tiny" / name).mkdir(parents=True)
+        for i in range(2):
+            PIL.fromarray(images[i].astype(np.uint8)).save(root / "tiny" / name / f"{i}.png")
     write_idx(root / "badgzip", "train", images, rng.integers(0, 3, 20), compress=True)
     write_idx(root / "badmagic", "train", images, rng.integers(0, 3, 20))
     (root / "badmagic" / "train-images-idx3-ubyte").write_bytes(b"\x01\x02" + bytes(30))

@@ -26,13 +26,16 @@ def test_vgg_small_pools_its_one_full_resolution_convolution_before_normalizing(
     assert 300_000 < model.count_params() < 500_000
 
 
-@pytest.mark.parametrize("flip, front", [
-    (True, ["RandomFlip", "RandomTranslation"]),
-    (False, ["RandomTranslation"]),
+@pytest.mark.parametrize("flip, shift, front", [
+    (True, True, ["RandomFlip", "RandomTranslation"]),
+    (False, True, ["RandomTranslation"]),
+    (True, False, ["RandomFlip"]),
 ])
-def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(flip, front):
+def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(flip, shift,
+                                                                             front):
     base = models.get("vgg-small", (28, 28, 1), 10)
-    model = models.with_augmentation(base, flip=flip)
+    model = models.with_augmentation(base, flip=flip, shift=shift)
+    model.build()  # the first layer carries the input shape
     assert [type(layer).__name__ for layer in model.layers[:len(front)]] == front
     assert model.layers[len(front):] == base.layers and model.name == base.name
     x = cnnumpy.backend.rng().random((3, 28, 28, 1), dtype=np.float32)

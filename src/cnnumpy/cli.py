@@ -94,10 +94,20 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
     data = load_data(args.data)
+    if data.train is None:
+        raise CLIError(f"--data {args.data!r}: only t10k-* (test) IDX files; training needs "
+                       "train-images-idx3-ubyte and train-labels-idx1-ubyte")
     x_train, y_train = data.train
+    if args.class_names:
+        data = data._replace(class_names=cli_data.parse_class_names(
+            args.class_names, len(data.class_names)))
     if data.held_out:
         print(f"No t10k files: holding out the last {len(data.test[0]):,} images as the test "
               "set, never used for training or validation")
+    if data.test_split:
+        print(f"Holding out {len(data.test[0]):,} images as the test set (a sixth of each "
+              "class, rounded down, chosen by a hash of their paths: the same on every run), "
+              "never used for training or validation")
     if args.resume:
         model = cnnumpy.load_model(args.resume)
         if model.optimizer is None:
@@ -110,9 +120,12 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
-        if args.augment:
-            flip = data.class_names == cli_data.FASHION_CLASSES  # clothing mirrors; digits not
-            model = models.with_augmentation(model, flip=flip)
+        augment = args.augment
+        if augment is True:  # --augment alone, or the recipe's: shifts, flips for clothing
+            augment = cli_data.default_augmentations(args.data)
+        if augment:
+            model = models.with_augmentation(model, flip="flip" in augment,
+                                             shift="shift" in augment)
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
@@ -135,7 +148,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     print(f"Trained in {seconds:.1f}s ({seen / max(seconds, 1e-9):,.0f} training images/s)")
     if not root:
         return
-    if data.test is not None:
+    if data.test is not None and len(data.test[0]):
         result = model.evaluate(*data.test, batch_size=256)
         print(f"Test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f} "
               f"({len(data.test[0]):,} images)")
@@ -153,7 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         _check_writable(args.plot, "--plot")
     model = cnnumpy.load_model(args.model)
     data = load_data(args.data, model.input_shape)
-    x, y = data.test if data.test is not None else data.train
+    x, y = cli_data.evaluation_set(data, args.data, args.all_images)
     check_data_fits(model, x, y, args.data, args.model)
     names = class_names(model, data.class_names, args.model)
     probs = model.predict(x, batch_size=256)

@@ -62,14 +62,27 @@ def fraction(text: str) -> float:
     return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def augmentations(text: str) -> tuple[str, ...]:
+    """An argparse type: ``--augment``'s comma-separated names, each of
+    :data:`cnnumpy.cli_data.AUGMENTATIONS`."""
+    names = tuple(n.strip() for n in text.split(","))
+    unknown = [n for n in names if n not in cli_data.AUGMENTATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected names among {', '.join(cli_data.AUGMENTATIONS)} separated by commas, "
+            f"received {text!r}")
+    return names
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                  ) -> argparse.ArgumentParser:
     """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
     parser = Parser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files or " \
-                "one sub-folder of images per class)"
+    data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files, with " \
+                "an optional classes.txt of one class name per line, or one sub-folder of " \
+                "images per class)"
     recipes = "; ".join(
         f"{name}: {d['epochs']} epochs, batch size {d['batch_size']}, val-split "
         f"{d['val_split']}, augment {'on' if d['augment'] else 'off'}"
@@ -80,6 +93,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                     "IDX folder is its t10k-* files; a folder with train-* files only has its "
                     f"last {cli_data.HELD_OUT:,} images (at most a sixth) held out as the test "
                     "set, the same on every run, and never used for training or validation. "
+                    "A folder of class sub-folders holds out a sixth of each class (rounded "
+                    "down) as its test set: the images whose paths have the smallest SHA-1 "
+                    "hashes, the same on every run and for every seed; evaluate scores that "
+                    "same split. Hidden and non-image files are skipped. "
                     "--val-split takes the validation images from the end of the rest. "
                     "Defaults of --epochs, --batch-size, --val-split and --augment per model "
                     f"(others as lenet, without --augment): {recipes}.")
@@ -104,10 +121,20 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
-    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                       help="random shifts of up to 10%% of the training images, and "
-                            "horizontal flips for Fashion-MNIST's clothing (default: the "
+    train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
+                       metavar="shift,flip",
+                       help="random changes of the training images: shift (by up to 10%% of "
+                            "the height and width), flip (left-right: for classes that look "
+                            "the same mirrored, such as clothing; not digits); --augment "
+                            "alone: shift, and flip with --data fashion-mnist (default: the "
                             "model's recipe)")
+    train.add_argument("--no-augment", dest="augment", action="store_const", const=False,
+                       help="no augmentation")
+    train.add_argument("--class-names", metavar="A,B,C",
+                       help="the class names saved with the model, in label order: names "
+                            "separated by commas, or a file of one name per line (default: "
+                            "the dataset's, classes.txt beside IDX files, the sub-folder "
+                            "names, else the class numbers)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel under mpirun -n K: --batch-size is per process, "
                             "and rank 0 alone prints and writes files")
@@ -116,6 +143,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     evaluate.add_argument("model")
     evaluate.add_argument("--data", default="mnist-sample", help=data_help)
     evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
+    evaluate.add_argument("--all-images", action="store_true",
+                          help="score every image of --data, not only its test set (the "
+                               "t10k-* files, the held-out images, a class folder's test split)")
     evaluate.set_defaults(func=commands["evaluate"])
     predict = sub.add_parser("predict", help="classify image files")
     predict.add_argument("model")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -26,10 +28,11 @@ of them): the last ones, so the split is the same on every run and for every see
 
 
 class Data(NamedTuple):
-    train: tuple[np.ndarray, np.ndarray]
+    train: tuple[np.ndarray, np.ndarray] | None  # None: a folder of t10k-* files only
     test: tuple[np.ndarray, np.ndarray] | None
     class_names: list[str]
     held_out: bool = False  # the test set is the tail of the training files
+    test_split: bool = False  # the test set is a class folder's fixed split (maybe empty)
 
 
 def hold_out(x: np.ndarray, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray],
@@ -57,8 +60,12 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
     """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders.
 
     An IDX folder's ``t10k-*`` files are its test set; without them, the last 10,000 training
-    images (at most a sixth) are held out as the test set instead (see :func:`hold_out`).
-    Class sub-folders have no test set.
+    images (at most a sixth) are held out as the test set instead (see :func:`hold_out`);
+    a folder of ``t10k-*`` files alone has no training set. Its class names come from a
+    ``classes.txt`` beside the files (one per line), else the class numbers. Class
+    sub-folders hold out a fixed sixth of each class as their test set (see
+    :func:`cnnumpy.datasets.split.in_test_split`); hidden and non-image files are skipped,
+    with one line saying how many.
     """
     digits = [str(d) for d in range(10)]
     if spec == "mnist-sample":
@@ -69,21 +76,96 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
         return Data(*datasets.load_fashion_mnist(download=True), FASHION_CLASSES)
     if not os.path.isdir(spec):
         raise CLIError(f"--data {spec!r}: expected mnist-sample, mnist, fashion-mnist or a folder")
-    train = _idx_pair(spec, "train")
-    if train is not None:
-        labels = int(train[1].max()) + 1
-        names = FASHION_CLASSES if "fashion" in os.path.basename(os.path.abspath(spec)) else None
+    train, test = _idx_pair(spec, "train"), _idx_pair(spec, "t10k")
+    if train is not None or test is not None:
+        labels = max(int(pair[1].max()) + 1 for pair in (train, test) if pair is not None)
+        names = read_class_names(os.path.join(spec, "classes.txt"), labels)
         names = names or [str(c) for c in range(labels)]
-        test = _idx_pair(spec, "t10k")
-        if test is not None or len(train[0]) < 6:
+        if train is None or test is not None or len(train[0]) < 6:
             return Data(train, test, names)
         return Data(*hold_out(*train), names, held_out=True)
+    _refuse_incomplete_idx(spec)
     kwargs: dict[str, Any] = {}
     if image_shape is not None:
         kwargs = {"image_size": image_shape[:2],
                   "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
-    x, y, names = datasets.load_image_folder(spec, **kwargs)
-    return Data((x, y), None, list(names))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train, test, names = datasets.load_image_folder(spec, test_split=True, **kwargs)
+    for warning in caught:  # how many hidden and non-image files were skipped: one line
+        print(str(warning.message).removeprefix("load_image_folder: "))
+    return Data(train, test, list(names), test_split=True)
+
+
+def _refuse_incomplete_idx(folder: str) -> None:
+    """A folder with IDX files but no complete images-and-labels pair is an error saying so,
+    not a folder without class sub-folders."""
+    found = sorted(f for f in os.listdir(folder) if re.search(r"-idx\d-ubyte(\.gz)?$", f))
+    if found:
+        raise CLIError(f"--data {folder!r}: holds {', '.join(found)} but no complete IDX pair "
+                       "(train-images-idx3-ubyte with train-labels-idx1-ubyte, or the same "
+                       "with t10k-; each may end in .gz)")
+
+
+def read_class_names(path: str, labels: int = 0) -> list[str] | None:
+    """The class names of a file of one name per line (``classes.txt``), or None if there is
+    no such file; it must name at least ``labels`` classes, each once."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"{path}: cannot read the class names ({exc})") from None
+    return check_class_names(text.rstrip().splitlines(), labels, path)
+
+
+def check_class_names(names: list[str], labels: int, where: str) -> list[str]:
+    """``names`` stripped; refused if one is empty or repeated, or fewer than ``labels``."""
+    names = [n.strip() for n in names]
+    if not names or "" in names:
+        raise CLIError(f"{where}: an empty class name (expected one name per class, "
+                       "none of them empty)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CLIError(f"{where}: class name {twice[0]!r} appears more than once")
+    if len(names) < labels:
+        raise CLIError(f"{where}: names {len(names)} classes, but the labels need {labels}")
+    return names
+
+
+def parse_class_names(text: str, labels: int) -> list[str]:
+    """``--class-names``: a file of one name per line, or names separated by commas."""
+    if os.path.isfile(text):
+        return read_class_names(text, labels) or []
+    return check_class_names(text.split(","), labels, f"--class-names {text!r}")
+
+
+AUGMENTATIONS = ("shift", "flip")
+"""``--augment`` names: random shifts of up to 10%, random left-right flips."""
+
+
+def default_augmentations(spec: str) -> tuple[str, ...]:
+    """What ``--augment`` alone (or a recipe with augmentation on) adds for ``--data spec``:
+    shifts, and flips for the named dataset ``fashion-mnist`` (clothing looks the same
+    mirrored; digits do not). Never decided by a folder's name."""
+    return ("shift", "flip") if spec == "fashion-mnist" else ("shift",)
+
+
+def evaluation_set(data: Data, spec: str, all_images: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``evaluate`` scores: the test set (``t10k-*``, the held-out tail of an IDX
+    folder, a class folder's fixed split), or with ``all_images`` every image."""
+    parts = [p for p in (data.train, data.test) if p is not None]
+    if all_images:
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+    if data.test is None:
+        return parts[0]  # an IDX folder too small to hold out a test set
+    if len(data.test[0]) == 0:
+        raise CLIError(f"--data {spec!r}: no test images (the test split takes a sixth of "
+                       "each class, rounded down, and no class has 6 images); pass "
+                       "--all-images to score every image")
+    return data.test
 
 
 def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:

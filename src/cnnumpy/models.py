@@ -63,7 +63,7 @@ def vgg_small(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
     ], name="vgg_small")
 
 
-def with_augmentation(model: Sequential, flip: bool = True) -> Sequential:
+def with_augmentation(model: Sequential, flip: bool = True, shift: bool = True) -> Sequential:
     """The same model behind random whole-pixel shifts of up to 10% of the image's height and
     width and, with ``flip``, random left-right flips, all active only while training.
 
@@ -71,14 +71,15 @@ def with_augmentation(model: Sequential, flip: bool = True) -> Sequential:
         model: the model to augment; its input shape is taken from its first layer.
         flip: add ``RandomFlip("horizontal")``: right for mirror-symmetric classes such as
             clothing, wrong for digits.
+        shift: add the shifts, ``RandomTranslation(0.1, 0.1)``.
 
     Returns:
         A new ``Sequential`` with the augmentation layers in front of the model's layers.
     """
     shape = model.layers[0].input_shape
     flips = [layers.RandomFlip("horizontal", input_shape=shape)] if flip else []
-    shifts = layers.RandomTranslation(0.1, 0.1, input_shape=None if flip else shape)
-    return Sequential([*flips, shifts, *model.layers], name=model.name)
+    shifts = [layers.RandomTranslation(0.1, 0.1, input_shape=None if flip else shape)]
+    return Sequential([*flips, *(shifts if shift else []), *model.layers], name=model.name)
 
 
 MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential]] = {
