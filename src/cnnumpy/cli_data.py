@@ -113,7 +113,7 @@ def read_class_names(path: str, labels: int = 0) -> list[str] | None:
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM is no part of a name
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise CLIError(f"{path}: cannot read the class names ({exc})") from None

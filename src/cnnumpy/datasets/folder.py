@@ -43,10 +43,10 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             after a seeded shuffle. With 0 the images come back in folder order, unshuffled.
         seed: seed of the shuffle; default: draw from :func:`cnnumpy.backend.rng`.
         on_error: ``"raise"`` or ``"skip"`` for unreadable files and outside symlinks.
-        test_split: hold out a fixed, stratified test set (see :func:`in_test_split`): in
-            each class, the sixth (rounded down) of its images whose paths relative to
-            ``root`` have the smallest SHA-1 hashes. The same on every run and machine, for
-            every seed and listing order. Not with ``validation_split``.
+        test_split: hold out a fixed, stratified test set: in each class, the sixth
+            (rounded down) of its images whose paths relative to ``root`` have the smallest
+            SHA-1 hashes (:func:`cnnumpy.datasets.split.in_test_split`). The same on every
+            run and machine, for every seed and listing order. Not with ``validation_split``.
 
     Returns:
         ``(x, y, class_names)``, or with ``validation_split > 0``
