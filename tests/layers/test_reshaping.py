@@ -216,3 +216,18 @@ def test_encoder_decoder_saves_and_loads_bit_identically(interpolation, tmp_path
     assert loaded.get_config() == model.get_config()
     assert [type(la).__name__ for la in loaded.layers] == [
         type(la).__name__ for la in model.layers]
+
+
+def test_encoder_decoder_predicts_the_same_split_across_threads():
+    """Inference splits a large batch into one slice per thread (cnnumpy.shards): each layer's
+    copy must give what the whole batch gives."""
+    from cnnumpy import backend, shards
+
+    cnnumpy.set_seed(0)
+    model = encoder_decoder("bilinear")
+    model.build()
+    x = randn((256, 7, 7, 1), seed=12, dtype=np.float32)
+    if shards.split(model.layers, len(x), training=False) is None or backend.get_num_threads() < 2:
+        pytest.skip("one thread: no split to compare")
+    np.testing.assert_allclose(model.predict(x, batch_size=256), model.predict(x, batch_size=1),
+                               rtol=0, atol=1e-6)
