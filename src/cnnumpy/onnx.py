@@ -21,9 +21,16 @@ Flatten                Flatten (on NHWC)
 Dense                  Gemm (2-D input) or MatMul + Add
 BatchNormalization     BatchNormalization (inference: the moving statistics)
 activations            Relu, LeakyRelu (0.01), Elu (1.0), Gelu (tanh approximation; opset
-                       20, or built from Tanh, Mul and Add before 20), Sigmoid, Tanh, Softmax
+                       20, or built from Tanh, Mul and Add before 20), Sigmoid, Tanh, Softmax,
+                       Clip (relu6), Sigmoid and Mul (swish, silu)
 Dropout, Activation    Identity (Activation(None)/"linear"; Dropout at inference)
 augmentation layers    Identity; RandomCrop smaller than the image: Pad and Slice (center)
+UpSampling2D           Resize (nearest: asymmetric, floor; bilinear: linear, half_pixel)
+ZeroPadding2D          Pad
+Cropping2D             Slice
+Reshape                Reshape (on NHWC)
+ReLU                   Relu, Clip (max_value only), LeakyRelu (negative_slope only), else
+                       Greater, Min, Sub, Mul and Where
 =====================  ====================================================================
 
 Weights are stored as float32 (a float64 model is exported in float32). Only the exact classes
@@ -44,7 +51,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('cnnumpy.onnx needs the onnx package: pip install "cnnumpy[onnx]"') from exc
 
-from cnnumpy import __version__, io, layers
+from cnnumpy import __version__, _onnx_reshaping, io, layers
 from cnnumpy.functional.conv import resolve_padding
 from cnnumpy.functional.pooling import pool_padding
 
@@ -197,6 +204,7 @@ CONVERTERS: dict[type, Callable[[_Graph, Any, tuple[int, ...]], None]] = {
     layers.Activation: _identity, layers.Dropout: _identity, layers.RandomFlip: _identity,
     layers.RandomTranslation: _identity, layers.RandomRotation: _identity,
     layers.RandomContrast: _identity, layers.RandomCrop: _random_crop,
+    **_onnx_reshaping.CONVERTERS,
 }
 """The layer classes that export, each with the function that adds its nodes."""
 
@@ -215,6 +223,10 @@ def _activation(g: _Graph, name: str, base: str) -> None:
     simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
     if name in simple:
         g.apply(simple[name], base)
+    elif name == "relu6":
+        g.apply("Clip", base, g.const(f"{base}/min", 0.0), g.const(f"{base}/max", 6.0))
+    elif name in ("swish", "silu"):
+        g.x = g.op("Mul", [g.x, g.op("Sigmoid", [g.x], base)], base)
     elif name == "leaky_relu":
         g.apply("LeakyRelu", base, alpha=0.01)
     elif name == "elu":

@@ -36,6 +36,11 @@ CASES = {
     "RandomCrop": (lambda: layers.RandomCrop(4, 5, padding=1), (5, 6, 2)),
     "RandomRotation": (lambda: layers.RandomRotation(0.1), (5, 6, 2)),
     "RandomContrast": (lambda: layers.RandomContrast(0.5), (4, 4, 3)),
+    "ReLU": (lambda: layers.ReLU(2.0, negative_slope=0.1, threshold=0.5), (4, 3)),
+    "UpSampling2D": (lambda: layers.UpSampling2D((2, 3), interpolation="bilinear"), (3, 4, 2)),
+    "ZeroPadding2D": (lambda: layers.ZeroPadding2D(((1, 0), (2, 1))), (3, 4, 2)),
+    "Cropping2D": (lambda: layers.Cropping2D(((1, 0), (0, 2))), (4, 5, 2)),
+    "Reshape": (lambda: layers.Reshape((-1, 4)), (3, 2, 4)),
 }
 
 

@@ -17,6 +17,9 @@ TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 TORCH_ACTIVATIONS = {
     "relu": TF.relu,
+    "relu6": TF.relu6,
+    "swish": TF.silu,
+    "silu": TF.silu,
     "leaky_relu": lambda t: TF.leaky_relu(t, 0.01),
     "elu": lambda t: TF.elu(t, 1.0),
     "gelu": lambda t: TF.gelu(t, approximate="tanh"),
@@ -198,10 +201,10 @@ def test_dropout_gradients_in_training(rate):
     (lambda: Dense(0), ValueError, "units=0"),
     (lambda: Dense(2.5), ValueError, "units=2.5"),
     (lambda: Dense(True), ValueError, "units=True"),
-    (lambda: Dense(3, activation="swish"), ValueError, "'swish'"),
+    (lambda: Dense(3, activation="mish"), ValueError, "'mish'"),
     (lambda: Dense(3, kernel_initializer="uniformish"), ValueError, "'uniformish'"),
     (lambda: Dense(3, use_bias="yes"), TypeError, "use_bias='yes'"),
-    (lambda: Activation("swish"), ValueError, "'swish'"),
+    (lambda: Activation("mish"), ValueError, "'mish'"),
     (lambda: Dropout(1.0), ValueError, "rate=1.0"),
     (lambda: Dropout(-0.1), ValueError, "rate=-0.1"),
     (lambda: Dropout("0.5"), ValueError, "rate='0.5'"),

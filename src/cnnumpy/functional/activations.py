@@ -89,6 +89,48 @@ def gelu_backward(dy, z, y):
     return dy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * dinner)
 
 
+def relu6(z):
+    """``min(max(z, 0), 6)``, as in MobileNet (PyTorch ``relu6``, Keras ``"relu6"``)."""
+    return xp.clip(z, 0, 6)
+
+
+def relu6_backward(dy, z, y):
+    return dy * ((z > 0) & (z < 6))
+
+
+def swish(z):
+    """``z * sigmoid(z)``, also called SiLU (PyTorch ``silu``, Keras ``"swish"``/``"silu"``)."""
+    return z * sigmoid(z)
+
+
+def swish_backward(dy, z, y):
+    s = sigmoid(z)
+    return dy * (s * (1 + z * (1 - s)))
+
+
+def general_relu(z, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0):
+    """Keras' ReLU with options (``threshold >= 0``):
+
+        y = min(z, max_value)                 where z > threshold
+        y = negative_slope * (z - threshold)  elsewhere
+    """
+    above = xp.minimum(z, z.dtype.type(max_value)) if max_value is not None else z
+    below = (z - z.dtype.type(threshold)) * z.dtype.type(negative_slope)
+    return xp.where(z > threshold, above, below)
+
+
+def general_relu_backward(dy, z, max_value: float | None = None, negative_slope: float = 0.0,
+                          threshold: float = 0.0):
+    """The gradient of :func:`general_relu`: 1 between ``threshold`` and ``max_value``,
+    ``negative_slope`` at or below ``threshold``, 0 at or above ``max_value``."""
+    inside = z > threshold
+    if max_value is not None:
+        inside &= z < max_value
+    slope = xp.where(z > threshold, 0, negative_slope).astype(dy.dtype, copy=False)
+    return dy * (inside + slope)
+
+
 def exp_no_underflow(a):
     """``exp(a)``, with ``a`` clipped from below so the result never underflows (no warning).
 
@@ -157,10 +199,13 @@ ACTIVATIONS: dict[str, ActivationFn] = {
     for fn in (
         ActivationFn("relu", relu, relu_backward),
         ActivationFn("leaky_relu", leaky_relu, leaky_relu_backward),
+        ActivationFn("relu6", relu6, relu6_backward),
         ActivationFn("elu", elu, elu_backward),
         ActivationFn("gelu", gelu, gelu_backward),
         ActivationFn("sigmoid", sigmoid, sigmoid_backward),
         ActivationFn("tanh", tanh, tanh_backward),
+        ActivationFn("swish", swish, swish_backward),
+        ActivationFn("silu", swish, swish_backward),
         ActivationFn("softmax", softmax, softmax_backward),
         ActivationFn("linear", linear, linear_backward),
     )

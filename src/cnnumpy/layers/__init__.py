@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnumpy.layers.activation import ReLU
 from cnnumpy.layers.base import Layer
 from cnnumpy.layers.conv import Conv2D
 from cnnumpy.layers.core import Activation, Dense, Dropout, Flatten
@@ -29,6 +30,7 @@ from cnnumpy.layers.preprocessing import (
     RandomRotation,
     RandomTranslation,
 )
+from cnnumpy.layers.reshaping import Cropping2D, Reshape, UpSampling2D, ZeroPadding2D
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -36,6 +38,8 @@ LAYERS: dict[str, type[Layer]] = {
                 Activation, Dropout, BatchNormalization, RandomFlip, RandomTranslation, RandomCrop,
                 RandomRotation, RandomContrast)
 }
+LAYERS.update({cls.__name__: cls for cls in (ReLU, UpSampling2D, ZeroPadding2D, Cropping2D,
+                                             Reshape)})
 
 
 def layer_from_config(item: Any) -> Layer:
@@ -62,4 +66,5 @@ __all__ = [
     "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization", "LAYERS",
     "RandomFlip", "RandomTranslation", "RandomCrop", "RandomRotation", "RandomContrast",
     "layer_from_config",
+    "ReLU", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape",
 ]

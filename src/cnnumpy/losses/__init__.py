@@ -11,6 +11,12 @@ categorical losses, sigmoid for binary cross-entropy), the model may skip that a
 use ``loss.with_logits()`` on the pre-activation outputs. The gradient is then simply
 ``softmax(z) - y`` or ``sigmoid(z) - y`` (over the batch size), and never overflows.
 
+Per-pixel predictions (segmentation) need nothing special: the cross-entropies take
+``(N, H, W, C)`` scores with ``(N, H, W)`` integer labels (sparse) or ``(N, H, W, C)`` one-hot
+targets, and binary cross-entropy ``(N, H, W, 1)`` with ``(N, H, W)`` masks; the value is the
+mean over every pixel of every image (PyTorch's ``reduction="mean"``), a sample weight weighing
+all the pixels of its image.
+
 From probabilities, predictions are clipped to ``[1e-7, 1 - 1e-7]`` as in Keras. The gradient
 uses the clipped value, so a saturated wrong prediction still gets a (large, finite) push back.
 """

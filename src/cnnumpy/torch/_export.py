@@ -15,7 +15,8 @@ from cnnumpy.functional.pooling import pool_padding
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
                 "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": lambda: nn.ELU(1.0),
-                "gelu": lambda: nn.GELU(approximate="tanh")}
+                "gelu": lambda: nn.GELU(approximate="tanh"), "relu6": nn.ReLU6,
+                "swish": nn.SiLU, "silu": nn.SiLU}
 
 
 class AvgPool2dSame(nn.Module):
@@ -44,6 +45,76 @@ class AvgPool2dSame(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}"
+
+
+class KerasReLU(nn.Module):
+    """Keras' ReLU: ``min(x, max_value)`` above ``threshold``, ``negative_slope * (x -
+    threshold)`` elsewhere (see :class:`cnnumpy.layers.ReLU`)."""
+
+    def __init__(self, max_value: float | None, negative_slope: float, threshold: float) -> None:
+        super().__init__()
+        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        above = x if self.max_value is None else torch.clamp(x, max=self.max_value)
+        return torch.where(x > self.threshold, above, self.negative_slope * (x - self.threshold))
+
+    def extra_repr(self) -> str:
+        return (f"max_value={self.max_value}, negative_slope={self.negative_slope}, "
+                f"threshold={self.threshold}")
+
+
+class ReshapeNHWC(nn.Module):
+    """cnnumpy's Reshape (row-major over channels-last samples) between NCHW tensors.
+
+    Args:
+        hwc: the (H, W, C) image whose elements the incoming tensor holds channels-first (an
+            NCHW image, or its ``nn.Flatten``), or None when it is in cnnumpy's order.
+        target_shape: the per-sample output shape; a 3-D one is returned as NCHW.
+    """
+
+    def __init__(self, hwc: tuple[int, int, int] | None, target_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.hwc, self.target_shape = hwc, tuple(target_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.hwc is not None:
+            h, w, c = self.hwc
+            x = x.reshape(n, c, h, w).permute(0, 2, 3, 1)
+        x = x.reshape(n, *self.target_shape)
+        return x.permute(0, 3, 1, 2) if len(self.target_shape) == 3 else x
+
+    def extra_repr(self) -> str:
+        return f"hwc={self.hwc}, target_shape={self.target_shape}"
+
+
+def _relu(layer: layers.ReLU) -> nn.Module:
+    options = (layer.max_value, layer.negative_slope, layer.threshold)
+    if options == (None, 0.0, 0.0):
+        return nn.ReLU()
+    if options == (6.0, 0.0, 0.0):
+        return nn.ReLU6()
+    if options[0] is None and options[2] == 0.0:
+        return nn.LeakyReLU(layer.negative_slope)
+    return KerasReLU(*options)
+
+
+def _reshaping(layer: layers.Layer, shape: tuple, flattened: tuple | None) -> list[nn.Module]:
+    if type(layer) is layers.UpSampling2D:
+        if layer.interpolation == "bilinear":
+            return [nn.Upsample(scale_factor=layer.size, mode="bilinear", align_corners=False)]
+        return [nn.Upsample(scale_factor=layer.size, mode="nearest")]
+    if type(layer) is layers.Reshape:
+        return [ReshapeNHWC(shape if len(shape) == 3 else flattened, layer.target_shape)]
+    # ConstantPad2d (not ZeroPad2d, which from_torch reads as the next convolution's padding);
+    # negative amounts crop.
+    sign = 1 if type(layer) is layers.ZeroPadding2D else -1
+    (top, bottom), (left, right) = layer.padding if sign == 1 else layer.cropping
+    return [nn.ConstantPad2d(tuple(sign * p for p in (left, right, top, bottom)), 0.0)]
+
+
+_RESHAPING = (layers.UpSampling2D, layers.ZeroPadding2D, layers.Cropping2D, layers.Reshape)
 
 
 def _tensor(array: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -157,6 +228,10 @@ def _modules(layer: layers.Layer, shape: tuple, dtype: torch.dtype,
         return _random_crop(layer, shape)
     if kind is layers.Activation:
         return [] if layer.activation is not None else [nn.Identity()]
+    if kind is layers.ReLU:
+        return [_relu(layer)]
+    if kind in _RESHAPING:
+        return _reshaping(layer, shape, flattened)
     if kind in _IDENTITY_AT_INFERENCE:
         return [nn.Identity()]
     raise ValueError(f"cnnumpy.torch.to_torch: no PyTorch equivalent for {layer.label}")
@@ -188,6 +263,6 @@ def to_torch(model: Any) -> nn.Sequential:
         modules += _activation(layer.activation, layer.compute_output_shape(shape))
         if type(layer) is layers.Flatten:
             flattened = shape if len(shape) == 3 else None
-        elif type(layer) is layers.Dense:
+        elif type(layer) in (layers.Dense, layers.Reshape):
             flattened = None
     return nn.Sequential(*modules).eval()

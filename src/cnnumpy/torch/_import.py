@@ -204,6 +204,8 @@ def from_torch(source: Any, model: Any) -> Any:
     for layer in model.layers:
         if type(layer) is layers.Flatten:
             flattened = layer.input_shape if len(layer.input_shape) == 3 else None
+        elif type(layer) is layers.Reshape:  # to_torch's Reshape restores cnnumpy's order
+            flattened = None
         elif layer.get_weights():
             targets.append(layer)
             flat_before.append(flattened)
