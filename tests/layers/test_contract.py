@@ -36,6 +36,12 @@ CASES = {
     "RandomCrop": (lambda: layers.RandomCrop(4, 5, padding=1), (5, 6, 2)),
     "RandomRotation": (lambda: layers.RandomRotation(0.1), (5, 6, 2)),
     "RandomContrast": (lambda: layers.RandomContrast(0.5), (4, 4, 3)),
+    "DepthwiseConv2D": (lambda: layers.DepthwiseConv2D(3, strides=2, padding="same",
+                                                       depth_multiplier=2), (5, 6, 2)),
+    "SeparableConv2D": (lambda: layers.SeparableConv2D(3, (3, 2), padding="same",
+                                                       activation="relu"), (5, 4, 2)),
+    "Conv2DTranspose": (lambda: layers.Conv2DTranspose(2, 3, strides=2, padding="same",
+                                                       activation="tanh"), (3, 4, 2)),
 }
 
 
@@ -92,7 +98,8 @@ def test_model_file_round_trip(case, tmp_path):
     assert loaded.get_config() == model.get_config()
 
 
-TRAINABLE = ["Conv2D", "Dense", "BatchNormalization"]
+TRAINABLE = ["Conv2D", "Dense", "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
+             "Conv2DTranspose"]
 
 
 def test_trainable_list_is_complete():
