@@ -14,6 +14,8 @@ standard operators of the default domain:
 cnnumpy layer          ONNX operators
 =====================  ====================================================================
 Conv2D                 Conv (strides, pads from every padding form, dilations, group)
+DepthwiseConv2D        Conv (group = input channels); SeparableConv2D: that, then a 1x1 Conv
+Conv2DTranspose        ConvTranspose (pads and output_padding give Keras' output size)
 MaxPool2D              MaxPool ("same": explicit pads, the extra one at the bottom/right)
 AvgPool2D              AveragePool (explicit pads, ``count_include_pad=0``)
 GlobalAvg/MaxPool2D    GlobalAveragePool / GlobalMaxPool, then Flatten
@@ -51,7 +53,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('cnnumpy.onnx needs the onnx package: pip install "cnnumpy[onnx]"') from exc
 
-from cnnumpy import __version__, _onnx_reshaping, io, layers
+from cnnumpy import __version__, _onnx_conv, _onnx_reshaping, io, layers
 from cnnumpy.functional.conv import resolve_padding
 from cnnumpy.functional.pooling import pool_padding
 
@@ -205,6 +207,7 @@ CONVERTERS: dict[type, Callable[[_Graph, Any, tuple[int, ...]], None]] = {
     layers.RandomTranslation: _identity, layers.RandomRotation: _identity,
     layers.RandomContrast: _identity, layers.RandomCrop: _random_crop,
     **_onnx_reshaping.CONVERTERS,
+    **_onnx_conv.CONVERTERS,
 }
 """The layer classes that export, each with the function that adds its nodes."""
 

@@ -41,6 +41,12 @@ CASES = {
     "ZeroPadding2D": (lambda: layers.ZeroPadding2D(((1, 0), (2, 1))), (3, 4, 2)),
     "Cropping2D": (lambda: layers.Cropping2D(((1, 0), (0, 2))), (4, 5, 2)),
     "Reshape": (lambda: layers.Reshape((-1, 4)), (3, 2, 4)),
+    "DepthwiseConv2D": (lambda: layers.DepthwiseConv2D(3, strides=2, padding="same",
+                                                       depth_multiplier=2), (5, 6, 2)),
+    "SeparableConv2D": (lambda: layers.SeparableConv2D(3, (3, 2), padding="same",
+                                                       activation="relu"), (5, 4, 2)),
+    "Conv2DTranspose": (lambda: layers.Conv2DTranspose(2, 3, strides=2, padding="same",
+                                                       activation="tanh"), (3, 4, 2)),
 }
 
 
@@ -97,7 +103,8 @@ def test_model_file_round_trip(case, tmp_path):
     assert loaded.get_config() == model.get_config()
 
 
-TRAINABLE = ["Conv2D", "Dense", "BatchNormalization"]
+TRAINABLE = ["Conv2D", "Dense", "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
+             "Conv2DTranspose"]
 
 
 def test_trainable_list_is_complete():

@@ -11,6 +11,8 @@ from typing import Any
 from cnnumpy.layers.activation import ReLU
 from cnnumpy.layers.base import Layer
 from cnnumpy.layers.conv import Conv2D
+from cnnumpy.layers.conv_depthwise import DepthwiseConv2D, SeparableConv2D
+from cnnumpy.layers.conv_transpose import Conv2DTranspose
 from cnnumpy.layers.core import Activation, Dense, Dropout, Flatten
 from cnnumpy.layers.normalization import BatchNormalization
 from cnnumpy.layers.pooling import (
@@ -36,7 +38,7 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, Flatten, Dense,
                 Activation, Dropout, BatchNormalization, RandomFlip, RandomTranslation, RandomCrop,
-                RandomRotation, RandomContrast)
+                RandomRotation, RandomContrast, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)
 }
 LAYERS.update({cls.__name__: cls for cls in (ReLU, UpSampling2D, ZeroPadding2D, Cropping2D,
                                              Reshape)})
@@ -65,6 +67,6 @@ __all__ = [
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization", "LAYERS",
     "RandomFlip", "RandomTranslation", "RandomCrop", "RandomRotation", "RandomContrast",
-    "layer_from_config",
+    "layer_from_config", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
     "ReLU", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape",
 ]

@@ -9,6 +9,10 @@ PyTorch images are NCHW and cnnumpy's NHWC, so the conversions reorder weights:
 
 - ``Conv2d.weight`` (out, in/groups, kh, kw) is the transpose of ``Conv2D``'s kernel
   (kh, kw, in/groups, out); ``Linear.weight`` (out, in) is the transpose of ``Dense``'s.
+- ``DepthwiseConv2D`` is a ``Conv2d`` with ``groups`` = channels (its kernel (kh, kw, C, M) is
+  the weight (C * M, 1, kh, kw)); ``SeparableConv2D`` that, then a 1x1 ``Conv2d``;
+  ``Conv2DTranspose`` a ``ConvTranspose2d`` (weight (C, filters, kh, kw)), followed by a crop
+  where Keras' "same" cuts rows that symmetric padding cannot.
 - A ``Flatten`` of an (H, W, C) image yields features in (H, W, C) order here and (C, H, W)
   order in PyTorch, so the first ``Dense`` after it (and any ``BatchNormalization`` between)
   has its inputs permuted.
@@ -16,7 +20,7 @@ PyTorch images are NCHW and cnnumpy's NHWC, so the conversions reorder weights:
   ``epsilon``. PyTorch's ``momentum`` is ``1 - momentum`` here (it only matters for training
   and is not checked on import).
 
-Only ``Conv2D``, ``Dense`` and ``BatchNormalization`` hold weights; weight-free PyTorch modules
+Only the convolutions, ``Dense`` and ``BatchNormalization`` hold weights; weight-free modules
 (activations, pooling, padding, Flatten, Dropout) are not needed by :func:`from_torch`, which
 matches the layers with weights to the PyTorch modules with weights in order.
 """

@@ -11,6 +11,7 @@ from torch import nn
 
 from cnnumpy import layers
 from cnnumpy.functional.conv import resolve_padding
+from cnnumpy.functional.conv_transpose import transpose_geometry
 from cnnumpy.functional.pooling import pool_padding
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
@@ -129,17 +130,71 @@ def _set(module: nn.Module, dtype: torch.dtype, **values: Any) -> nn.Module:
 
 
 def _conv(layer: layers.Conv2D, shape: tuple, dtype: torch.dtype) -> list[nn.Module]:
+    w = layer.get_weights()
+    return _conv_modules(layer, shape, layer.filters, w["kernel"], w.get("bias"), layer.groups,
+                         dtype)
+
+
+def _conv_modules(layer: Any, shape: tuple, filters: int, kernel: Any, bias: Any, groups: int,
+                  dtype: torch.dtype) -> list[nn.Module]:
+    """An nn.Conv2d (after a ZeroPad2d when the padding is asymmetric) with ``kernel``
+    (kh, kw, C // groups, filters) and the layer's strides, padding and dilation."""
     (top, bottom), (left, right) = resolve_padding(
         layer.padding, shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate)
     symmetric = top == bottom and left == right
-    conv = nn.Conv2d(shape[2], layer.filters, layer.kernel_size, layer.strides,
+    conv = nn.Conv2d(shape[2], filters, layer.kernel_size, layer.strides,
                      padding=(top, left) if symmetric else 0, dilation=layer.dilation_rate,
-                     groups=layer.groups, bias=layer.use_bias, dtype=dtype)
+                     groups=groups, bias=bias is not None, dtype=dtype)
+    _set(conv, dtype, weight=kernel.transpose(3, 2, 0, 1))
+    if bias is not None:
+        _set(conv, dtype, bias=bias)
+    return [conv] if symmetric else [nn.ZeroPad2d((left, right, top, bottom)), conv]
+
+
+def _depthwise(layer: layers.DepthwiseConv2D | layers.SeparableConv2D, shape: tuple,
+               dtype: torch.dtype) -> list[nn.Module]:
+    """A grouped nn.Conv2d (one group per channel); for SeparableConv2D a 1x1 one after it."""
     w = layer.get_weights()
-    _set(conv, dtype, weight=w["kernel"].transpose(3, 2, 0, 1))
+    c, multiplier = shape[2], layer.depth_multiplier
+    kernel = w["kernel" if "kernel" in w else "depthwise_kernel"]
+    kernel = kernel.reshape(*layer.kernel_size, 1, c * multiplier)
+    if type(layer) is layers.DepthwiseConv2D:
+        return _conv_modules(layer, shape, c * multiplier, kernel, w.get("bias"), c, dtype)
+    pointwise = nn.Conv2d(c * multiplier, layer.filters, 1, bias=layer.use_bias, dtype=dtype)
+    _set(pointwise, dtype, weight=w["pointwise_kernel"].transpose(3, 2, 0, 1))
+    if layer.use_bias:
+        _set(pointwise, dtype, bias=w["bias"])
+    return [*_conv_modules(layer, shape, c * multiplier, kernel, None, c, dtype), pointwise]
+
+
+def _conv_transpose(layer: layers.Conv2DTranspose, shape: tuple,
+                    dtype: torch.dtype) -> list[nn.Module]:
+    """An nn.ConvTranspose2d; where its symmetric padding cannot cut what Keras' "same"
+    cuts, one without padding followed by a crop (a ConstantPad2d with negative amounts)."""
+    extra = layer.output_padding or (None, None)
+    geometry = [transpose_geometry(shape[a], layer.kernel_size[a], layer.strides[a],
+                                   layer.dilation_rate[a], layer.padding, extra[a])
+                for a in (0, 1)]
+    full = [(shape[a] - 1) * layer.strides[a] + (layer.kernel_size[a] - 1)
+            * layer.dilation_rate[a] + 1 for a in (0, 1)]
+    before = [pads[0] for _, pads in geometry]
+    after = [full[a] - before[a] - geometry[a][0] for a in (0, 1)]  # negative: added rows
+    symmetric_extra = [before[a] - after[a] for a in (0, 1)]
+    limit = [max(s, d) for s, d in zip(layer.strides, layer.dilation_rate, strict=True)]
+    symmetric = all(0 <= symmetric_extra[a] < limit[a] for a in (0, 1))
+    conv = nn.ConvTranspose2d(
+        shape[2], layer.filters, layer.kernel_size, layer.strides,
+        padding=tuple(before) if symmetric else 0,
+        output_padding=tuple(symmetric_extra) if symmetric else tuple(max(-a, 0) for a in after),
+        dilation=layer.dilation_rate, bias=layer.use_bias, dtype=dtype)
+    w = layer.get_weights()
+    _set(conv, dtype, weight=w["kernel"].transpose(3, 2, 0, 1))  # (C, filters, kh, kw)
     if layer.use_bias:
         _set(conv, dtype, bias=w["bias"])
-    return [conv] if symmetric else [nn.ZeroPad2d((left, right, top, bottom)), conv]
+    if symmetric:
+        return [conv]
+    crop = (-before[1], -max(after[1], 0), -before[0], -max(after[0], 0))
+    return [conv, nn.ConstantPad2d(crop, 0.0)]
 
 
 def _pool(layer: layers.MaxPool2D | layers.AvgPool2D, shape: tuple) -> list[nn.Module]:
@@ -211,6 +266,10 @@ def _modules(layer: layers.Layer, shape: tuple, dtype: torch.dtype,
     kind = type(layer)
     if kind is layers.Conv2D:
         return _conv(layer, shape, dtype)
+    if kind in (layers.DepthwiseConv2D, layers.SeparableConv2D):
+        return _depthwise(layer, shape, dtype)
+    if kind is layers.Conv2DTranspose:
+        return _conv_transpose(layer, shape, dtype)
     if kind in (layers.MaxPool2D, layers.AvgPool2D):
         return _pool(layer, shape)
     if kind in (layers.GlobalAvgPool2D, layers.GlobalMaxPool2D):

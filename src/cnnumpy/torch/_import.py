@@ -82,12 +82,34 @@ def _read(source: Any) -> list[_Source]:
                     f"path of a .safetensors/.pt file, received {type(source).__name__}")
 
 
-def _torch_shapes(layer: layers.Layer) -> dict[str, tuple[int, ...]]:
-    """The PyTorch tensors a layer needs, with their PyTorch shapes."""
+_DEPTHWISE = (layers.DepthwiseConv2D, layers.SeparableConv2D)
+
+
+def _parts(layer: layers.Layer) -> tuple[str | None, ...]:
+    """The PyTorch modules one layer takes its weights from: a SeparableConv2D two (its
+    depthwise and pointwise nn.Conv2d), every other layer one."""
+    return ("depthwise", "pointwise") if type(layer) is layers.SeparableConv2D else (None,)
+
+
+def _depthwise_shapes(layer: layers.Layer, part: str | None) -> dict[str, tuple[int, ...]]:
+    """PyTorch shapes of a DepthwiseConv2D or of one part of a SeparableConv2D."""
+    w = layer.get_weights()
+    if part == "pointwise":
+        _, _, cm, f = w["pointwise_kernel"].shape
+        return {"weight": (f, cm, 1, 1), **({"bias": (f,)} if "bias" in w else {})}
+    kh, kw, c, m = w["kernel" if part is None else "depthwise_kernel"].shape
+    has_bias = part is None and "bias" in w
+    return {"weight": (c * m, 1, kh, kw), **({"bias": (c * m,)} if has_bias else {})}
+
+
+def _torch_shapes(layer: layers.Layer, part: str | None = None) -> dict[str, tuple[int, ...]]:
+    """The PyTorch tensors a layer (or one part of it) needs, with their PyTorch shapes."""
     w = layer.get_weights()
     if type(layer) is layers.BatchNormalization:
         return dict.fromkeys(("weight", "bias", "running_mean", "running_var"), w["gamma"].shape)
-    if type(layer) is layers.Conv2D:
+    if type(layer) in _DEPTHWISE:
+        return _depthwise_shapes(layer, part)
+    if type(layer) in (layers.Conv2D, layers.Conv2DTranspose):  # transpose: (C, F, kh, kw)
         kh, kw, cg, f = w["kernel"].shape
         shapes = {"weight": (f, cg, kh, kw)}
     else:  # Dense: nn.Linear, or a 1x1 nn.Conv2d on the channels of an image
@@ -102,7 +124,9 @@ def _expected_module(layer: layers.Layer) -> tuple[type, ...]:
     image = len(layer.input_shape) == 3
     if type(layer) is layers.BatchNormalization:
         return (nn.BatchNorm2d,) if image else (nn.BatchNorm1d,)
-    return (nn.Conv2d,) if type(layer) is layers.Conv2D or image else (nn.Linear,)
+    if type(layer) is layers.Conv2DTranspose:
+        return (nn.ConvTranspose2d,)
+    return (nn.Conv2d,) if type(layer) in (layers.Conv2D, *_DEPTHWISE) or image else (nn.Linear,)
 
 
 def _torch_pads(conv: nn.Conv2d, extra: tuple[int, int, int, int]) -> tuple:
@@ -115,22 +139,30 @@ def _torch_pads(conv: nn.Conv2d, extra: tuple[int, int, int, int]) -> tuple:
     return ((pairs[0][0] + top, pairs[0][1] + bottom), (pairs[1][0] + left, pairs[1][1] + right))
 
 
-def _config_problems(layer: layers.Layer, src: _Source) -> list[str]:
-    """Differences in the settings that change outputs (only known for a module source)."""
-    mod, where = src.module, f"{layer.label} <- {src.label}"
+def _config_problems(layer: layers.Layer, src: _Source, part: str | None = None) -> list[str]:
+    """Differences in the settings that change outputs (only known for a module source).
+    For Conv2DTranspose the strides, dilation and groups (where its output starts depends
+    on modules after it too)."""
+    mod, where = src.module, f"{_label(layer, part)} <- {src.label}"
     if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if not math.isclose(mod.eps, layer.epsilon, rel_tol=1e-6):
             return [f"{where}: eps={mod.eps:g} but epsilon={layer.epsilon:g}; create the layer "
                     f"with BatchNormalization(epsilon={mod.eps:g})"]
         return []
-    if type(layer) is not layers.Conv2D:
+    if type(layer) not in (layers.Conv2D, layers.Conv2DTranspose, *_DEPTHWISE):
         return []
-    ours = {"stride": layer.strides, "dilation": layer.dilation_rate, "groups": layer.groups,
+    groups = layer.input_shape[2] if type(layer) in _DEPTHWISE else getattr(layer, "groups", 1)
+    ours = {"stride": layer.strides, "dilation": layer.dilation_rate, "groups": groups,
             "padding_mode": "zeros",
             "padding": resolve_padding(layer.padding, layer.input_shape[:2], layer.kernel_size,
                                        layer.strides, layer.dilation_rate)}
     theirs = {"stride": mod.stride, "dilation": mod.dilation, "groups": mod.groups,
               "padding_mode": mod.padding_mode, "padding": _torch_pads(mod, src.pads)}
+    if part == "pointwise":
+        ours = {"stride": (1, 1), "dilation": (1, 1), "groups": 1, "padding_mode": "zeros",
+                "padding": ((0, 0), (0, 0))}
+    elif type(layer) is layers.Conv2DTranspose:
+        del ours["padding"]
     return [f"{where}: {key} {theirs[key]!r} differs from cnnumpy's {ours[key]!r}"
             for key in ours if _plain(ours[key]) != _plain(theirs[key])]
 
@@ -139,23 +171,27 @@ def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, (tuple, list)) else value
 
 
-def _problems(layer: layers.Layer, src: _Source) -> list[str]:
-    where = f"{layer.label} <- {src.label}"
+def _label(layer: layers.Layer, part: str | None) -> str:
+    return layer.label if part is None else f"{layer.label} ({part})"
+
+
+def _problems(layer: layers.Layer, src: _Source, part: str | None = None) -> list[str]:
+    where = f"{_label(layer, part)} <- {src.label}"
     if src.module is not None and not isinstance(src.module, _expected_module(layer)):
         return [f"{where}: expected a {' or '.join(c.__name__ for c in _expected_module(layer))}"]
-    expected, found = _torch_shapes(layer), src.tensors
+    expected, found = _torch_shapes(layer, part), src.tensors
     optional = {"weight", "bias"} if type(layer) is layers.BatchNormalization else set()
     problems = [f"{where}: missing {k!r}" for k in expected
                 if k not in found and not (k in optional and not optional & found.keys())]
     problems += [f"{where}: unexpected {k!r}" for k in found if k not in expected]
     problems += [f"{where}: {k!r} has shape {tuple(found[k].shape)}, expected {shape}"
                  for k, shape in expected.items() if k in found and found[k].shape != shape]
-    return problems + (_config_problems(layer, src) if src.module is not None else [])
+    return problems + (_config_problems(layer, src, part) if src.module is not None else [])
 
 
-def _convert(layer: layers.Layer, t: dict[str, np.ndarray],
-             flattened: tuple | None) -> dict[str, np.ndarray]:
-    """PyTorch tensors (already checked) to the layer's weights."""
+def _convert(layer: layers.Layer, t: dict[str, np.ndarray], flattened: tuple | None,
+             part: str | None = None) -> dict[str, np.ndarray]:
+    """PyTorch tensors (already checked) to the layer's weights (those of ``part``)."""
     def chw_to_hwc(v: np.ndarray) -> np.ndarray:  # one flattened feature vector per row
         if flattened is None:
             return v
@@ -168,8 +204,16 @@ def _convert(layer: layers.Layer, t: dict[str, np.ndarray],
                   t["running_var"])
         return {k: chw_to_hwc(v) for k, v in zip(
             ("gamma", "beta", "moving_mean", "moving_variance"), values, strict=True)}
-    if type(layer) is layers.Conv2D:
+    if type(layer) in (layers.Conv2D, layers.Conv2DTranspose):
         weights = {"kernel": t["weight"].transpose(2, 3, 1, 0)}
+    elif type(layer) in _DEPTHWISE:  # (C * M, 1, kh, kw) -> (kh, kw, C, M)
+        kernel = t["weight"].transpose(2, 3, 1, 0)
+        if part == "pointwise":
+            weights = {"pointwise_kernel": kernel}
+        else:
+            c = layer.input_shape[2]
+            kernel = kernel.reshape(*kernel.shape[:2], c, -1)
+            weights = {"kernel" if part is None else "depthwise_kernel": kernel}
     else:
         weights = {"kernel": chw_to_hwc(t["weight"].reshape(t["weight"].shape[0], -1)).T}
     if "bias" in t:
@@ -180,9 +224,11 @@ def _convert(layer: layers.Layer, t: dict[str, np.ndarray],
 def from_torch(source: Any, model: Any) -> Any:
     """Load PyTorch weights into a built cnnumpy model; return the model.
 
-    The layers with weights (Conv2D, Dense, BatchNormalization) are matched, in order, to the
-    PyTorch modules with weights (Conv2d, Linear, BatchNorm2d/1d) or, for a state dict, to the
-    key prefixes (``features.0`` for ``features.0.weight``). Everything is checked before
+    The layers with weights (Conv2D, Dense, BatchNormalization, DepthwiseConv2D,
+    SeparableConv2D, Conv2DTranspose) are matched, in order, to the PyTorch modules with
+    weights (Conv2d, Linear, BatchNorm2d/1d; a grouped Conv2d for depthwise, two Conv2d for
+    separable, depthwise then 1x1; ConvTranspose2d) or, for a state dict, to the key prefixes
+    (``features.0`` for ``features.0.weight``). Everything is checked before
     anything is loaded, and all problems are reported together.
 
     Args:
@@ -207,20 +253,23 @@ def from_torch(source: Any, model: Any) -> Any:
         elif type(layer) is layers.Reshape:  # to_torch's Reshape restores cnnumpy's order
             flattened = None
         elif layer.get_weights():
-            targets.append(layer)
-            flat_before.append(flattened)
+            targets += [(layer, part) for part in _parts(layer)]
+            flat_before += [flattened] * len(_parts(layer))
             flattened = None if type(layer) is layers.Dense else flattened
     problems = []
     if len(sources) != len(targets):
         problems.append(f"the model has {len(targets)} layers with weights "
-                        f"({', '.join(t.label for t in targets)}) but the PyTorch source has "
+                        f"({', '.join(_label(*t) for t in targets)}) but the PyTorch source has "
                         f"{len(sources)} ({', '.join(s.label for s in sources)})")
-    for layer, src in zip(targets, sources, strict=False):
-        problems += _problems(layer, src)
+    for (layer, part), src in zip(targets, sources, strict=False):
+        problems += _problems(layer, src, part)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ValueError(f"cnnumpy.torch.from_torch: the weights do not fit the model ({count}):"
                          + "".join(f"\n  - {p}" for p in problems))
-    for layer, src, flat in zip(targets, sources, flat_before, strict=True):
-        layer.set_weights(_convert(layer, src.tensors, flat))
+    weights: dict[layers.Layer, dict[str, np.ndarray]] = {}
+    for (layer, part), src, flat in zip(targets, sources, flat_before, strict=True):
+        weights.setdefault(layer, {}).update(_convert(layer, src.tensors, flat, part))
+    for layer, values in weights.items():
+        layer.set_weights(values)
     return model
