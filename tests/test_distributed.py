@@ -111,6 +111,18 @@ def test_importing_cnnumpy_does_not_import_mpi4py():
     assert out.stdout.split() == ["1", "False"]
 
 
+def test_cli_under_a_launcher_without_mpi4py_prints_one_line_not_a_traceback():
+    code = ("import sys; sys.modules['mpi4py'] = None; from cnnumpy.cli import main; "
+            "sys.exit(main(['train', '--distributed']))")
+    env = {**os.environ, "CNNUMPY_MPI": "1"}  # as if mpirun had started it
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "cnnumpy train: error: cnnumpy.distributed: this process was started by an MPI "
+        'launcher but mpi4py is not installed; pip install "cnnumpy[mpi]"']
+
+
 def test_without_mpi_distributed_fit_is_ordinary_training():
     assert (distributed.size(), distributed.rank(), distributed.is_root()) == (1, 0, True)
     a = np.arange(6.0).reshape(2, 3)
@@ -243,6 +255,10 @@ def test_cli_train_distributed(tmp_path):
     # without t10k files a sixth (8 of 48) is held out as the test set; rank 0 alone prints
     assert proc.stdout.count("holding out the last 8 images") == 1
     assert proc.stdout.count("Training on 40 images") == 1
+    # Open MPI gives ranks a zero-width terminal: one line per epoch there, not a blank bar
+    epochs = [line for line in proc.stdout.replace("\r", "\n").splitlines()
+              if line.startswith("Epoch ")]
+    assert [line.split(" - ")[0] for line in epochs] == ["Epoch 1/2", "Epoch 2/2"], proc.stdout
     assert proc.stdout.count("Saved model") == 1
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == \
         ["epoch-001.safetensors", "epoch-002.safetensors"]

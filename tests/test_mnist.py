@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 import cnnumpy
 from cnnumpy import layers
-from cnnumpy.datasets import load_idx
+from cnnumpy.datasets import load_mnist_sample
 from cnnumpy.optimizers.schedules import CosineDecay
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist-10k")
 
 
 def lenet():
@@ -28,13 +24,8 @@ def lenet():
 
 
 @pytest.mark.slow
-def test_lenet_reaches_97_percent_on_mnist_10k():
-    if not os.path.isdir(DATA):
-        pytest.skip(f"shared MNIST data not found at {DATA}")
-    x_train, y_train = load_idx(os.path.join(DATA, "train-images-idx3-ubyte.gz"),
-                                os.path.join(DATA, "train-labels-idx1-ubyte.gz"))
-    x_test, y_test = load_idx(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"),
-                              os.path.join(DATA, "t10k-labels-idx1-ubyte.gz"))
+def test_lenet_reaches_97_percent_on_the_bundled_10k_digits():
+    (x_train, y_train), (x_test, y_test) = load_mnist_sample()
     assert x_train.shape == (8000, 28, 28, 1) and x_test.shape == (2000, 28, 28, 1)
     cnnumpy.set_seed(0)
     model = lenet()

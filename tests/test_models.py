@@ -1,17 +1,13 @@
-"""The ready-made models: vgg-small's structure, its augmentation, one step on Fashion images."""
+"""The ready-made models: vgg-small's structure, its augmentation, one step on real images."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 
 import cnnumpy
 from cnnumpy import layers, models
-from cnnumpy.datasets import load_idx
-
-FASHION = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "fashion-mnist")
+from cnnumpy.datasets import load_mnist_sample
 
 
 def test_vgg_small_pools_its_one_full_resolution_convolution_before_normalizing():
@@ -48,11 +44,8 @@ def training_loss(model: cnnumpy.Sequential, x: np.ndarray, y: np.ndarray) -> fl
     return float(model.loss(y, model.forward(x, training=True)))
 
 
-def test_one_training_step_on_fashion_images_lowers_the_loss():
-    if not os.path.isdir(FASHION):
-        pytest.skip(f"shared Fashion-MNIST data not found at {FASHION}")
-    x, y = load_idx(os.path.join(FASHION, "train-images-idx3-ubyte.gz"),
-                    os.path.join(FASHION, "train-labels-idx1-ubyte.gz"))
+def test_one_training_step_on_real_images_lowers_the_loss():
+    (x, y), _ = load_mnist_sample()  # real 28x28 digits bundled with the package
     x, y = x[:32], y[:32]
     cnnumpy.set_seed(0)
     model = models.with_augmentation(models.get("vgg-small", x.shape[1:], 10))

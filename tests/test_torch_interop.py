@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -15,8 +13,6 @@ torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 from cnnumpy.torch import from_torch, to_torch  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-MNIST_10K = os.path.join(ROOT, "..", "shared", "data", "mnist-10k")
 ACTIVATIONS = ["relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", None]
 TORCH_ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01),
                      "elu": nn.ELU, "gelu": lambda: nn.GELU(approximate="tanh"),
@@ -284,13 +280,10 @@ def train_lenet_in_torch(x_train, y_train):
     return net.eval()
 
 
-@pytest.mark.skipif(not os.path.isdir(MNIST_10K), reason=f"no MNIST data at {MNIST_10K}")
 def test_model_trained_in_torch_keeps_its_accuracy():
-    from cnnumpy.datasets import load_idx
+    from cnnumpy.datasets import load_mnist_sample
 
-    files = {part: [os.path.join(MNIST_10K, f"{part}-{kind}-idx{d}-ubyte.gz")
-                    for kind, d in (("images", 3), ("labels", 1))] for part in ("train", "t10k")}
-    (x_train, y_train), (x_test, y_test) = (load_idx(*files[p]) for p in ("train", "t10k"))
+    (x_train, y_train), (x_test, y_test) = load_mnist_sample()  # real digits, in the package
     net = train_lenet_in_torch(x_train, y_train)
     torch_pred = run_torch(net, x_test).argmax(axis=1)
     model = cnnumpy.Sequential([

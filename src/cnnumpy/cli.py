@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"cnnumpy {args.command}: error: {message}", file=sys.stderr)
-        if getattr(args, "distributed", False) and distributed.size() > 1:
+        if getattr(args, "distributed", False) and distributed.joined():
             distributed.abort("stopping every rank")  # the others must not wait for this one
         return 1
     except KeyboardInterrupt:

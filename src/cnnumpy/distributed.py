@@ -58,7 +58,7 @@ def init(timeout: float | None = None) -> int:
     300) bounds every collective wait; past it the job is aborted.
 
     Raises:
-        RuntimeError: launched by an MPI launcher, but mpi4py is not installed.
+        ImportError: launched by an MPI launcher, but mpi4py is not installed.
     """
     if _world.initialized:
         if timeout is not None and _world.watchdog is not None:
@@ -68,9 +68,9 @@ def init(timeout: float | None = None) -> int:
         try:
             from mpi4py import MPI
         except ImportError:
-            raise RuntimeError('cnnumpy.distributed: this process was started by an MPI '
-                               'launcher but mpi4py is not installed; pip install '
-                               '"cnnumpy[mpi]"') from None
+            raise ImportError('cnnumpy.distributed: this process was started by an MPI '
+                              'launcher but mpi4py is not installed; pip install '
+                              '"cnnumpy[mpi]"') from None
         _world.comm = MPI.COMM_WORLD
         _world.rank, _world.size = _world.comm.Get_rank(), _world.comm.Get_size()
         if _world.size > 1:
@@ -95,6 +95,11 @@ def rank() -> int:
 def size() -> int:
     """The number of ranks (1 without MPI)."""
     return init()
+
+
+def joined() -> bool:
+    """True once :func:`init` has joined a job of more than one rank (never calls it)."""
+    return _world.size > 1
 
 
 def is_root() -> bool:

@@ -4,6 +4,7 @@ and ``predict`` are in :mod:`cnnumpy.inputs`."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -27,13 +28,29 @@ def iterate_batches(n: int, batch_size: int, where: str,
         yield slice(start, stop) if order is None else order[start:stop]
 
 
+def _live_display() -> bool:
+    """True when stdout can show a live bar: a terminal with a width, or a notebook.
+
+    A file, a pipe, and the zero-width terminal Open MPI gives its ranks cannot.
+    """
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stdout.isatty() and os.get_terminal_size(sys.stdout.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class _Progress:
     """Per-epoch progress: a tqdm bar (verbose=1) or one line per epoch (verbose=2).
 
     The bar shows images done, images per second, the ETA, and the running loss and metrics.
+    Where stdout cannot show a bar (see :func:`_live_display`), verbose=1 prints the lines.
     """
 
     def __init__(self, verbose: int, epoch: int, epochs: int, n: int) -> None:
+        if verbose == 1 and not _live_display():
+            verbose = 2
         self.verbose, self.n = verbose, n
         self.start = time.perf_counter()
         self.prefix = f"Epoch {epoch + 1}/{epochs}"

@@ -1,7 +1,8 @@
 """MNIST-style downloads against a real HTTP server on 127.0.0.1 (never the real network).
 
-The server hands out the real digits of ``../shared/data/mnist-10k``; the tests substitute
-those files' SHA-256 sums for the pinned ones.
+The server hands out the real digits bundled with the package (``cnnumpy/datasets/data``, the
+files of ``load_mnist_sample``); the tests substitute those files' SHA-256 sums for the pinned
+ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cnnumpy.datasets
 from cnnumpy.datasets import (
     CHECKSUMS,
     FILES,
@@ -31,7 +33,7 @@ from cnnumpy.datasets import (
     load_mnist_sample,
 )
 
-SOURCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist-10k"
+SOURCE = Path(cnnumpy.datasets.__file__).resolve().parent / "data"  # the bundled digits
 LABELS = "train-labels-idx1-ubyte.gz"
 
 
@@ -55,8 +57,6 @@ def offline(monkeypatch):
 
 @pytest.fixture(scope="module")
 def files():
-    if not all((SOURCE / f).is_file() for f in FILES):
-        pytest.skip(f"the real MNIST files are not in {SOURCE} (shared/data beside the repo)")
     return {f: (SOURCE / f).read_bytes() for f in FILES}
 
 

@@ -302,7 +302,7 @@ def to_torch(model: Any) -> nn.Sequential:
     It takes NCHW images (``x.permute(0, 3, 1, 2)`` of what ``predict`` takes) and returns
     what ``predict`` returns, except that image outputs are NCHW. Its dtype is the model's.
     ``BatchNorm`` momentum is ``1 - momentum``; ``Dropout`` keeps its rate; augmentation
-    layers become ``Identity`` (RandomCrop: the center window, via ``ZeroPad2d``).
+    layers become ``Identity`` (RandomCrop: the center window, via ``ConstantPad2d``).
 
     Raises:
         ValueError: the model is not built, or a layer has no PyTorch equivalent (named).
