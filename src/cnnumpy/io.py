@@ -102,6 +102,33 @@ def _model_bytes(model: Any, include_optimizer: bool = True) -> bytes:
     return save(tensors, metadata=metadata)
 
 
+_MAGIC = [  # (first bytes, what a file starting with them is)
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
+    (b"\x1f\x8b", "a gzip file"), (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"), (b"%PDF", "a PDF document"),
+]
+
+
+def _looks_like(data: bytes) -> str | None:
+    """What a file that is not a safetensors file looks like, from its first bytes, or None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    head = data[:1024]
+    if head[:1] == b"\x08" and (b"onnx" in head.lower() or head[2:3] in (b"\x12", b"\x3a")):
+        return "an ONNX file"  # a protobuf ModelProto: ir_version, then producer or graph
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the sample
+            return None
+        text = head[:exc.start].decode("utf-8")
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return "JSON text" if text.lstrip()[:1] in ("{", "[") else "a text file"
+    return None
+
+
 def _parse_header(data: bytes, path: str) -> dict[str, str]:
     """Check the framing before the safetensors parser sees the bytes; return the metadata."""
     n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else 0
@@ -109,14 +136,21 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
     if not (framed and data[8:9] == b"{"):
         if data[:1] == b"\x80" or data[:2] == b"PK":
             kind = "a pickle" if data[:1] == b"\x80" else "a zip/npz archive"
+            if kind != "a pickle" and b"data.pkl" in data[:4096]:
+                kind = "a PyTorch .pt file (a zip archive holding a pickle)"
             raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles "
                                    "can run arbitrary code when opened, so cnnumpy never loads "
                                    "them")
+        kind = _looks_like(data) if len(data) >= 8 else None
+        if kind is not None:
+            raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file "
+                                   "(a .safetensors file written by cnnumpy)")
     if len(data) < 8:
         raise ModelFormatError(f"{path}: too short to be a model file ({len(data)} bytes)")
     if not framed:
-        raise ModelFormatError(f"{path}: declared header length {n} is larger than "
-                               f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'}")
+        raise ModelFormatError(f"{path}: not a cnnumpy model file (its first 8 bytes declare a "
+                               f"header length of {n} bytes, larger than "
+                               f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'})")
     try:
         text = data[8:8 + n].decode("utf-8")
     except UnicodeDecodeError:
