@@ -92,3 +92,12 @@ def test_the_temporary_file_is_private_until_renamed(tmp_path, umask, monkeypatc
     files.atomic_write(str(tmp_path / "f.bin"), b"data")
     assert seen == [0o600, 0o666 & ~umask]
     assert (tmp_path / "f.bin").read_bytes() == b"data"
+
+
+def test_the_umask_is_found_without_proc_too(umask, monkeypatch):
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(files, "open", no_proc, raising=False)  # as on macOS or Windows
+    assert files._umask() == umask
+    assert os.umask(umask) == umask  # and it was left as it was

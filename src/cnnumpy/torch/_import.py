@@ -203,8 +203,8 @@ def from_torch(source: Any, model: Any) -> Any:
 
     The layers with weights (Conv2D, Dense, BatchNormalization) are matched, in order, to the
     PyTorch modules with weights (Conv2d, Linear, BatchNorm2d/1d) or, for a state dict, to the
-    key prefixes (``features.0`` for ``features.0.weight``). Everything is checked before
-    anything is loaded, and all problems are reported together.
+    key prefixes (``features.0`` for ``features.0.weight``), numbered modules in numeric order.
+    Everything is checked before anything is loaded, and all problems are reported together.
 
     Args:
         source: a ``torch.nn.Module`` (its settings are checked too: kinds, strides,
