@@ -84,7 +84,7 @@ CASES = [
      "--checkpoint-dir 'afile': cannot create the folder"),
     (["train", "--data", "idx", "--plot", "missing/c.png"], 1, "--plot 'missing/c.png'"),
     # --- evaluate, predict, summary, visualize, export
-    (["evaluate", "garbage.safetensors"], 1, "garbage.safetensors: declared header length"),
+    (["evaluate", "garbage.safetensors"], 1, "garbage.safetensors: not a cnnumpy model file"),
     (["evaluate", "short.safetensors"], 1, "short.safetensors: tensor 'layers.2.kernel'"),
     (["evaluate", MODEL, "--data", "idx9"], 1, "labels from 0 to 8, but the model"),
     (["evaluate", MODEL, "--data", "idx", "--plot", "missing/cm.png"], 1, "--plot"),

@@ -165,3 +165,47 @@ def test_a_process_killed_while_saving_never_leaves_a_broken_file(tmp_path):
         model = load_model(str(path))  # whatever was last renamed into place is whole
         bias = model.layers[0].params["bias"]
         assert np.all(bias == bias[0]) and bias[0] >= 1
+
+
+def _zip(entry: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr(entry, b"\x80\x02}q\x00.")
+    return buffer.getvalue()
+
+
+NOT_MODELS = {
+    "photo.png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(40), "a PNG image"),
+    "photo.jpg": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(40), "a JPEG image"),
+    "anim.gif": (b"GIF89a" + bytes(40), "a GIF image"),
+    "model.pkl": (pickle.dumps({"w": [1.0] * 20}), "a pickle"),
+    "model.pt": (_zip("archive/data.pkl"), "a PyTorch .pt file"),
+    "arrays.npz": (_zip("w.npy"), "a zip/npz archive"),
+    "model.onnx": (b"\x08\x08\x12\x07pytorch\x1a\x032.1:\x9a\x01" + bytes(40), "an ONNX file"),
+    "data.gz": (b"\x1f\x8b\x08\x00" + bytes(40), "a gzip file"),
+    "notes.txt": (b"A model trained on digits, accuracy 99%.\n", "a text file"),
+    "config.json": (b'{"name": "lenet", "layers": []}\n', "JSON text"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_MODELS))
+def test_a_file_that_is_not_a_model_says_what_it_looks_like(tmp_path, name):
+    data, kind = NOT_MODELS[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ModelFormatError) as info:
+        load_model(str(path))
+    assert f"{path}: this is {kind}" in str(info.value)
+    assert "not a cnnumpy model file" in str(info.value)
+
+
+def test_summary_of_a_photo_says_it_is_not_a_model(tmp_path):
+    (tmp_path / "photo.png").write_bytes(NOT_MODELS["photo.png"][0])
+    result = subprocess.run([sys.executable, "-m", "cnnumpy", "summary", "photo.png"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "photo.png: this is a PNG image, not a cnnumpy model" in lines[0]

@@ -48,6 +48,8 @@ def _loads(text: str, what: str, path: str) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicates)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{path}: {what}: {exc}") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: {what} is nested too deeply") from None
     except ValueError as exc:
         raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
 
@@ -109,14 +111,23 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
     if not (framed and data[8:9] == b"{"):
         if data[:1] == b"\x80" or data[:2] == b"PK":
             kind = "a pickle" if data[:1] == b"\x80" else "a zip/npz archive"
+            if kind != "a pickle" and b"data.pkl" in data[:4096]:
+                kind = "a PyTorch .pt file (a zip archive holding a pickle)"
             raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles "
                                    "can run arbitrary code when opened, so cnnumpy never loads "
                                    "them")
+        from cnnumpy.model_file import looks_like
+
+        kind = looks_like(data) if len(data) >= 8 else None
+        if kind is not None:
+            raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file "
+                                   "(a .safetensors file written by cnnumpy)")
     if len(data) < 8:
         raise ModelFormatError(f"{path}: too short to be a model file ({len(data)} bytes)")
     if not framed:
-        raise ModelFormatError(f"{path}: declared header length {n} is larger than "
-                               f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'}")
+        raise ModelFormatError(f"{path}: not a cnnumpy model file (its first 8 bytes declare a "
+                               f"header length of {n} bytes, larger than "
+                               f"{'the limit' if n > MAX_HEADER_BYTES else 'the file'})")
     try:
         text = data[8:8 + n].decode("utf-8")
     except UnicodeDecodeError:
@@ -199,7 +210,7 @@ def load_model(path: str, compile: bool = True) -> Any:
             arrays disagree with its config (all disagreements listed in one message).
     """
     from cnnumpy import losses, optimizers
-    from cnnumpy.model import Sequential
+    from cnnumpy.model_file import build_model
 
     meta, tensors = _read_tensors(path)
     if meta.get("format") != FORMAT:
@@ -211,13 +222,7 @@ def load_model(path: str, compile: bool = True) -> Any:
         raise ModelFormatError(f"{path}: written by a newer cnnumpy (format_version {version}); "
                                f"this version reads up to {FORMAT_VERSION}")
     config = _loads(meta.get("model_config", ""), "model_config", path)
-    try:
-        model = Sequential.from_config(config)
-        dtypes = {a.dtype for k, a in tensors.items() if k.startswith("layers.")}
-        model.build(dtype=dtypes.pop() if len(dtypes) == 1 else None)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ModelFormatError(f"{path}: bad model_config: {exc}") from None
-    _assign_weights(model, tensors, path)
+    model = build_model(config, tensors, path)  # every shape checked before any allocation
     epoch = meta.get("epoch", "0")
     model.epoch = int(epoch) if epoch.isdigit() else 0
     model.rng_state = _rng_state(meta, path)
@@ -248,30 +253,6 @@ def _rng_state(meta: dict[str, str], path: str) -> dict | None:
             or not all(isinstance(inner.get(k), int) for k in ("state", "inc"))):
         raise ModelFormatError(f"{path}: rng_state is not a PCG64 generator state")
     return state
-
-
-def _assign_weights(model: Any, tensors: dict[str, np.ndarray], path: str) -> None:
-    problems = []
-    expected = {f"layers.{i}.{name}": (layer, name, arr.shape)
-                for i, layer in enumerate(model.layers)
-                for name, arr in layer.get_weights().items()}
-    for key, (layer, _, shape) in expected.items():
-        if key not in tensors:
-            problems.append(f"missing tensor {key!r} ({layer.label})")
-        elif tensors[key].shape != shape:
-            problems.append(f"tensor {key!r} has shape {tensors[key].shape}, "
-                            f"{layer.label} expects {shape}")
-        elif tensors[key].dtype not in (np.float32, np.float64):
-            problems.append(f"tensor {key!r} has dtype {tensors[key].dtype}, expected a float")
-    problems += [f"unexpected tensor {k!r}" for k in tensors
-                 if k.startswith("layers.") and k not in expected]
-    problems += [f"unexpected tensor {k!r}" for k in tensors
-                 if not k.startswith(("layers.", "optimizer."))]
-    if problems:
-        raise ModelFormatError(f"{path}: weights do not match the model config: "
-                               + "; ".join(problems))
-    for i, layer in enumerate(model.layers):
-        layer.set_weights({name: tensors[f"layers.{i}.{name}"] for name in layer.get_weights()})
 
 
 def _assign_optimizer_state(model: Any, tensors: dict[str, np.ndarray], meta: dict) -> None:

@@ -11,9 +11,11 @@ A layer's life, as in Keras 3:
 Shapes given to ``build`` and ``compute_output_shape`` are per-sample (no batch axis), as in
 ``input_shape=(28, 28, 1)``; a leading ``None`` for the batch axis is accepted and kept.
 
-Subclasses implement ``_create_weights(input_shape)``, ``_output_shape(input_shape)``,
-``call(x, training)`` and ``call_backward(dy)``; the base adds input checks, lazy building,
-the optional activation and the config round trip.
+Subclasses implement ``_output_shape(input_shape)``, ``call(x, training)`` and
+``call_backward(dy)``; a layer with weights also ``weight_shapes(input_shape)`` (the shape of
+each array, computed without allocating) and ``_initial_value(name, shape)``. The base adds
+input checks, lazy building, building from given arrays (a model file's), the optional
+activation and the config round trip.
 """
 
 from __future__ import annotations
@@ -109,19 +111,53 @@ class Layer:
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
 
-    def build(self, input_shape: Any) -> None:
-        """Create the weights for inputs of the given per-sample shape."""
+    state_names: tuple[str, ...] = ()
+    """The names in :meth:`weight_shapes` that are non-trainable state, not params."""
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of every array ``build(input_shape)`` makes, params then state.
+
+        Computed from the config alone, without allocating anything, so that a model file's
+        tensors can be checked against its config before any weight exists.
+        """
+        return {}
+
+    def build(self, input_shape: Any, weights: dict[str, Any] | None = None) -> None:
+        """Create the weights for inputs of the given per-sample shape.
+
+        Args:
+            input_shape: the per-sample input shape.
+            weights: arrays to use instead of initial values (as from a model file): their
+                names and shapes must be those of :meth:`weight_shapes`; nothing is drawn
+                from the random generator.
+        """
         _, shape = self._split_batch(input_shape)
         self._output_shape(shape)  # validates the shape, raising a ValueError naming the layer
         if self.dtype is None:
             self.dtype = backend.floatx()
-        self.input_shape = shape
-        self._create_weights(shape)
+        if weights is None:
+            self.input_shape = shape
+            self._create_weights(shape)
+        else:
+            expected = self.weight_shapes(shape)
+            self._check_weights(weights, expected)
+            self.input_shape = shape
+            for name in expected:
+                target = self.state if name in self.state_names else self.params
+                target[name] = xp.array(weights[name], dtype=self.dtype)
         self.grads = {k: None for k in self.params}
         self.built = True
 
     def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        """Fill ``self.params`` (and ``self.state``); layers without weights do nothing."""
+        """Fill ``self.params`` and ``self.state`` with initial values, of the shapes
+        :meth:`weight_shapes` gives."""
+        for name, shape in self.weight_shapes(input_shape).items():
+            target = self.state if name in self.state_names else self.params
+            target[name] = self._initial_value(name, shape)
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        """The initial array for the weight ``name`` of the given shape."""
+        raise NotImplementedError(f"{self.label}: no initial value for {name!r}")
 
     def count_params(self) -> int:
         """Number of weights, trainable and not (BatchNormalization's moving statistics count)."""
@@ -141,18 +177,20 @@ class Layer:
         """Replace the layer's arrays; names, shapes and dtypes must match the built layer."""
         if not self.built:
             raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
-        expected = self.get_weights()
-        problems = [f"missing {k!r}" for k in expected if k not in weights]
-        problems += [f"unexpected {k!r}" for k in weights if k not in expected]
-        for k, arr in weights.items():
-            if k in expected and tuple(np.shape(arr)) != expected[k].shape:
-                problems.append(f"{k!r} has shape {tuple(np.shape(arr))}, "
-                                f"expected {expected[k].shape}")
-        if problems:
-            raise ValueError(f"{self.label}: weights do not match: " + "; ".join(problems))
+        self._check_weights(weights, {k: v.shape for k, v in self.get_weights().items()})
         for k, arr in weights.items():
             target = self.params if k in self.params else self.state
             target[k] = xp.array(arr, dtype=self.dtype)
+
+    def _check_weights(self, weights: dict[str, Any], expected: dict[str, tuple]) -> None:
+        problems = [f"missing {k!r}" for k in expected if k not in weights]
+        problems += [f"unexpected {k!r}" for k in weights if k not in expected]
+        for k, arr in weights.items():
+            if k in expected and tuple(np.shape(arr)) != tuple(expected[k]):
+                problems.append(f"{k!r} has shape {tuple(np.shape(arr))}, "
+                                f"expected {tuple(expected[k])}")
+        if problems:
+            raise ValueError(f"{self.label}: weights do not match: " + "; ".join(problems))
 
     # ----- forward and backward --------------------------------------------------------------
     def _check_input(self, x: Any) -> Any:

@@ -103,12 +103,14 @@ class Conv2D(Layer):
                 f"{(height + top + bottom, width + left + right)}")
         return out_h, out_w, self.filters
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        shape = (*self.kernel_size, input_shape[2] // self.groups, self.filters)
-        init = initializers.get(self.kernel_initializer)
-        self.params["kernel"] = init(shape, dtype=self.dtype)
-        if self.use_bias:
-            self.params["bias"] = initializers.zeros((self.filters,), dtype=self.dtype)
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        shapes = {"kernel": (*self.kernel_size, input_shape[2] // self.groups, self.filters)}
+        return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        if name == "bias":
+            return initializers.zeros(shape, dtype=self.dtype)
+        return initializers.get(self.kernel_initializer)(shape, dtype=self.dtype)
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """As :meth:`Layer.forward`; a ReLU activation runs inside the convolution, chunk by

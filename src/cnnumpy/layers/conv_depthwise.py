@@ -57,14 +57,17 @@ class DepthwiseConv2D(Layer):
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*_conv_hw(self, input_shape), input_shape[2] * self.depth_multiplier)
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        init = initializers.get(self.depthwise_initializer)
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         channels = input_shape[2]
-        self.params["kernel"] = init((*self.kernel_size, channels, self.depth_multiplier),
-                                     dtype=self.dtype)
+        shapes = {"kernel": (*self.kernel_size, channels, self.depth_multiplier)}
         if self.use_bias:
-            self.params["bias"] = initializers.zeros((channels * self.depth_multiplier,),
-                                                     dtype=self.dtype)
+            shapes["bias"] = (channels * self.depth_multiplier,)
+        return shapes
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        if name == "bias":
+            return initializers.zeros(shape, dtype=self.dtype)
+        return initializers.get(self.depthwise_initializer)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
         y, self._cache = conv_depthwise.depthwise_conv2d_forward(
@@ -134,14 +137,18 @@ class SeparableConv2D(Layer):
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*_conv_hw(self, input_shape), self.filters)
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         channels, multiplier = input_shape[2], self.depth_multiplier
-        self.params["depthwise_kernel"] = initializers.get(self.depthwise_initializer)(
-            (*self.kernel_size, channels, multiplier), dtype=self.dtype)
-        self.params["pointwise_kernel"] = initializers.get(self.pointwise_initializer)(
-            (1, 1, channels * multiplier, self.filters), dtype=self.dtype)
-        if self.use_bias:
-            self.params["bias"] = initializers.zeros((self.filters,), dtype=self.dtype)
+        shapes = {"depthwise_kernel": (*self.kernel_size, channels, multiplier),
+                  "pointwise_kernel": (1, 1, channels * multiplier, self.filters)}
+        return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        if name == "bias":
+            return initializers.zeros(shape, dtype=self.dtype)
+        init = self.depthwise_initializer if name == "depthwise_kernel" \
+            else self.pointwise_initializer
+        return initializers.get(init)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
         y, self._cache = conv_depthwise.separable_conv2d_forward(

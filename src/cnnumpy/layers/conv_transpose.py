@@ -81,12 +81,14 @@ class Conv2DTranspose(Layer):
                              f"input {input_shape[:2]}")
         return (*out_hw, self.filters)
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        init = initializers.get(self.kernel_initializer)
-        self.params["kernel"] = init((*self.kernel_size, self.filters, input_shape[2]),
-                                     dtype=self.dtype)
-        if self.use_bias:
-            self.params["bias"] = initializers.zeros((self.filters,), dtype=self.dtype)
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        shapes = {"kernel": (*self.kernel_size, self.filters, input_shape[2])}
+        return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        if name == "bias":
+            return initializers.zeros(shape, dtype=self.dtype)
+        return initializers.get(self.kernel_initializer)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
         y, self._cache = conv_transpose.conv_transpose2d_forward(

@@ -77,11 +77,14 @@ class Dense(Layer):
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*input_shape[:-1], self.units)
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        init = initializers.get(self.kernel_initializer)
-        self.params["kernel"] = init((input_shape[-1], self.units), dtype=self.dtype)
-        if self.use_bias:
-            self.params["bias"] = xp.zeros((self.units,), dtype=self.dtype)
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        shapes = {"kernel": (input_shape[-1], self.units)}
+        return {**shapes, "bias": (self.units,)} if self.use_bias else shapes
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        if name == "bias":
+            return xp.zeros(shape, dtype=self.dtype)
+        return initializers.get(self.kernel_initializer)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
         self._x = x

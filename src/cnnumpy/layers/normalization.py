@@ -45,12 +45,14 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self._cache: tuple | None = None
 
-    def _create_weights(self, input_shape: tuple[int, ...]) -> None:
-        channels = input_shape[-1]
-        self.params["gamma"] = xp.ones((channels,), dtype=self.dtype)
-        self.params["beta"] = xp.zeros((channels,), dtype=self.dtype)
-        self.state["moving_mean"] = xp.zeros((channels,), dtype=self.dtype)
-        self.state["moving_variance"] = xp.ones((channels,), dtype=self.dtype)
+    state_names = ("moving_mean", "moving_variance")
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        return dict.fromkeys(("gamma", "beta", *self.state_names), (input_shape[-1],))
+
+    def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
+        fill = xp.ones if name in ("gamma", "moving_variance") else xp.zeros
+        return fill(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
         # per-channel statistics over (positions, channels) with backend.column_sums

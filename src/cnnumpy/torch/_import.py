@@ -36,13 +36,34 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _module_order(prefixes: list[str]) -> list[str]:
+    """Module paths in the order of their modules: numbered siblings (``features.2``,
+    ``features.10``) by number, named ones in the order they first appear.
+
+    A ``.safetensors`` file returns its keys sorted as strings (``10.weight`` before
+    ``4.weight``); a state dict from ``module.state_dict()`` is already in this order.
+    """
+    first_seen: dict[tuple[str, ...], int] = {}
+    for prefix in prefixes:
+        parts = tuple(prefix.split("."))
+        for depth in range(1, len(parts) + 1):
+            first_seen.setdefault(parts[:depth], len(first_seen))
+
+    def key(prefix: str) -> tuple:
+        parts = prefix.split(".")
+        return tuple((0, int(p), 0) if p.isdigit() else (1, 0, first_seen[tuple(parts[:d + 1])])
+                     for d, p in enumerate(parts))
+
+    return sorted(prefixes, key=key)
+
+
 def _from_state_dict(state: Mapping[str, Any]) -> list[_Source]:
     groups: dict[str, dict[str, np.ndarray]] = {}
     for key, value in state.items():
         prefix, _, leaf = str(key).rpartition(".")
         if leaf != "num_batches_tracked":
             groups.setdefault(prefix, {})[leaf] = _numpy(value)
-    return [_Source(name, tensors, None, (0, 0, 0, 0)) for name, tensors in groups.items()]
+    return [_Source(name, groups[name], None, (0, 0, 0, 0)) for name in _module_order([*groups])]
 
 
 def _from_module(module: nn.Module) -> list[_Source]:
@@ -228,8 +249,8 @@ def from_torch(source: Any, model: Any) -> Any:
     SeparableConv2D, Conv2DTranspose) are matched, in order, to the PyTorch modules with
     weights (Conv2d, Linear, BatchNorm2d/1d; a grouped Conv2d for depthwise, two Conv2d for
     separable, depthwise then 1x1; ConvTranspose2d) or, for a state dict, to the key prefixes
-    (``features.0`` for ``features.0.weight``). Everything is checked before
-    anything is loaded, and all problems are reported together.
+    (``features.0`` for ``features.0.weight``), numbered modules in numeric order. Everything
+    is checked before anything is loaded, and all problems are reported together.
 
     Args:
         source: a ``torch.nn.Module`` (its settings are checked too: kinds, strides,
