@@ -27,7 +27,13 @@ class Sequential:
         layers: layers to add, in order.
         name: the model's name.
         dtype: "float32" or "float64" for every layer that does not set its own; by default
-            the dtype of the first batch if it is float64, else ``backend.floatx()``.
+            ``backend.floatx()``, or, for a model built by its first batch (no
+            ``input_shape``), that batch's dtype if it is float64.
+
+    A model whose first layer has ``input_shape`` is built as soon as its layers are given
+    (or added), so ``save``, ``summary``, ``count_params`` and the ONNX and PyTorch
+    converters work before any training; otherwise ``build(input_shape)`` or the first
+    batch builds it.
 
     Shape:
         Input ``(N, *input_shape)``, output ``(N, *output_shape)``; images are NHWC.
@@ -51,12 +57,26 @@ class Sequential:
             self.add(layer)
 
     def add(self, layer: Layer) -> None:
-        """Append a layer; only the first layer needs ``input_shape``."""
+        """Append a layer; only the first layer needs ``input_shape``.
+
+        When the first layer has ``input_shape``, the model is built at once (as in Keras):
+        a layer that does not fit the output of the layers before it is refused here.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a cnnumpy Layer, received {layer!r}")
         if any(layer is other for other in self.layers):
             raise ValueError(f"Sequential.add: {layer.label} is already in the model")
         self.layers.append(layer)
+        if self.layers[0].input_shape is None:
+            return  # built by build(input_shape), or by the first batch
+        dtype = layer.dtype
+        try:
+            self.build()
+        except ValueError as exc:
+            self.layers.pop()
+            layer.dtype = dtype
+            raise ValueError(f"Sequential.add: {layer.label} does not fit after the layers "
+                             f"before it: {exc}") from None
 
     # ----- building --------------------------------------------------------------------------
     @property
@@ -80,6 +100,11 @@ class Sequential:
         if shape is None:
             raise ValueError("Sequential: cannot build without an input shape; give the first "
                              "layer input_shape=..., or call build(input_shape), fit or predict")
+        first = self.layers[0]
+        if first.built and input_shape is not None \
+                and first._split_batch(input_shape)[1] != first.input_shape:
+            raise ValueError(f"Sequential: the model is built for inputs {first.input_shape}, "
+                             f"received build(input_shape={tuple(input_shape)})")
         dtype = self.dtype or dtype or backend.floatx()
         for i, layer in enumerate(self.layers):
             if not layer.built:
