@@ -352,3 +352,17 @@ def test_terminate_on_nan_ends_a_real_run():
 def test_bad_arguments_quote_the_value(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_early_stopping_never_stops_at_the_first_epoch_and_keeps_weights_to_restore():
+    """A first value of NaN (never an improvement) does not end training at epoch 0 (Keras);
+    with restore_best_weights, the first epoch's weights are kept until one improves."""
+    assert feed(EarlyStopping(patience=0), [float("nan"), 0.5, 0.6]) == 2
+    assert feed(EarlyStopping(patience=1), [float("nan"), float("nan")]) == 1
+    model = tiny_model()
+    script = Script("val_loss", [float("nan"), float("nan"), float("nan")])
+    stop = EarlyStopping(patience=1, restore_best_weights=True)
+    history = model.fit(*data(), epochs=3, batch_size=8, validation_split=0.25, verbose=0,
+                        callbacks=[script, stop])
+    assert history.epoch == [0, 1] and stop.stopped_epoch == 1 and stop.best_epoch == 0
+    assert_same_weights(weights(model), script.weights[0])

@@ -27,6 +27,7 @@ import cnnumpy
 from cnnumpy import cli_args, cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
 from cnnumpy.cli_data import CLIError, check_data_fits, class_names, load_data, load_image
+from cnnumpy.inputs import validation_count
 from cnnumpy.optimizers.schedules import CosineDecay
 
 
@@ -63,7 +64,8 @@ def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers
         lr = 2e-3 if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
             else config["learning_rate"]
     if args.schedule == "cosine":
-        steps_per_epoch = -(-int(n_train * (1 - args.val_split)) // args.batch_size)
+        steps_per_epoch = -(-(n_train - validation_count(n_train, args.val_split))
+                            // args.batch_size)
         lr = CosineDecay(lr, decay_steps=max(1, args.epochs * steps_per_epoch))
     return type(optimizer).from_config({**config, "learning_rate": lr})
 
@@ -121,7 +123,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     if args.checkpoint_dir:
         _check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
     model.summary()
-    n_val = int(len(x_train) * args.val_split)
+    n_val = validation_count(len(x_train), args.val_split)
     print(f"Training on {len(x_train) - n_val:,} images ({args.data}) for {args.epochs} epochs"
           + (f", validating on the last {n_val:,} of them" if n_val else ""))
     callbacks = [_EpochCheckpoint(args.checkpoint_dir)] if args.checkpoint_dir else []

@@ -15,6 +15,7 @@ from cnnumpy import metrics as metrics_module
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
+from cnnumpy.inputs import sample_weights
 from cnnumpy.layers import Layer, layer_from_config
 from cnnumpy.passes import Passes
 from cnnumpy.training import check_arrays, iterate_batches, run_fit
@@ -234,7 +235,10 @@ class Sequential:
         """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History.
 
         ``sample_weight`` (one non-negative weight per sample) or ``class_weight`` (a dict
-        from class index to weight) scale each sample's contribution to the loss.
+        from class index to weight; float labels are rounded) scale each sample's
+        contribution to the loss. As in Keras, ``validation_split=v`` trains on the first
+        ``floor(n * (1 - v))`` samples and validates on the rest, whose ``sample_weight``
+        weighs ``val_loss``; ``validation_data`` may be ``(x, y)`` or ``(x, y, weights)``.
 
         ``distributed=True`` under ``mpirun -n K`` trains data-parallel (every rank passes
         the same data and seed): ``batch_size`` is per rank, each global batch of
@@ -249,14 +253,22 @@ class Sequential:
                        initial_epoch=initial_epoch, class_weight=class_weight,
                        sample_weight=sample_weight, distributed=distributed)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict:
-        """Loss and metrics over ``(x, y)`` in inference mode, as a dict."""
+    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
+                 sample_weight: Any = None) -> dict:
+        """Loss and metrics over ``(x, y)`` in inference mode, as a dict.
+
+        With ``sample_weight`` (one weight >= 0 per sample) the loss is
+        ``sum(weight * per-sample loss) / N``, as in ``fit``; the metrics are unweighted
+        (Keras' ``metrics``).
+        """
         self._require_compiled("evaluate")
         x, y = check_arrays(self, x, y, "evaluate")
+        weights = sample_weights(y, None, sample_weight, "evaluate")
         totals: dict[str, float] = {}
         for idx in iterate_batches(len(x), batch_size, "evaluate"):
             with backend.single_threaded_blas():
-                y_pred, value, _ = self._forward_loss(x[idx], y[idx], training=False)
+                y_pred, value, _ = self._forward_loss(
+                    x[idx], y[idx], False, None if weights is None else weights[idx])
             logs = {"loss": value}
             logs.update({k: f(y[idx], y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
             for key, v in logs.items():

@@ -86,7 +86,9 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                         f"received {callbacks!r}")
     x, y = check_arrays(model, x, y, "fit")
     weights = sample_weights(y, class_weight, sample_weight)
-    x, y, val = split_validation(model, x, y, validation_split, validation_data)
+    # As in Keras, the validation tail keeps its share of sample_weight (not of class_weight).
+    x, y, val = split_validation(model, x, y, validation_split, validation_data,
+                                 None if sample_weight is None else weights)
     if weights is not None:
         weights = weights[:len(x)]  # the validation share is the tail
     history = History()
@@ -139,7 +141,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             dist.average_state(model)  # e.g. BatchNormalization's moving statistics
         if val is not None:
             val_logs = _parallel_evaluate(model, *val, batch_size) if parallel \
-                else model.evaluate(*val, batch_size=batch_size)
+                else model.evaluate(val[0], val[1], batch_size=batch_size, sample_weight=val[2])
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         progress.end(logs)
         model.epoch = epoch + 1
@@ -192,14 +194,15 @@ def _parallel_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[
     return total, dict(zip(keys, values, strict=True))
 
 
-def _parallel_evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict:
+def _parallel_evaluate(model: Any, x: Any, y: Any, weights: Any, batch_size: int) -> dict:
     """``model.evaluate`` on this rank's shard of ``(x, y)``, averaged over all samples."""
     part = dist.shard(slice(0, len(x)))
     keys = ["loss", *model.metrics]
     count = part.stop - part.start
     sums = [0.0] * len(keys)
     if count:
-        logs = model.evaluate(x[part], y[part], batch_size=batch_size)
+        logs = model.evaluate(x[part], y[part], batch_size=batch_size,
+                              sample_weight=None if weights is None else weights[part])
         sums = [logs[k] * count for k in keys]
     buffer = dist.allreduce_sum_(np.array([*sums, count], dtype=np.float64))
     return {k: float(v / buffer[-1]) for k, v in zip(keys, buffer[:-1], strict=True)}
