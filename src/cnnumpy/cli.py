@@ -106,8 +106,6 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
                            "training cannot resume from it")
         check_data_fits(model, x_train, y_train, args.data, args.resume)
-        if model.rng_state is not None:
-            cnnumpy.backend.set_rng_state(model.rng_state)  # same shuffles as an unbroken run
         print(f"Resuming from {args.resume} after epoch {model.epoch}")
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)

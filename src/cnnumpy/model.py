@@ -51,7 +51,9 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
-        self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
+        # The generator state a loaded checkpoint held; the first fit(initial_epoch=epoch)
+        # restores it (and any fit drops it), so load-then-fit continues exactly.
+        self.rng_state: dict | None = None
         self._passes = Passes()
         self._shards: list[shards.Shard] | None = None  # the last training forward's slices
         for layer in layers or []:
@@ -239,6 +241,10 @@ class Sequential:
         contribution to the loss. As in Keras, ``validation_split=v`` trains on the first
         ``floor(n * (1 - v))`` samples and validates on the rest, whose ``sample_weight``
         weighs ``val_loss``; ``validation_data`` may be ``(x, y)`` or ``(x, y, weights)``.
+
+        A model loaded from a checkpoint continues exactly, with the same shuffles, dropout
+        masks and augmentations as a run that never stopped, when ``initial_epoch`` is
+        ``model.epoch``: that fit restores the generator state the checkpoint saved.
 
         ``distributed=True`` under ``mpirun -n K`` trains data-parallel (every rank passes
         the same data and seed): ``batch_size`` is per rank, each global batch of

@@ -91,6 +91,11 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                                  None if sample_weight is None else weights)
     if weights is not None:
         weights = weights[:len(x)]  # the validation share is the tail
+    resume_state, model.rng_state = model.rng_state, None  # used once, by this fit at most
+    if resume_state is not None and initial_epoch == model.epoch:
+        # A loaded checkpoint continuing where it stopped: the generator as it was then, so
+        # shuffles, dropout masks and augmentations are those of a run that never stopped.
+        backend.set_rng_state(resume_state)
     history = History()
     callbacks = [*(callbacks or []), history]
     for cb in callbacks:
