@@ -15,10 +15,10 @@ from cnnumpy import metrics as metrics_module
 from cnnumpy.backend import xp
 from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
-from cnnumpy.inputs import sample_weights
 from cnnumpy.layers import Layer, layer_from_config
 from cnnumpy.passes import Passes
-from cnnumpy.training import check_arrays, iterate_batches, run_fit
+from cnnumpy.summary import summary_table
+from cnnumpy.training import check_arrays, iterate_batches, run_evaluate, run_fit
 
 
 class Sequential:
@@ -268,21 +268,7 @@ class Sequential:
         (Keras' ``metrics``).
         """
         self._require_compiled("evaluate")
-        x, y = check_arrays(self, x, y, "evaluate")
-        weights = sample_weights(y, None, sample_weight, "evaluate")
-        totals: dict[str, float] = {}
-        for idx in iterate_batches(len(x), batch_size, "evaluate"):
-            with backend.single_threaded_blas():
-                y_pred, value, _ = self._forward_loss(
-                    x[idx], y[idx], False, None if weights is None else weights[idx])
-            logs = {"loss": value}
-            logs.update({k: f(y[idx], y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
-            for key, v in logs.items():
-                totals[key] = totals.get(key, 0.0) + v * len(y_pred)
-        result = {k: v / len(x) for k, v in totals.items()}
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
-        return result
+        return run_evaluate(self, x, y, batch_size, verbose, sample_weight)
 
     def predict(self, x: Any, batch_size: int = 32) -> Any:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
@@ -297,19 +283,7 @@ class Sequential:
     def summary(self, print_fn: Any = print) -> str:
         """Print (and return) a table: each layer, its output shape and parameter count."""
         self._require_built("summary")
-        rows = [(f"{layer.name} ({type(layer).__name__})",
-                 str((None, *layer.compute_output_shape(layer.input_shape))),
-                 f"{layer.count_params():,}") for layer in self.layers]
-        header = ("Layer (type)", "Output Shape", "Param #")
-        widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(3)]
-        line = "-" * sum(widths)
-        fmt = "".join(f"{{:<{w}}}" for w in widths)
-        total = self.count_params()
-        trainable = sum(layer.count_trainable_params() for layer in self.layers)
-        text = "\n".join([f'Model: "{self.name}"', line, fmt.format(*header), "=" * len(line),
-                          *(fmt.format(*r) for r in rows), "=" * len(line),
-                          f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                          f"Non-trainable params: {total - trainable:,}", line])
+        text = summary_table(self)
         if print_fn is not None:
             print_fn(text)
         return text
