@@ -279,3 +279,15 @@ def test_layers_before_the_first_weights_get_no_backward_pass(monkeypatch):
     x, y = toy_data(16)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert [layer.needs_input_grad for layer in model.layers[:3]] == [False, False, True]
+
+
+def test_fit_warns_when_the_learning_rate_schedule_has_ended():
+    """Extending a finished run whose cosine schedule is at 0 would silently change nothing."""
+    x, y = toy_data(16)
+    model = small_cnn()
+    schedule = cnnumpy.optimizers.schedules.CosineDecay(0.01, decay_steps=2)
+    model.compile(cnnumpy.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # 2 steps: the schedule is now at 0
+    with pytest.warns(UserWarning, match=r"Sequential.fit: the learning-rate schedule "
+                                         r"CosineDecay\(.*\) is at 0 from step 2"):
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, initial_epoch=1)
