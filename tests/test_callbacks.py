@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -181,13 +183,58 @@ def test_resuming_from_a_checkpoint_equals_an_unbroken_run(tmp_path):
               callbacks=[ModelCheckpoint(str(tmp_path / "ck-{epoch}.safetensors"))])
     cnnumpy.set_seed(123)  # a new process would start from anywhere
     resumed = cnnumpy.load_model(str(tmp_path / "ck-2.safetensors"))
-    cnnumpy.backend.set_rng_state(resumed.rng_state)
     resumed.fit(x, y, epochs=4, batch_size=7, validation_data=val, verbose=0,
                 initial_epoch=resumed.epoch)
     assert resumed.epoch == 4
     assert_same_weights(weights(resumed), weights(model))
     last = cnnumpy.load_model(str(tmp_path / "ck-4.safetensors"))
     assert_same_weights(weights(resumed), weights(last))
+
+
+RESUME_SCRIPT = """
+import sys, numpy as np, cnnumpy
+from cnnumpy import layers
+from cnnumpy.callbacks import ModelCheckpoint
+mode, folder = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(0)
+x = rng.normal(size=(30, 8, 8, 1)).astype(np.float32); y = rng.integers(0, 3, 30)
+options = dict(epochs=2, batch_size=6, validation_split=0.2, verbose=0)
+if mode == "train":  # the run that never stops, saving a checkpoint after each epoch
+    cnnumpy.set_seed(5)
+    model = cnnumpy.Sequential([
+        layers.RandomTranslation(0.2, 0.2, input_shape=(8, 8, 1)),
+        layers.Conv2D(3, 3, activation="relu"), layers.Dropout(0.4), layers.Flatten(),
+        layers.Dense(3, activation="softmax")])
+    model.compile(cnnumpy.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    model.fit(x, y, callbacks=[ModelCheckpoint(folder + "/ck-{epoch}.safetensors")], **options)
+else:  # a new process: the plain two lines
+    model = cnnumpy.load_model(folder + "/ck-1.safetensors")
+    model.fit(x, y, initial_epoch=model.epoch, **options)
+np.save(f"{folder}/{mode}.npy", model.predict(x))
+"""
+
+
+def test_load_then_fit_in_a_new_process_continues_exactly(tmp_path):
+    """Shuffling, augmentation and dropout after load_model + fit(initial_epoch=model.epoch)
+    equal those of the uninterrupted run, with no set_rng_state call."""
+    for mode in ("train", "resume"):
+        subprocess.run([sys.executable, "-c", RESUME_SCRIPT, mode, str(tmp_path)], check=True)
+    unbroken, resumed = np.load(tmp_path / "train.npy"), np.load(tmp_path / "resume.npy")
+    np.testing.assert_array_equal(resumed, unbroken)
+
+
+def test_a_loaded_model_predicts_without_moving_the_generator(tmp_path):
+    model = tiny_model(Adam(0.01), dropout=0.5)
+    x, y = data()
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(str(tmp_path / "m.safetensors"))
+    loaded = cnnumpy.load_model(str(tmp_path / "m.safetensors"))
+    state = cnnumpy.backend.rng_state()
+    loaded.predict(x)
+    loaded.evaluate(x, y)
+    assert cnnumpy.backend.rng_state() == state
+    loaded.fit(x, y, epochs=1, batch_size=8, verbose=0)  # not a resume: no rewinding ...
+    assert loaded.rng_state is None  # ... and the checkpoint's state is dropped
 
 
 def test_checkpoint_path_errors(tmp_path):
@@ -352,3 +399,17 @@ def test_terminate_on_nan_ends_a_real_run():
 def test_bad_arguments_quote_the_value(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_early_stopping_never_stops_at_the_first_epoch_and_keeps_weights_to_restore():
+    """A first value of NaN (never an improvement) does not end training at epoch 0 (Keras);
+    with restore_best_weights, the first epoch's weights are kept until one improves."""
+    assert feed(EarlyStopping(patience=0), [float("nan"), 0.5, 0.6]) == 2
+    assert feed(EarlyStopping(patience=1), [float("nan"), float("nan")]) == 1
+    model = tiny_model()
+    script = Script("val_loss", [float("nan"), float("nan"), float("nan")])
+    stop = EarlyStopping(patience=1, restore_best_weights=True)
+    history = model.fit(*data(), epochs=3, batch_size=8, validation_split=0.25, verbose=0,
+                        callbacks=[script, stop])
+    assert history.epoch == [0, 1] and stop.stopped_epoch == 1 and stop.best_epoch == 0
+    assert_same_weights(weights(model), script.weights[0])

@@ -78,6 +78,67 @@ def test_resume_continues_from_the_checkpoint_epoch(trained):
     assert "Epoch 7/7" in result.stdout and "Epoch 6/7" not in result.stdout
 
 
+def _weights(path):
+    import cnnumpy
+
+    model = cnnumpy.load_model(str(path))
+    return model, [v for layer in model.layers for v in layer.get_weights().values()]
+
+
+def test_extending_a_finished_cosine_run_replans_the_schedule(trained):
+    """The finished 6-epoch run's schedule is at 0; --epochs 8 re-plans it over 8 epochs
+    (6 steps each), keeping the 36 steps taken, so training goes on instead of standing."""
+    folder, _, _ = trained
+    out = folder / "extended.safetensors"
+    checkpoint = folder / "ckpt" / "epoch-006.safetensors"
+    result = run("train", "--data", str(folder), "--epochs", "8", "--batch-size", "16",
+                 "--resume", str(checkpoint), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Cosine schedule re-planned to end at epoch 8" in result.stdout
+    assert "0 after 12 more steps" in result.stdout
+    model, weights = _weights(out)
+    assert model.optimizer.learning_rate.decay_steps == 48
+    assert model.optimizer.iterations == 48 and model.optimizer.current_learning_rate == 0
+    _, before = _weights(checkpoint)
+    assert any(not np.array_equal(a, b) for a, b in zip(weights, before, strict=True))
+
+
+def test_resuming_an_interrupted_run_equals_the_unbroken_run(trained):
+    """Epoch 3 of 6, resumed in a new process: same schedule, shuffles and weights."""
+    folder, out, _ = trained
+    resumed = folder / "resumed-3.safetensors"
+    result = run("train", "--data", str(folder), "--epochs", "6", "--batch-size", "16",
+                 "--resume", str(folder / "ckpt" / "epoch-003.safetensors"), "--out", str(resumed))
+    assert result.returncode == 0, result.stderr
+    assert "re-planned" not in result.stdout
+    for a, b in zip(_weights(resumed)[1], _weights(out)[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_epochs_already_done(trained):
+    folder, _, _ = trained
+    result = run("train", "--data", str(folder), "--epochs", "6",
+                 "--resume", str(folder / "ckpt" / "epoch-006.safetensors"),
+                 "--out", str(folder / "never.safetensors"))
+    assert result.returncode == 1
+    assert "has trained 6 epochs already; --epochs is the run's total, so pass --epochs N " \
+           "with N > 6 to train on" in result.stderr
+    assert not (folder / "never.safetensors").exists()
+
+
+def test_cosine_steps_count_global_batches_in_a_distributed_run(monkeypatch):
+    import argparse
+
+    from cnnumpy import cli, distributed
+
+    args = argparse.Namespace(optimizer="adam", lr=None, schedule="cosine", epochs=3,
+                              batch_size=10, val_split=0.2, distributed=False)
+    assert cli.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 8  # 80 / 10
+    monkeypatch.setattr(distributed, "size", lambda: 4)
+    args.distributed = True
+    assert cli.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 2  # 80 / 40
+
+
 def test_evaluate_prints_per_class_accuracy_and_confusion_matrix(trained):
     folder, out, _ = trained
     result = run("evaluate", str(out), "--data", str(folder), "--plot", str(folder / "cm.png"))

@@ -65,8 +65,8 @@ CASES = [
     (["train", "--data", "idx", "--model", "unknown.json"], 1, "unknown layer class 'Nope'"),
     (["train", "--data", "idx", "--model", "units.json"], 1, "units must be a positive int"),
     (["train", "--data", "idx", "--model", "five.json"], 1, "outputs (5,), but the data has 3"),
-    (["train", "--data", "idx", "--val-split", "0.01"], 1,  # 20 images, 3 held out (no t10k)
-     "validation_split=0.01 of 17 samples leaves no samples for validation"),
+    (["train", "--data", "idx", "--val-split", "0.95"], 1,  # 20 images, 3 held out (no t10k)
+     "validation_split=0.95 of 17 samples leaves no samples for validation or for training"),
     # --- resuming from a file that does not fit
     (["train", "--data", "idx", "--resume", "missing.safetensors"], 1, "no model file"),
     (["train", "--data", "idx", "--resume", "pickle.safetensors"], 1, "this is a pickle"),

@@ -53,6 +53,46 @@ def test_builds_lazily_and_follows_a_float64_input():
     assert model.layers[1].params["kernel"].dtype == np.float64
 
 
+def _issue_model():
+    return cnnumpy.Sequential([layers.Conv2D(4, 3, input_shape=(8, 8, 1)), layers.Flatten(),
+                               layers.Dense(3)])
+
+
+def test_a_first_layer_with_input_shape_builds_the_model_at_construction(tmp_path):
+    model = _issue_model()
+    assert model.built and model.layers[2].params["kernel"].shape == (6 * 6 * 4, 3)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    path = str(tmp_path / "untrained.safetensors")
+    model.save(path)  # before any training
+    x = toy_data(5)[0]
+    np.testing.assert_array_equal(cnnumpy.load_model(path).predict(x), model.predict(x))
+    assert model.count_params() == (9 * 4 + 4) + (144 * 3 + 3)
+    assert "(None, 6, 6, 4)" in model.summary(print_fn=None)
+    model.build((None, 8, 8, 1))  # the shape it has: nothing to do
+    with pytest.raises(ValueError, match=r"built for inputs \(8, 8, 1\), received "
+                                         r"build\(input_shape=\(9, 9, 1\)\)"):
+        model.build((9, 9, 1))
+
+
+def test_add_builds_each_layer_and_refuses_one_that_does_not_fit():
+    model = cnnumpy.Sequential()
+    model.add(layers.Conv2D(4, 3, input_shape=(8, 8, 1)))
+    assert model.built
+    model.add(layers.Flatten())
+    model.add(layers.Dense(3))
+    assert model.built and model.output_shape == (3,)
+    conv = layers.Conv2D(2, 3)
+    with pytest.raises(ValueError, match=r"Sequential.add: Conv2D '.*' does not fit after the "
+                                         r"layers before it: .*received \(3,\)"):
+        model.add(conv)
+    assert len(model.layers) == 3 and not conv.built and conv.dtype is None  # left as it was
+    model.add(layers.Dense(2, input_shape=(3,)))  # a matching input_shape is fine
+    with pytest.raises(ValueError, match=r"given input_shape=\(5,\), but the layer before it "
+                                         r"outputs \(2,\)"):
+        model.add(layers.Dense(2, input_shape=(5,)))
+    assert model.output_shape == (2,)
+
+
 def test_fit_learns_and_reports_history():
     cnnumpy.set_seed(0)
     x, y = toy_data(120)
@@ -239,3 +279,15 @@ def test_layers_before_the_first_weights_get_no_backward_pass(monkeypatch):
     x, y = toy_data(16)
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert [layer.needs_input_grad for layer in model.layers[:3]] == [False, False, True]
+
+
+def test_fit_warns_when_the_learning_rate_schedule_has_ended():
+    """Extending a finished run whose cosine schedule is at 0 would silently change nothing."""
+    x, y = toy_data(16)
+    model = small_cnn()
+    schedule = cnnumpy.optimizers.schedules.CosineDecay(0.01, decay_steps=2)
+    model.compile(cnnumpy.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)  # 2 steps: the schedule is now at 0
+    with pytest.warns(UserWarning, match=r"Sequential.fit: the learning-rate schedule "
+                                         r"CosineDecay\(.*\) is at 0 from step 2"):
+        model.fit(x, y, epochs=2, batch_size=8, verbose=0, initial_epoch=1)

@@ -156,6 +156,14 @@ def test_graph_interface_and_file(tmp_path):
     assert os.listdir(tmp_path) == ["tiny.onnx"]
 
 
+def test_a_model_built_at_construction_exports_before_any_training(tmp_path):
+    model = cnnumpy.Sequential([L.Conv2D(2, 3, input_shape=IMG), L.Flatten(), L.Dense(3)])
+    cnnumpy_onnx.export(model, tmp_path / "fresh.onnx")  # no build(), fit or predict first
+    x = np.random.default_rng(1).normal(size=(2, *IMG)).astype(np.float32)
+    got = run_onnx(str(tmp_path / "fresh.onnx"), x)
+    np.testing.assert_allclose(got, model.predict(x), rtol=0, atol=ATOL)
+
+
 class Doubler(L.Layer):
     def call(self, x, training):
         return 2 * x

@@ -79,3 +79,84 @@ def test_bad_weights_are_named(kwargs, match):
     x, y = np.zeros((6, 2, 2, 1)), np.array([0, 1, 2, 0, 1, 2])
     with pytest.raises((ValueError, TypeError), match=match):
         _model().fit(x, y, verbose=0, **kwargs)
+
+
+def _weighted_loss(model, x, y, w):
+    """sum(w * per-sample loss) / N, written out from the loss on one sample at a time."""
+    probs = model.predict(x)
+    per_sample = [model.loss(y[i:i + 1], probs[i:i + 1]) for i in range(len(x))]
+    return float(np.sum(w * np.array(per_sample)) / len(x))
+
+
+def test_evaluate_takes_sample_weight():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(10, 2, 2, 1)), rng.integers(0, 3, 10)
+    w = rng.uniform(0, 3, 10)
+    model = _model()
+    result = model.evaluate(x, y, batch_size=3, sample_weight=w)
+    assert result["loss"] == pytest.approx(_weighted_loss(model, x, y, w), rel=1e-12)
+    assert result["loss"] != pytest.approx(model.evaluate(x, y)["loss"], rel=1e-3)
+    with pytest.raises(ValueError, match=r"Sequential.evaluate: sample_weight must hold one"):
+        model.evaluate(x, y, sample_weight=np.ones(9))
+
+
+def test_val_loss_is_weighted_by_the_validation_tails_sample_weight():
+    """As in Keras, the samples validation_split sets aside keep their weights."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(20, 2, 2, 1)), rng.integers(0, 3, 20)
+    w = rng.uniform(0, 3, 20)
+    model = _model()
+    history = model.fit(x, y, epochs=1, batch_size=5, validation_split=0.25, verbose=0,
+                        sample_weight=w)
+    want = _weighted_loss(model, x[15:], y[15:], w[15:])
+    assert history.history["val_loss"][0] == pytest.approx(want, rel=1e-12)
+    assert history.history["val_loss"][0] != pytest.approx(
+        model.evaluate(x[15:], y[15:])["loss"], rel=1e-3)
+    again = _model()  # validation_data may carry weights too
+    history = again.fit(x[:15], y[:15], epochs=1, batch_size=5, verbose=0,
+                        sample_weight=w[:15], validation_data=(x[15:], y[15:], w[15:]))
+    assert history.history["val_loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+def test_class_weight_weighs_training_only():
+    """Keras applies class_weight to the training batches, not to validation."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(20, 2, 2, 1)), rng.integers(0, 3, 20)
+    model = _model()
+    history = model.fit(x, y, epochs=1, batch_size=5, validation_split=0.25, verbose=0,
+                        class_weight={0: 0.1, 1: 5.0, 2: 1.0})
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x[15:], y[15:])["loss"], rel=1e-12)
+
+
+def test_class_weight_rounds_float_labels():
+    """A smoothed binary label 0.95 is class 1 (Keras rounds), not class 0."""
+    from cnnumpy.inputs import sample_weights
+
+    y = np.array([0.95, 0.05, 0.6, 0.4, 1.0, 0.0])
+    np.testing.assert_array_equal(sample_weights(y, {0: 1.0, 1: 7.0}, None),
+                                  [7.0, 1.0, 7.0, 1.0, 7.0, 1.0])
+    np.testing.assert_array_equal(sample_weights(y[:, None], {0: 1.0, 1: 7.0}, None),
+                                  [7.0, 1.0, 7.0, 1.0, 7.0, 1.0])
+    soft = np.array([[0.1, 0.9], [0.8, 0.2]])  # one-hot or soft targets: the largest entry
+    np.testing.assert_array_equal(sample_weights(soft, {0: 1.0, 1: 7.0}, None), [7.0, 1.0])
+
+
+@pytest.mark.parametrize("n, split, n_train", [(100, 0.29, 71), (100, 0.1, 90), (10, 0.25, 7),
+                                               (7, 0.5, 3), (100, 0.001, 99)])
+def test_validation_split_keeps_floor_of_the_training_share(n, split, n_train):
+    """Keras trains on floor(n * (1 - split)) samples and validates on the rest."""
+    seen = []
+
+    class Count(cnnumpy.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(n, 2, 2, 1)), rng.integers(0, 3, n)
+    model = _model()
+    history = model.fit(x, y, epochs=1, batch_size=1, validation_split=split, verbose=0,
+                        callbacks=[Count()])
+    assert len(seen) == n_train
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x[n_train:], y[n_train:])["loss"], rel=1e-12)

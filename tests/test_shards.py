@@ -10,10 +10,12 @@ from cnnumpy import backend, layers, shards
 from cnnumpy.passes import Passes
 
 
-def _model(last: str, loss: str, extra: list | None = None) -> cnnumpy.Sequential:
+def _model(last: str, loss: str, extra: list | None = None,
+           lazy: bool = False) -> cnnumpy.Sequential:
+    """The test model; built at once, or with ``lazy`` by its first batch (no input_shape)."""
     cnnumpy.set_seed(2)
     model = cnnumpy.Sequential([
-        layers.Conv2D(4, 3, activation="relu", input_shape=(10, 10, 2)),
+        layers.Conv2D(4, 3, activation="relu", input_shape=None if lazy else (10, 10, 2)),
         layers.MaxPool2D(2),
         layers.Conv2D(5, 3, padding="same"),
         layers.Activation("relu"),
@@ -82,7 +84,7 @@ def test_random_or_batch_statistic_layers_are_never_split(extra, monkeypatch):
     try:
         model.train_on_batch(x, np.zeros(8, dtype=int))  # builds the layers
         assert shards.split(model.layers, 8) is None
-        assert shards.split(_model("linear", "mse").layers, 8) is None  # not built yet
+        assert shards.split(_model("linear", "mse", lazy=True).layers, 8) is None  # not built
         built = _model("linear", "mse")
         built.predict(x)
         assert len(shards.split(built.layers, 8)) == 2
@@ -106,7 +108,7 @@ def test_inference_on_each_threads_share_of_the_batch(monkeypatch):
     the whole batch's up to rounding. Unbuilt layers, or a small batch, run whole."""
     monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 4)
     stack = _model("softmax", "sparse_categorical_crossentropy",
-                   [layers.Dropout(0.5), layers.BatchNormalization()]).layers
+                   [layers.Dropout(0.5), layers.BatchNormalization()], lazy=True).layers
     x = np.random.default_rng(1).standard_normal((21, 10, 10, 2))
     sizes = []
     real = backend.parallel_map

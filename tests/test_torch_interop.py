@@ -297,3 +297,15 @@ def test_model_trained_in_torch_keeps_its_accuracy():
     assert torch_accuracy > 0.9
     assert np.mean(pred == torch_pred) >= 0.999
     assert abs(accuracy - torch_accuracy) <= 0.001
+
+
+def test_a_model_built_at_construction_converts_before_any_training():
+    """The first layer's input_shape builds the model: no batch is needed before from_torch."""
+    def fresh():
+        return cnnumpy.Sequential([L.Conv2D(4, 3, input_shape=(8, 8, 1)), L.Flatten(),
+                                   L.Dense(3)])
+
+    net = to_torch(fresh())
+    model = from_torch(net.state_dict(), fresh())
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), run_torch(net, x), rtol=1e-5, atol=1e-5)

@@ -27,6 +27,7 @@ import cnnumpy
 from cnnumpy import cli_args, cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
 from cnnumpy.cli_data import CLIError, check_data_fits, class_names, load_data, load_image
+from cnnumpy.inputs import validation_count
 from cnnumpy.optimizers.schedules import CosineDecay
 
 
@@ -63,9 +64,35 @@ def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers
         lr = 2e-3 if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
             else config["learning_rate"]
     if args.schedule == "cosine":
-        steps_per_epoch = -(-int(n_train * (1 - args.val_split)) // args.batch_size)
-        lr = CosineDecay(lr, decay_steps=max(1, args.epochs * steps_per_epoch))
+        lr = CosineDecay(lr, decay_steps=max(1, args.epochs * _steps_per_epoch(args, n_train)))
     return type(optimizer).from_config({**config, "learning_rate": lr})
+
+
+def _steps_per_epoch(args: argparse.Namespace, n_train: int) -> int:
+    """Optimizer steps in one epoch: global batches of ``--batch-size`` images per process."""
+    batch = args.batch_size * (distributed.size() if args.distributed else 1)
+    return -(-(n_train - validation_count(n_train, args.val_split)) // batch)
+
+
+def replan_schedule(model: cnnumpy.Sequential, args: argparse.Namespace, n_train: int) -> None:
+    """Fit a resumed run's cosine schedule to ``--epochs``, keeping the steps already taken.
+
+    The schedule is re-planned to reach 0 at the end of epoch ``--epochs``: resuming an
+    interrupted run with its own settings changes nothing, and extending a finished run
+    picks the learning rate up again from where the longer cosine would be.
+    """
+    optimizer = model.optimizer
+    schedule = optimizer.learning_rate
+    if not isinstance(schedule, CosineDecay):
+        return
+    remaining = (args.epochs - model.epoch) * _steps_per_epoch(args, n_train)
+    decay_steps = max(1, optimizer.iterations + remaining - schedule.warmup_steps)
+    if decay_steps == schedule.decay_steps:
+        return
+    optimizer.learning_rate = CosineDecay(**{**schedule.get_config(),
+                                             "decay_steps": decay_steps})
+    print(f"Cosine schedule re-planned to end at epoch {args.epochs}: learning rate "
+          f"{optimizer.current_learning_rate:.3g} now, 0 after {remaining:,} more steps")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -114,9 +141,12 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
                            "training cannot resume from it")
         check_data_fits(model, x_train, y_train, args.data, args.resume)
-        if model.rng_state is not None:
-            cnnumpy.backend.set_rng_state(model.rng_state)  # same shuffles as an unbroken run
+        if args.epochs <= model.epoch:
+            raise CLIError(f"--resume {args.resume!r}: the checkpoint has trained "
+                           f"{model.epoch} epochs already; --epochs is the run's total, so "
+                           f"pass --epochs N with N > {model.epoch} to train on")
         print(f"Resuming from {args.resume} after epoch {model.epoch}")
+        replan_schedule(model, args, len(x_train))
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
@@ -134,7 +164,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     if args.checkpoint_dir:
         _check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
     model.summary()
-    n_val = int(len(x_train) * args.val_split)
+    n_val = validation_count(len(x_train), args.val_split)
     print(f"Training on {len(x_train) - n_val:,} images ({args.data}) for {args.epochs} epochs"
           + (f", validating on the last {n_val:,} of them" if n_val else ""))
     callbacks = [_EpochCheckpoint(args.checkpoint_dir)] if args.checkpoint_dir else []

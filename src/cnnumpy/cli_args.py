@@ -119,7 +119,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     train.add_argument("--seed", type=int_at_least(0), default=0)
     train.add_argument("--out", default="model.safetensors", help="where to save the model")
     train.add_argument("--checkpoint-dir", help="save a checkpoint here after every epoch")
-    train.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue training from a checkpoint, until epoch --epochs (more "
+                            "than the checkpoint's); a cosine schedule is re-planned to reach "
+                            "0 at that epoch, keeping the steps already taken")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
                        metavar="shift,flip",

@@ -4,6 +4,7 @@ first batch."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -86,26 +87,32 @@ def _check_targets(model: Any, y: Any, where: str) -> None:
         raise type(exc)(f"Sequential.{where}: y does not fit the loss: {exc}") from None
 
 
-def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any) -> Any:
-    """One weight per sample from ``sample_weight`` or ``class_weight`` (None if neither)."""
+def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any,
+                   where: str = "fit") -> Any:
+    """One weight per sample from ``sample_weight`` or ``class_weight`` (None if neither).
+
+    As in Keras, a class label is the integer label (a float label is rounded: a smoothed
+    0.95 is class 1), or the index of the largest entry of a one-hot or soft target.
+    """
     if class_weight is not None and sample_weight is not None:
-        raise ValueError("Sequential.fit: give class_weight or sample_weight, not both")
+        raise ValueError(f"Sequential.{where}: give class_weight or sample_weight, not both")
     if sample_weight is not None:
         w = xp.asarray(sample_weight)
         if w.dtype.kind not in "fiub" or w.shape not in ((len(y),), (len(y), 1)):
-            raise ValueError(f"Sequential.fit: sample_weight must hold one number per sample "
-                             f"({len(y)}), received shape {w.shape}")
+            raise ValueError(f"Sequential.{where}: sample_weight must hold one number per "
+                             f"sample ({len(y)}), received shape {w.shape}")
         w = w.reshape(-1).astype(np.float64)
     elif class_weight is not None:
         if not isinstance(class_weight, dict):
-            raise TypeError(f"Sequential.fit: class_weight must be a dict {{class: weight}}, "
-                            f"received {class_weight!r}")
+            raise TypeError(f"Sequential.{where}: class_weight must be a dict "
+                            f"{{class: weight}}, received {class_weight!r}")
         labels = y.reshape(len(y), -1)
-        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
+        labels = np.rint(labels[:, 0]) if labels.shape[1] == 1 else labels.argmax(axis=1)
         labels = labels.astype(np.int64)
         missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
         if missing:
-            raise ValueError(f"Sequential.fit: class_weight has no weight for classes {missing}")
+            raise ValueError(f"Sequential.{where}: class_weight has no weight for classes "
+                             f"{missing}")
         table = np.zeros(int(max(max(class_weight), labels.max())) + 1)
         for c, weight in class_weight.items():
             table[int(c)] = weight
@@ -113,27 +120,39 @@ def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any) -> Any
     else:
         return None
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("Sequential.fit: sample weights must be finite and >= 0")
+        raise ValueError(f"Sequential.{where}: sample weights must be finite and >= 0")
     return w
 
 
-def split_validation(model: Any, x: Any, y: Any, validation_split: Any,
-                     validation_data: Any) -> tuple[Any, Any, Any]:
-    """``(x_train, y_train, (x_val, y_val) or None)``: ``validation_data`` checked, or the
-    last ``validation_split`` share of ``(x, y)``."""
+def validation_count(n: int, validation_split: float) -> int:
+    """How many of ``n`` samples ``validation_split`` sets aside: as in Keras, training
+    keeps the first ``floor(n * (1 - validation_split))`` and validation the rest."""
+    return n - int(math.floor(n * (1.0 - validation_split)))
+
+
+def split_validation(model: Any, x: Any, y: Any, validation_split: Any, validation_data: Any,
+                     sample_weight: Any = None) -> tuple[Any, Any, Any]:
+    """``(x_train, y_train, (x_val, y_val, w_val) or None)``: ``validation_data`` checked
+    (a pair, or a triple with sample weights), or the last ``validation_split`` share of
+    ``(x, y)`` with the same share of ``sample_weight`` (one weight per sample, or None)."""
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val)")
-        return x, y, check_arrays(model, *validation_data, "fit (validation_data)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("Sequential.fit: validation_data must be a pair (x_val, y_val) "
+                             "or a triple (x_val, y_val, sample_weight_val)")
+        x_val, y_val = check_arrays(model, *validation_data[:2], "fit (validation_data)")
+        w_val = None if len(validation_data) == 2 else sample_weights(
+            y_val, None, validation_data[2], "fit (validation_data)")
+        return x, y, (x_val, y_val, w_val)
     if (isinstance(validation_split, bool)
             or not isinstance(validation_split, (int, float, np.integer, np.floating))
             or not 0.0 <= validation_split < 1.0):
         raise ValueError("Sequential.fit: validation_split must be in [0, 1), "
                          f"received validation_split={validation_split!r}")
-    n_val = int(len(x) * validation_split)
+    n_val = validation_count(len(x), validation_split)
     if validation_split > 0 and not 0 < n_val < len(x):
         raise ValueError(f"Sequential.fit: validation_split={validation_split} of {len(x)} "
                          "samples leaves no samples for validation or for training")
     if n_val == 0:
         return x, y, None
-    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:])
+    w_val = None if sample_weight is None else sample_weight[-n_val:]
+    return x[:-n_val], y[:-n_val], (x[-n_val:], y[-n_val:], w_val)

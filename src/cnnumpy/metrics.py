@@ -23,9 +23,30 @@ def categorical_accuracy(y_true, y_pred) -> float:
     return float(xp.mean(xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)))
 
 
+def _as_output_shape(y_true, y_pred):
+    """``y_true`` shaped like ``y_pred``: labels ``(N, ...)`` for outputs ``(N, ..., 1)`` get
+    the last axis back, as the losses accept them (never broadcast into an N x N table)."""
+    y_true = xp.asarray(y_true)
+    if y_true.shape != y_pred.shape and y_pred.shape[-1:] == (1,) \
+            and y_true.shape == y_pred.shape[:-1]:
+        return y_true[..., None]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"binary_accuracy: y_true must have the shape of y_pred {y_pred.shape}"
+                         f"{f' or {y_pred.shape[:-1]}' if y_pred.shape[-1:] == (1,) else ''}, "
+                         f"received {y_true.shape}")
+    return y_true
+
+
 def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
-    """Fraction of outputs on the same side of ``threshold`` as the 0/1 target."""
-    return float(xp.mean((y_pred > threshold) == (xp.asarray(y_true) > 0.5)))
+    """Fraction of outputs on the same side of ``threshold`` as the 0/1 target.
+
+    Shape:
+        y_pred ``(N, ...)``; y_true the same, or ``(N, ...)`` without the last axis when that
+        axis is 1 (labels ``(N,)`` for outputs ``(N, 1)``, as the losses accept).
+    """
+    y_pred = xp.asarray(y_pred)
+    y_true = _as_output_shape(y_true, y_pred)
+    return float(xp.mean((y_pred > threshold) == (y_true > 0.5)))
 
 
 METRICS: dict[str, Callable] = {

@@ -17,7 +17,8 @@ from cnnumpy.callbacks import Callback, History
 from cnnumpy.functional import activations
 from cnnumpy.layers import Layer, layer_from_config
 from cnnumpy.passes import Passes
-from cnnumpy.training import check_arrays, iterate_batches, run_fit
+from cnnumpy.summary import summary_table
+from cnnumpy.training import check_arrays, iterate_batches, run_evaluate, run_fit
 
 
 class Sequential:
@@ -27,7 +28,13 @@ class Sequential:
         layers: layers to add, in order.
         name: the model's name.
         dtype: "float32" or "float64" for every layer that does not set its own; by default
-            the dtype of the first batch if it is float64, else ``backend.floatx()``.
+            ``backend.floatx()``, or, for a model built by its first batch (no
+            ``input_shape``), that batch's dtype if it is float64.
+
+    A model whose first layer has ``input_shape`` is built as soon as its layers are given
+    (or added), so ``save``, ``summary``, ``count_params`` and the ONNX and PyTorch
+    converters work before any training; otherwise ``build(input_shape)`` or the first
+    batch builds it.
 
     Shape:
         Input ``(N, *input_shape)``, output ``(N, *output_shape)``; images are NHWC.
@@ -44,19 +51,35 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
-        self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
+        # The generator state a loaded checkpoint held; the first fit(initial_epoch=epoch)
+        # restores it (and any fit drops it), so load-then-fit continues exactly.
+        self.rng_state: dict | None = None
         self._passes = Passes()
         self._shards: list[shards.Shard] | None = None  # the last training forward's slices
         for layer in layers or []:
             self.add(layer)
 
     def add(self, layer: Layer) -> None:
-        """Append a layer; only the first layer needs ``input_shape``."""
+        """Append a layer; only the first layer needs ``input_shape``.
+
+        When the first layer has ``input_shape``, the model is built at once (as in Keras):
+        a layer that does not fit the output of the layers before it is refused here.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a cnnumpy Layer, received {layer!r}")
         if any(layer is other for other in self.layers):
             raise ValueError(f"Sequential.add: {layer.label} is already in the model")
         self.layers.append(layer)
+        if self.layers[0].input_shape is None:
+            return  # built by build(input_shape), or by the first batch
+        dtype = layer.dtype
+        try:
+            self.build()
+        except ValueError as exc:
+            self.layers.pop()
+            layer.dtype = dtype
+            raise ValueError(f"Sequential.add: {layer.label} does not fit after the layers "
+                             f"before it: {exc}") from None
 
     # ----- building --------------------------------------------------------------------------
     @property
@@ -80,6 +103,11 @@ class Sequential:
         if shape is None:
             raise ValueError("Sequential: cannot build without an input shape; give the first "
                              "layer input_shape=..., or call build(input_shape), fit or predict")
+        first = self.layers[0]
+        if first.built and input_shape is not None \
+                and first._split_batch(input_shape)[1] != first.input_shape:
+            raise ValueError(f"Sequential: the model is built for inputs {first.input_shape}, "
+                             f"received build(input_shape={tuple(input_shape)})")
         dtype = self.dtype or dtype or backend.floatx()
         for i, layer in enumerate(self.layers):
             if not layer.built:
@@ -209,7 +237,14 @@ class Sequential:
         """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History.
 
         ``sample_weight`` (one non-negative weight per sample) or ``class_weight`` (a dict
-        from class index to weight) scale each sample's contribution to the loss.
+        from class index to weight; float labels are rounded) scale each sample's
+        contribution to the loss. As in Keras, ``validation_split=v`` trains on the first
+        ``floor(n * (1 - v))`` samples and validates on the rest, whose ``sample_weight``
+        weighs ``val_loss``; ``validation_data`` may be ``(x, y)`` or ``(x, y, weights)``.
+
+        A model loaded from a checkpoint continues exactly, with the same shuffles, dropout
+        masks and augmentations as a run that never stopped, when ``initial_epoch`` is
+        ``model.epoch``: that fit restores the generator state the checkpoint saved.
 
         ``distributed=True`` under ``mpirun -n K`` trains data-parallel (every rank passes
         the same data and seed): ``batch_size`` is per rank, each global batch of
@@ -224,22 +259,16 @@ class Sequential:
                        initial_epoch=initial_epoch, class_weight=class_weight,
                        sample_weight=sample_weight, distributed=distributed)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict:
-        """Loss and metrics over ``(x, y)`` in inference mode, as a dict."""
+    def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0,
+                 sample_weight: Any = None) -> dict:
+        """Loss and metrics over ``(x, y)`` in inference mode, as a dict.
+
+        With ``sample_weight`` (one weight >= 0 per sample) the loss is
+        ``sum(weight * per-sample loss) / N``, as in ``fit``; the metrics are unweighted
+        (Keras' ``metrics``).
+        """
         self._require_compiled("evaluate")
-        x, y = check_arrays(self, x, y, "evaluate")
-        totals: dict[str, float] = {}
-        for idx in iterate_batches(len(x), batch_size, "evaluate"):
-            with backend.single_threaded_blas():
-                y_pred, value, _ = self._forward_loss(x[idx], y[idx], training=False)
-            logs = {"loss": value}
-            logs.update({k: f(y[idx], y_pred) for k, f in self._metric_fns(y_pred.shape).items()})
-            for key, v in logs.items():
-                totals[key] = totals.get(key, 0.0) + v * len(y_pred)
-        result = {k: v / len(x) for k, v in totals.items()}
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
-        return result
+        return run_evaluate(self, x, y, batch_size, verbose, sample_weight)
 
     def predict(self, x: Any, batch_size: int = 32) -> Any:
         """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
@@ -254,19 +283,7 @@ class Sequential:
     def summary(self, print_fn: Any = print) -> str:
         """Print (and return) a table: each layer, its output shape and parameter count."""
         self._require_built("summary")
-        rows = [(f"{layer.name} ({type(layer).__name__})",
-                 str((None, *layer.compute_output_shape(layer.input_shape))),
-                 f"{layer.count_params():,}") for layer in self.layers]
-        header = ("Layer (type)", "Output Shape", "Param #")
-        widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(3)]
-        line = "-" * sum(widths)
-        fmt = "".join(f"{{:<{w}}}" for w in widths)
-        total = self.count_params()
-        trainable = sum(layer.count_trainable_params() for layer in self.layers)
-        text = "\n".join([f'Model: "{self.name}"', line, fmt.format(*header), "=" * len(line),
-                          *(fmt.format(*r) for r in rows), "=" * len(line),
-                          f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                          f"Non-trainable params: {total - trainable:,}", line])
+        text = summary_table(self)
         if print_fn is not None:
             print_fn(text)
         return text

@@ -1,5 +1,5 @@
-"""The training loop behind ``Sequential.fit``; the input checks it shares with ``evaluate``
-and ``predict`` are in :mod:`cnnumpy.inputs`."""
+"""The loops behind ``Sequential.fit`` and ``Sequential.evaluate``; the input checks they
+share with ``predict`` are in :mod:`cnnumpy.inputs`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,9 +104,17 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                         f"received {callbacks!r}")
     x, y = check_arrays(model, x, y, "fit")
     weights = sample_weights(y, class_weight, sample_weight)
-    x, y, val = split_validation(model, x, y, validation_split, validation_data)
+    # As in Keras, the validation tail keeps its share of sample_weight (not of class_weight).
+    x, y, val = split_validation(model, x, y, validation_split, validation_data,
+                                 None if sample_weight is None else weights)
     if weights is not None:
         weights = weights[:len(x)]  # the validation share is the tail
+    resume_state, model.rng_state = model.rng_state, None  # used once, by this fit at most
+    if resume_state is not None and initial_epoch == model.epoch:
+        # A loaded checkpoint continuing where it stopped: the generator as it was then, so
+        # shuffles, dropout masks and augmentations are those of a run that never stopped.
+        backend.set_rng_state(resume_state)
+    _warn_if_schedule_ended(model, epochs > initial_epoch)
     history = History()
     callbacks = [*(callbacks or []), history]
     for cb in callbacks:
@@ -156,7 +165,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             dist.average_state(model)  # e.g. BatchNormalization's moving statistics
         if val is not None:
             val_logs = _parallel_evaluate(model, *val, batch_size) if parallel \
-                else model.evaluate(*val, batch_size=batch_size)
+                else model.evaluate(val[0], val[1], batch_size=batch_size, sample_weight=val[2])
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         progress.end(logs)
         model.epoch = epoch + 1
@@ -169,6 +178,38 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def _warn_if_schedule_ended(model: Any, will_train: bool) -> None:
+    """Warn when a learning-rate schedule has already decayed to 0: such a fit (e.g. one
+    that extends a finished run) would silently leave the weights as they are."""
+    optimizer = model.optimizer
+    if will_train and callable(optimizer.learning_rate) \
+            and optimizer.current_learning_rate == 0:
+        warnings.warn(f"Sequential.fit: the learning-rate schedule {optimizer.learning_rate!r} "
+                      f"is at 0 from step {optimizer.iterations}, so this fit will not change "
+                      "the weights; to train on, give the optimizer a new schedule (e.g. one "
+                      "planned over the longer run) or a float learning_rate", stacklevel=5)
+
+
+def run_evaluate(model: Any, x: Any, y: Any, batch_size: int, verbose: int,
+                 sample_weight: Any) -> dict:
+    """Loss and metrics over ``(x, y)`` in inference mode (see ``Sequential.evaluate``)."""
+    x, y = check_arrays(model, x, y, "evaluate")
+    weights = sample_weights(y, None, sample_weight, "evaluate")
+    totals: dict[str, float] = {}
+    for idx in iterate_batches(len(x), batch_size, "evaluate"):
+        with backend.single_threaded_blas():
+            y_pred, value, _ = model._forward_loss(
+                x[idx], y[idx], False, None if weights is None else weights[idx])
+        logs = {"loss": value}
+        logs.update({k: f(y[idx], y_pred) for k, f in model._metric_fns(y_pred.shape).items()})
+        for key, v in logs.items():
+            totals[key] = totals.get(key, 0.0) + v * len(y_pred)
+    result = {k: v / len(x) for k, v in totals.items()}
+    if verbose:
+        print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
+    return result
 
 
 def _local_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[int, dict]:
@@ -209,14 +250,15 @@ def _parallel_step(model: Any, x: Any, y: Any, weights: Any, idx: Any) -> tuple[
     return total, dict(zip(keys, values, strict=True))
 
 
-def _parallel_evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict:
+def _parallel_evaluate(model: Any, x: Any, y: Any, weights: Any, batch_size: int) -> dict:
     """``model.evaluate`` on this rank's shard of ``(x, y)``, averaged over all samples."""
     part = dist.shard(slice(0, len(x)))
     keys = ["loss", *model.metrics]
     count = part.stop - part.start
     sums = [0.0] * len(keys)
     if count:
-        logs = model.evaluate(x[part], y[part], batch_size=batch_size)
+        logs = model.evaluate(x[part], y[part], batch_size=batch_size,
+                              sample_weight=None if weights is None else weights[part])
         sums = [logs[k] * count for k in keys]
     buffer = dist.allreduce_sum_(np.array([*sums, count], dtype=np.float64))
     return {k: float(v / buffer[-1]) for k, v in zip(keys, buffer[:-1], strict=True)}

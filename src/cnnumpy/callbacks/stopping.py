@@ -14,7 +14,8 @@ class EarlyStopping(Callback):
 
     Training stops at the end of the epoch that makes ``patience`` epochs in a row without an
     improvement of more than ``min_delta`` over the best value so far (as in Keras,
-    ``patience=0`` and ``patience=1`` both stop after the first epoch without improvement).
+    ``patience=0`` and ``patience=1`` both stop after the first epoch without improvement),
+    never at the first epoch of a ``fit``: a first value of NaN does not end training.
 
     Args:
         monitor: key of the epoch logs to watch, e.g. "val_loss" or "val_accuracy".
@@ -45,6 +46,7 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.wait = 0
+        self._first_epoch = True
         self.best = self._monitor.worst
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
@@ -52,14 +54,20 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = self._monitor.value(epoch, logs)
-        if self._monitor.improved(current, self.best):
+        first, self._first_epoch = self._first_epoch, False
+        improved = self._monitor.improved(current, self.best)
+        if improved:
             self.best, self.best_epoch, self.wait = current, epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = [{k: v.copy() for k, v in layer.get_weights().items()}
-                                     for layer in self.model.layers]
+        if self.restore_best_weights and (improved or self.best_weights is None):
+            # as in Keras, the first epoch's weights (e.g. of a NaN value) are kept until
+            # an epoch improves, so there is always something to restore
+            self.best_epoch = epoch
+            self.best_weights = [{k: v.copy() for k, v in layer.get_weights().items()}
+                                 for layer in self.model.layers]
+        if improved:
             return
         self.wait += 1
-        if self.wait >= max(self.patience, 1):
+        if self.wait >= max(self.patience, 1) and not first:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
