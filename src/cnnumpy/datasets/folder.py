@@ -8,19 +8,20 @@ import warnings
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy.datasets import images
 from cnnumpy.datasets.idx import DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 """File name endings read by :func:`load_image_folder` (case-insensitive)."""
 
 _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF"}  # MPO: a camera JPEG with extra frames
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # 16/32-bit and float pixels
-_COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
+_COLOR_MODES = images.COLOR_MODES
 
 
 def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None,
                       color_mode: str = "grayscale", validation_split: float = 0.0,
-                      seed: int | None = None, on_error: str = "raise") -> tuple:
+                      seed: int | None = None, on_error: str = "raise",
+                      pad_to_aspect_ratio: bool = False) -> tuple:
     """Load a labelled image folder: one sub-folder per class, its images directly inside.
 
     Classes are the sub-folder names sorted; their index in that order is the label. PNG,
@@ -39,6 +40,9 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             after a seeded shuffle. With 0 the images come back in folder order, unshuffled.
         seed: seed of the shuffle; default: draw from :func:`cnnumpy.backend.rng`.
         on_error: ``"raise"`` or ``"skip"`` for unreadable files and outside symlinks.
+        pad_to_aspect_ratio: with ``image_size``, pad each image to its aspect ratio with
+            the image's own background colour (the median of its border) before resizing,
+            so none is stretched: the conversion of :func:`cnnumpy.datasets.prepare_image`.
 
     Returns:
         ``(x, y, class_names)``, or with ``validation_split > 0``
@@ -71,7 +75,8 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             if not report.inside(path, real_root) or not _is_image_file(path, report):
                 continue
             try:
-                pixels = _read_image(image_module, path, color_mode, image_size)
+                pixels = _read_image(image_module, path, color_mode, image_size,
+                                     pad_to_aspect_ratio)
             except _Unreadable as exc:
                 report.bad(path, str(exc))
                 continue
@@ -145,32 +150,21 @@ def _is_image_file(path: str, report: _Reporter) -> bool:
     return False
 
 
-def _read_image(image_module, path: str, color_mode: str,
-                image_size: tuple[int, int] | None) -> np.ndarray:
+def _read_image(image_module, path: str, color_mode: str, image_size: tuple[int, int] | None,
+                pad: bool = False) -> np.ndarray:
     """Decode one image to float32 (H, W, C) in [0, 1], or raise ``_Unreadable``."""
-    mode, channels = _COLOR_MODES[color_mode]
     try:
         with image_module.open(path) as im:
             if im.format not in _FORMATS:
                 raise _Unreadable(f"{im.format} image; only PNG, JPEG, BMP and GIF are read")
             im.load()
-            if im.mode in _WIDE_MODES:
-                scale = 1.0 if im.mode == "F" else 65535.0
-                im = im.convert("F")
-            else:
-                scale = 255.0
-                im = (im.convert("RGBA") if im.mode == "P" else im).convert(mode)
-            if image_size is not None:
-                im = im.resize((image_size[1], image_size[0]),
-                               image_module.BILINEAR)
-            pixels = np.asarray(im, dtype=np.float32)
+            pixels = images.to_array(im, color_mode)
+        if image_size is not None:
+            pixels = images.resize(pixels, image_size, pad=pad)
     except _Unreadable:
         raise
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as exc:
         raise _Unreadable(f"not a readable image ({exc})") from None
-    pixels = np.clip(pixels / np.float32(scale), 0.0, 1.0)
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., np.newaxis], channels, axis=-1)
     return pixels
 
 
