@@ -170,3 +170,89 @@ def test_model_from_a_json_config_and_resume_needs_optimizer_state(trained, tmp_
     result = run("train", "--data", str(folder), "--resume", str(tmp_path / "bare.safetensors"),
                  "--out", str(tmp_path / "r.safetensors"))
     assert result.returncode == 1 and "no optimizer state" in result.stderr
+
+
+def test_ink_on_paper_digits_are_predicted_as_the_light_on_dark_originals(tmp_path):
+    import cnnumpy
+
+    out = tmp_path / "digits.safetensors"
+    result = run("train", "--model", "simple", "--epochs", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert cnnumpy.load_model(str(out)).preprocessing == {
+        "color_mode": "grayscale", "image_size": [28, 28], "background": 0.0}  # MNIST: dark
+    digits = np.round(cnnumpy.datasets.load_mnist_sample()[1][0][:30, ..., 0] * 255)
+    originals, paper = [], []
+    for i, digit in enumerate(digits.astype(np.uint8)):
+        originals.append(str(tmp_path / f"o{i}.png"))
+        paper.append(str(tmp_path / f"p{i}.png"))
+        PIL.fromarray(digit).save(originals[-1])
+        PIL.fromarray(255 - digit).save(paper[-1])  # dark ink on light paper
+
+    def top(paths, *flags):
+        result = run("predict", str(out), *paths, "--json", *flags)
+        assert result.returncode == 0, result.stderr
+        return np.array([p["top"][0]["index"] for p in json.loads(result.stdout)])
+
+    expected = top(originals)
+    assert np.mean(top(paper) == expected) >= 0.9
+    assert np.mean(top(paper, "--no-invert") == expected) < 0.5  # inverting is what matters
+
+
+def colour_folder(root, sizes=((12, 12), (12, 12), (12, 12), (10, 16))):
+    """Flat red, green and blue images of the same grey level (29 of 255), of mixed sizes."""
+    for name, colour in {"blue": (0, 0, 255), "green": (0, 49, 0), "red": (97, 0, 0)}.items():
+        (root / name).mkdir(parents=True)
+        for i in range(16):
+            h, w = sizes[i % len(sizes)]
+            PIL.new("RGB", (w, h), colour).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_colour_folder_of_mixed_sizes_trains_in_rgb_by_default(tmp_path):
+    import cnnumpy
+
+    folder, out = colour_folder(tmp_path / "colours"), tmp_path / "c.safetensors"
+    args = ["--data", str(folder), "--model", "simple", "--epochs", "5", "--batch-size", "8",
+            "--lr", "0.01", "--val-split", "0"]
+    result = run("train", *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Images: rgb (colour found" in result.stdout
+    assert "12x12 (the most common size; 12 other images padded and resized" in result.stdout
+    model = cnnumpy.load_model(str(out))
+    assert model.input_shape == (12, 12, 3)
+    assert model.preprocessing["color_mode"] == "rgb"
+    assert model.preprocessing["image_size"] == [12, 12]
+    evaluated = run("evaluate", str(out), "--data", str(folder))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert float(evaluated.stdout.split("accuracy: ")[1].split()[0]) > 0.9  # grey: 1/3
+    wide = str(folder / "red" / "3.png")  # 10x16: padded and resized
+    result = run("predict", str(out), wide, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["top"][0]["class"] == "red"
+    result = run("visualize", str(out), wide, "--out", str(tmp_path / "maps.png"))
+    assert result.returncode == 0, result.stderr
+    result = run("train", *args, "--color-mode", "grayscale", "--image-size", "14", "12",
+                 "--epochs", "1", "--out", str(tmp_path / "g.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert "Images: grayscale, 14x12" in result.stdout
+    assert cnnumpy.load_model(str(tmp_path / "g.safetensors")).input_shape == (14, 12, 1)
+
+
+def test_predict_with_a_model_file_without_conversion_settings(trained, tmp_path):
+    import cnnumpy
+
+    folder, out, _ = trained
+    old = cnnumpy.load_model(str(out))
+    old.preprocessing = None  # as a file from before, or a model built in Python
+    old.save(str(tmp_path / "old.safetensors"))
+    images, labels = striped_images(3, size=24, seed=1)
+    paths = [str(tmp_path / f"s{i}.png") for i in range(3)]
+    for img, path in zip(images, paths, strict=True):
+        PIL.fromarray(255 - img.astype(np.uint8)).save(path)  # opposite polarity: kept as is
+    for model in (out, tmp_path / "old.safetensors"):
+        result = run("predict", str(model), *paths, "--json", "--no-invert")
+        assert result.returncode == 0, result.stderr
+        first = [p["top"][0] for p in json.loads(result.stdout)]
+        if model == out:
+            expected = first
+    assert first == expected  # the same conversion, from the input shape alone

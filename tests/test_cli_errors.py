@@ -40,6 +40,8 @@ CASES = [
     (["train", "--optimizer", "adagrad"], 2, "--optimizer: invalid choice: 'adagrad'"),
     (["predict", MODEL, "ok.png", "--top-k", "0"], 2, "--top-k: expected an integer >= 1"),
     (["export", MODEL], 2, "required: --onnx"),
+    (["train", "--image-size", "0", "4"], 2, "--image-size: expected an integer >= 1"),
+    (["train", "--color-mode", "cmyk"], 2, "--color-mode: invalid choice: 'cmyk'"),
     # --- bad data folders and files
     (["train", "--data", "missing"], 1, "--data 'missing': expected mnist-sample"),
     (["train", "--data", "empty"], 1, "empty: no class sub-folders"),
@@ -48,6 +50,9 @@ CASES = [
     (["train", "--data", "badmagic"], 1, "badmagic/train-images-idx3-ubyte: bad magic"),
     (["train", "--data", "badgzip"], 1, "badgzip/train-images-idx3-ubyte.gz"),
     (["train", "--data", "mismatch"], 1, "holds 20 images but mismatch/train-labels"),
+    (["train", "--data", "idx", "--image-size", "8", "8"], 1,
+     "--image-size: applies to a folder of class sub-folders of images; --data 'idx'"),
+    (["train", "--color-mode", "rgb"], 1, "--color-mode rgb: applies to a folder of class"),
     # --- bad models and model configs
     (["train", "--data", "idx", "--model", "resnet"], 1, "unknown model 'resnet'"),
     (["train", "--data", "idx", "--model", "missing.json"], 1, "'missing.json' not found"),

@@ -62,6 +62,11 @@ def fraction(text: str) -> float:
     return _number(text, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+INVERT_HELP = ("invert an image whose background is on the other side of 0.5 from the "
+               "training images' (ink on paper for a model of light-on-dark digits); images "
+               "are padded to the model's aspect ratio, then resized (default: --invert)")
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                  ) -> argparse.ArgumentParser:
     """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
@@ -108,6 +113,12 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                        help="random shifts of up to 10%% of the training images, and "
                             "horizontal flips for Fashion-MNIST's clothing (default: the "
                             "model's recipe)")
+    train.add_argument("--color-mode", default="auto", choices=["auto", "grayscale", "rgb"],
+                       help="channels of a folder of images (default auto: rgb when the "
+                            "images have colour); recorded in the model file")
+    train.add_argument("--image-size", type=int_at_least(1), nargs=2, metavar=("H", "W"),
+                       help="size of a folder's images, each padded to its aspect ratio and "
+                            "resized (default: the most common size); recorded in the model file")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel under mpirun -n K: --batch-size is per process, "
                             "and rank 0 alone prints and writes files")
@@ -122,6 +133,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top-k", type=int_at_least(1), default=3)
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True,
+                         help=INVERT_HELP)
     predict.set_defaults(func=commands["predict"])
     summary = sub.add_parser("summary", help="print a saved model's layers")
     summary.add_argument("model")
@@ -130,6 +143,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     visualize.add_argument("model")
     visualize.add_argument("image")
     visualize.add_argument("--out", default="feature_maps.png")
+    visualize.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True,
+                         help=INVERT_HELP)
     visualize.set_defaults(func=commands["visualize"])
     export = sub.add_parser("export", help="convert a saved model to ONNX")
     export.add_argument("model")

@@ -53,13 +53,16 @@ def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
+def load_data(spec: str, image_shape: tuple[int, ...] | None = None, color_mode: str = "auto",
+              image_size: tuple[int, int] | None = None) -> Data:
     """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders.
 
     An IDX folder's ``t10k-*`` files are its test set; without them, the last 10,000 training
     images (at most a sixth) are held out as the test set instead (see :func:`hold_out`).
-    Class sub-folders have no test set.
+    Class sub-folders have no test set; their images are read with ``image_shape`` (a
+    model's), else ``color_mode`` and ``image_size`` (see :func:`folder_options`).
     """
+    _check_folder_flags(spec, color_mode, image_size)
     digits = [str(d) for d in range(10)]
     if spec == "mnist-sample":
         return Data(*datasets.load_mnist_sample(), digits)
@@ -78,29 +81,58 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
         if test is not None or len(train[0]) < 6:
             return Data(train, test, names)
         return Data(*hold_out(*train), names, held_out=True)
-    kwargs: dict[str, Any] = {}
-    if image_shape is not None:
-        kwargs = {"image_size": image_shape[:2],
-                  "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
+    kwargs = folder_options(spec, image_shape, color_mode, image_size)
     x, y, names = datasets.load_image_folder(spec, **kwargs)
     return Data((x, y), None, list(names))
 
 
-def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One image file as the model's input: converted to its channels, resized to its size."""
+def folder_options(spec: str, image_shape: tuple[int, ...] | None, color_mode: str,
+                   image_size: tuple[int, int] | None) -> dict[str, Any]:
+    """``load_image_folder`` arguments for an image folder: a model's ``image_shape`` when
+    given, else ``color_mode`` ("auto": rgb when an image has colour) and ``image_size``
+    (default: the most common size), said in one line. Images are padded to the size's aspect
+    ratio, never stretched."""
+    if image_shape is not None:
+        return {"image_size": tuple(image_shape[:2]), "pad_to_aspect_ratio": True,
+                "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
     try:
-        from PIL import Image, UnidentifiedImageError
+        color_mode, image_size, note = datasets.folder_settings(spec, color_mode, image_size)
+    except ImportError:
+        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
+    print(note)
+    return {"image_size": image_size, "color_mode": color_mode, "pad_to_aspect_ratio": True}
+
+
+def _check_folder_flags(spec: str, color_mode: str, image_size: tuple[int, int] | None) -> None:
+    idx = any(os.path.isfile(os.path.join(spec, f"train-images-idx3-ubyte{ext}"))
+              for ext in ("", ".gz"))
+    if (image_size is not None or color_mode == "rgb") and (
+            spec in ("mnist-sample", "mnist", "fashion-mnist") or idx):
+        flag = "--image-size" if image_size is not None else "--color-mode rgb"
+        raise CLIError(f"{flag}: applies to a folder of class sub-folders of images; --data "
+                       f"{spec!r} holds grayscale IDX images of one size")
+
+
+def preprocessing(x: np.ndarray) -> dict[str, Any]:
+    """The settings a model trained on ``x`` records: its images' colour mode, size and
+    background level (see :func:`cnnumpy.datasets.prepare_image`)."""
+    return {"color_mode": "rgb" if x.shape[-1] == 3 else "grayscale",
+            "image_size": [int(x.shape[1]), int(x.shape[2])],
+            "background": round(datasets.background_level(x), 4)}
+
+
+def load_image(path: str, settings: dict[str, Any], invert: bool = True) -> np.ndarray:
+    """One image file as the model's input (:func:`cnnumpy.datasets.prepare_image`)."""
+    try:
+        from PIL import Image
     except ImportError:
         raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
     if not os.path.isfile(path):
         raise CLIError(f"{path}: no such image file")
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if shape[2] == 3 else "L").resize((shape[1], shape[0]))
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+        return datasets.prepare_image(path, settings, invert)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CLIError(f"{path}: not a readable image ({exc})") from None
-    return array.reshape(shape)
 
 
 def check_data_fits(model: Sequential, x: np.ndarray, y: np.ndarray, data: str,
