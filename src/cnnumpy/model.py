@@ -44,6 +44,7 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
+        self.preprocessing: dict | None = None  # optional: how images become inputs, saved
         self.rng_state: dict | None = None  # the generator state a loaded checkpoint held
         self._passes = Passes()
         self._shards: list[shards.Shard] | None = None  # the last training forward's slices
