@@ -319,3 +319,23 @@ def test_class_names_from_a_file_or_commas_and_default_augmentations(tmp_path):
             cli_data.parse_class_names(text, 2)
     assert cli_data.default_augmentations("fashion-mnist") == ("shift", "flip")
     assert cli_data.default_augmentations(str(tmp_path / "fashion-mnist")) == ("shift",)
+
+
+def test_predict_with_a_model_file_without_conversion_settings(trained, tmp_path):
+    import cnnumpy
+
+    folder, out, _ = trained
+    old = cnnumpy.load_model(str(out))
+    old.preprocessing = None  # as a file from before, or a model built in Python
+    old.save(str(tmp_path / "old.safetensors"))
+    images, labels = striped_images(3, size=24, seed=1)
+    paths = [str(tmp_path / f"s{i}.png") for i in range(3)]
+    for img, path in zip(images, paths, strict=True):
+        PIL.fromarray(255 - img.astype(np.uint8)).save(path)  # opposite polarity: kept as is
+    for model in (out, tmp_path / "old.safetensors"):
+        result = run("predict", str(model), *paths, "--json", "--no-invert")
+        assert result.returncode == 0, result.stderr
+        first = [p["top"][0] for p in json.loads(result.stdout)]
+        if model == out:
+            expected = first
+    assert first == expected  # the same conversion, from the input shape alone

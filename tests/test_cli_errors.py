@@ -41,6 +41,8 @@ CASES = [
     (["predict", MODEL, "ok.png", "--top-k", "0"], 2, "--top-k: expected an integer >= 1"),
     (["export", MODEL], 2, "required: --onnx"),
     (["train", "--augment", "rotate"], 2, "--augment: expected names among shift, flip"),
+    (["train", "--image-size", "0", "4"], 2, "--image-size: expected an integer >= 1"),
+    (["train", "--color-mode", "cmyk"], 2, "--color-mode: invalid choice: 'cmyk'"),
     # --- bad data folders and files
     (["train", "--data", "missing"], 1, "--data 'missing': expected mnist-sample"),
     (["train", "--data", "empty"], 1, "empty: no class sub-folders"),
@@ -57,6 +59,11 @@ CASES = [
     (["train", "--data", "idx", "--class-names", "a,b"], 1,
      "--class-names 'a,b': names 2 classes, but the labels need 3"),
     (["evaluate", MODEL, "--data", "tiny"], 1, "--data 'tiny': no test images"),
+    (["train", "--data", "idx", "--image-size", "8", "8"], 1,
+     "--image-size: applies to a folder of class sub-folders of images; --data 'idx'"),
+    (["train", "--color-mode", "rgb"], 1, "--color-mode rgb: applies to a folder of class"),
+    (["train", "--data", "t10konly", "--image-size", "8", "8"], 1,
+     "--image-size: applies to a folder of class sub-folders of images; --data 't10konly'"),
     # --- bad models and model configs
     (["train", "--data", "idx", "--model", "resnet"], 1, "unknown model 'resnet'"),
     (["train", "--data", "idx", "--model", "missing.json"], 1, "'missing.json' not found"),

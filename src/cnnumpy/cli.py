@@ -120,7 +120,9 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         if getattr(args, key) is None:  # not given: the model's own recipe
             setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
-    data = load_data(args.data)
+    resumed = cnnumpy.load_model(args.resume) if args.resume else None  # its image settings
+    data = load_data(args.data, resumed.input_shape if resumed else None, args.color_mode,
+                     args.image_size)
     if data.train is None:
         raise CLIError(f"--data {args.data!r}: only t10k-* (test) IDX files; training needs "
                        "train-images-idx3-ubyte and train-labels-idx1-ubyte")
@@ -136,7 +138,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
               "class, rounded down, chosen by a hash of their paths: the same on every run), "
               "never used for training or validation")
     if args.resume:
-        model = cnnumpy.load_model(args.resume)
+        model = resumed
         if model.optimizer is None:
             raise CLIError(f"--resume {args.resume!r}: the file holds no optimizer state, so "
                            "training cannot resume from it")
@@ -159,6 +161,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
     model.class_names = data.class_names
+    model.preprocessing = cli_data.preprocessing(x_train)
     model.build()
     _check_writable(args.out, "--out", model)  # a file of the model's size must fit now
     if args.checkpoint_dir:
@@ -224,7 +227,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     model = cnnumpy.load_model(args.model)
-    x = np.stack([load_image(p, model.input_shape) for p in args.images])
+    settings = cnnumpy.datasets.image_settings(model)
+    x = np.stack([load_image(p, settings, args.invert) for p in args.images])
     probs = model.predict(x)
     names = class_names(model, [], args.model)
     k = min(args.top_k, probs.shape[1])
@@ -253,7 +257,8 @@ def cmd_visualize(args: argparse.Namespace) -> None:
 
     _check_writable(args.out, "--out")
     model = cnnumpy.load_model(args.model)
-    plot_feature_maps(model, load_image(args.image, model.input_shape), args.out)
+    image = load_image(args.image, cnnumpy.datasets.image_settings(model), args.invert)
+    plot_feature_maps(model, image, args.out)
     print(f"Saved filters and feature maps to {args.out}")
 
 

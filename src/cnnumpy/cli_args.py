@@ -74,6 +74,11 @@ def augmentations(text: str) -> tuple[str, ...]:
     return names
 
 
+INVERT_HELP = ("invert an image whose background is on the other side of 0.5 from the "
+               "training images' (ink on paper for a model of light-on-dark digits); images "
+               "are padded to the model's aspect ratio, then resized (default: --invert)")
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                  ) -> argparse.ArgumentParser:
     """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
@@ -138,11 +143,22 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                             "separated by commas, or a file of one name per line (default: "
                             "the dataset's, classes.txt beside IDX files, the sub-folder "
                             "names, else the class numbers)")
+    train.add_argument("--color-mode", default="auto", choices=["auto", "grayscale", "rgb"],
+                       help="channels of a folder of images (default auto: rgb when the "
+                            "images have colour); recorded in the model file")
+    train.add_argument("--image-size", type=int_at_least(1), nargs=2, metavar=("H", "W"),
+                       help="size of a folder's images, each padded to its aspect ratio and "
+                            "resized (default: the most common size); recorded in the model file")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel under mpirun -n K: --batch-size is per process, "
                             "and rank 0 alone prints and writes files")
     train.set_defaults(func=commands["train"])
-    evaluate = sub.add_parser("evaluate", help="accuracy, per-class accuracy, confusion matrix")
+    evaluate = sub.add_parser(
+        "evaluate", help="accuracy, per-class accuracy, confusion matrix",
+        description="Score a saved model on the test set of --data (the one train reports). "
+                    "A folder's images are converted as the model's training images were: "
+                    "its recorded colour mode and size, each image padded to the size's "
+                    "aspect ratio, then resized.")
     evaluate.add_argument("model")
     evaluate.add_argument("--data", default="mnist-sample", help=data_help)
     evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
@@ -155,6 +171,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top-k", type=int_at_least(1), default=3)
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+    predict.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True,
+                         help=INVERT_HELP)
     predict.set_defaults(func=commands["predict"])
     summary = sub.add_parser("summary", help="print a saved model's layers")
     summary.add_argument("model")
@@ -163,6 +181,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     visualize.add_argument("model")
     visualize.add_argument("image")
     visualize.add_argument("--out", default="feature_maps.png")
+    visualize.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True,
+                         help=INVERT_HELP)
     visualize.set_defaults(func=commands["visualize"])
     export = sub.add_parser("export", help="convert a saved model to ONNX")
     export.add_argument("model")

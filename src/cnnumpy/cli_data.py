@@ -56,7 +56,8 @@ def _idx_pair(folder: str, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
+def load_data(spec: str, image_shape: tuple[int, ...] | None = None, color_mode: str = "auto",
+              image_size: tuple[int, int] | None = None) -> Data:
     """Data for ``--data``: a named dataset, a folder of IDX files, or class sub-folders.
 
     An IDX folder's ``t10k-*`` files are its test set; without them, the last 10,000 training
@@ -65,9 +66,14 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
     ``classes.txt`` beside the files (one per line), else the class numbers. Class
     sub-folders hold out a fixed sixth of each class as their test set (see
     :func:`cnnumpy.datasets.split.in_test_split`); hidden and non-image files are skipped,
-    with one line saying how many.
+    with one line saying how many; all their images, both parts, are converted with
+    ``image_shape`` (a model's), else ``color_mode`` and ``image_size`` (see
+    :func:`folder_options`). ``--color-mode rgb`` and ``--image-size`` are refused for IDX
+    images.
     """
     digits = [str(d) for d in range(10)]
+    if spec in ("mnist-sample", "mnist", "fashion-mnist"):
+        _refuse_folder_flags(spec, color_mode, image_size)
     if spec == "mnist-sample":
         return Data(*datasets.load_mnist_sample(), digits)
     if spec == "mnist":
@@ -78,6 +84,7 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
         raise CLIError(f"--data {spec!r}: expected mnist-sample, mnist, fashion-mnist or a folder")
     train, test = _idx_pair(spec, "train"), _idx_pair(spec, "t10k")
     if train is not None or test is not None:
+        _refuse_folder_flags(spec, color_mode, image_size)
         labels = max(int(pair[1].max()) + 1 for pair in (train, test) if pair is not None)
         names = read_class_names(os.path.join(spec, "classes.txt"), labels)
         names = names or [str(c) for c in range(labels)]
@@ -85,10 +92,7 @@ def load_data(spec: str, image_shape: tuple[int, ...] | None = None) -> Data:
             return Data(train, test, names)
         return Data(*hold_out(*train), names, held_out=True)
     _refuse_incomplete_idx(spec)
-    kwargs: dict[str, Any] = {}
-    if image_shape is not None:
-        kwargs = {"image_size": image_shape[:2],
-                  "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
+    kwargs = folder_options(spec, image_shape, color_mode, image_size)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train, test, names = datasets.load_image_folder(spec, test_split=True, **kwargs)
@@ -168,21 +172,52 @@ def evaluation_set(data: Data, spec: str, all_images: bool = False
     return data.test
 
 
-def load_image(path: str, shape: tuple[int, ...]) -> np.ndarray:
-    """One image file as the model's input: converted to its channels, resized to its size."""
+def folder_options(spec: str, image_shape: tuple[int, ...] | None, color_mode: str,
+                   image_size: tuple[int, int] | None) -> dict[str, Any]:
+    """``load_image_folder`` arguments for an image folder: a model's ``image_shape`` when
+    given, else ``color_mode`` ("auto": rgb when an image has colour) and ``image_size``
+    (default: the most common size), said in one line. Images are padded to the size's aspect
+    ratio, never stretched."""
+    if image_shape is not None:
+        return {"image_size": tuple(image_shape[:2]), "pad_to_aspect_ratio": True,
+                "color_mode": "rgb" if image_shape[2] == 3 else "grayscale"}
     try:
-        from PIL import Image, UnidentifiedImageError
+        color_mode, image_size, note = datasets.folder_settings(spec, color_mode, image_size)
+    except ImportError:
+        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
+    print(note)
+    return {"image_size": image_size, "color_mode": color_mode, "pad_to_aspect_ratio": True}
+
+
+def _refuse_folder_flags(spec: str, color_mode: str, image_size: tuple[int, int] | None
+                         ) -> None:
+    """``--image-size`` and ``--color-mode rgb`` are for image folders, not IDX images."""
+    if image_size is not None or color_mode == "rgb":
+        flag = "--image-size" if image_size is not None else "--color-mode rgb"
+        raise CLIError(f"{flag}: applies to a folder of class sub-folders of images; --data "
+                       f"{spec!r} holds grayscale IDX images of one size")
+
+
+def preprocessing(x: np.ndarray) -> dict[str, Any]:
+    """The settings a model trained on ``x`` records: its images' colour mode, size and
+    background level (see :func:`cnnumpy.datasets.prepare_image`)."""
+    return {"color_mode": "rgb" if x.shape[-1] == 3 else "grayscale",
+            "image_size": [int(x.shape[1]), int(x.shape[2])],
+            "background": round(datasets.background_level(x), 4)}
+
+
+def load_image(path: str, settings: dict[str, Any], invert: bool = True) -> np.ndarray:
+    """One image file as the model's input (:func:`cnnumpy.datasets.prepare_image`)."""
+    try:
+        from PIL import Image
     except ImportError:
         raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
     if not os.path.isfile(path):
         raise CLIError(f"{path}: no such image file")
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB" if shape[2] == 3 else "L").resize((shape[1], shape[0]))
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+        return datasets.prepare_image(path, settings, invert)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CLIError(f"{path}: not a readable image ({exc})") from None
-    return array.reshape(shape)
 
 
 def check_data_fits(model: Sequential, x: np.ndarray, y: np.ndarray, data: str,

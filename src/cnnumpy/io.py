@@ -4,7 +4,8 @@ Layout:
     tensors   ``layers.{index}.{name}`` for each layer's params and state, and
               ``optimizer.{index}.{slot}`` for the optimizer's state when it is included;
     metadata  ``format`` = "cnnumpy", ``format_version``, ``model_config`` (JSON), ``epoch``
-              (epochs completed), optionally ``class_names`` (JSON), ``compile_config``
+              (epochs completed), optionally ``class_names`` (JSON), ``preprocessing`` (JSON: how
+              images become inputs), ``compile_config``
               (JSON: loss, optimizer, metrics), ``optimizer_iterations`` and, in checkpoints,
               ``rng_state`` (the library generator's state, JSON).
 
@@ -87,6 +88,11 @@ def _model_bytes(model: Any, include_optimizer: bool = True) -> bytes:
                 "model_config": json.dumps(model.get_config()), "epoch": str(int(model.epoch))}
     if model.class_names is not None:
         metadata["class_names"] = json.dumps([str(c) for c in model.class_names])
+    if getattr(model, "preprocessing", None) is not None:
+        from cnnumpy.datasets.images import check_settings
+
+        check_settings(model.preprocessing, model.input_shape, "save_model: preprocessing")
+        metadata["preprocessing"] = json.dumps(model.preprocessing)
     if model.loss is not None and model.optimizer is not None:
         metadata["compile_config"] = json.dumps({
             "loss": losses.serialize(model.loss),
@@ -231,6 +237,15 @@ def load_model(path: str, compile: bool = True) -> Any:
         if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
             raise ModelFormatError(f"{path}: class_names must be a list of strings")
         model.class_names = names
+    if "preprocessing" in meta:  # how images become inputs (cnnumpy.datasets.prepare_image)
+        from cnnumpy.datasets.images import check_settings
+
+        settings = _loads(meta["preprocessing"], "preprocessing", path)
+        try:
+            check_settings(settings, model.input_shape, "preprocessing")
+        except ValueError as exc:
+            raise ModelFormatError(f"{path}: {exc}") from None
+        model.preprocessing = settings
     if compile and "compile_config" in meta:
         cc = _loads(meta["compile_config"], "compile_config", path)
         try:

@@ -51,6 +51,7 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0  # epochs completed; saved in checkpoints so training can resume
         self.class_names: list[str] | None = None  # optional, saved with the model
+        self.preprocessing: dict | None = None  # optional: how images become inputs, saved
         # The generator state a loaded checkpoint held; the first fit(initial_epoch=epoch)
         # restores it (and any fit drops it), so load-then-fit continues exactly.
         self.rng_state: dict | None = None

@@ -16,6 +16,12 @@ from cnnumpy.datasets.download import (
 )
 from cnnumpy.datasets.folder import IMAGE_EXTENSIONS, load_image_folder
 from cnnumpy.datasets.idx import DatasetError, load_idx, read_idx
+from cnnumpy.datasets.images import (
+    background_level,
+    folder_settings,
+    image_settings,
+    prepare_image,
+)
 from cnnumpy.datasets.mnist import load_fashion_mnist, load_mnist
 
 
@@ -60,4 +66,5 @@ __all__ = [
     "CHECKSUMS", "FILES", "IMAGE_EXTENSIONS", "MIRRORS", "DatasetError", "default_data_dir",
     "fetch_file", "load_fashion_mnist", "load_idx", "load_image_folder", "load_mnist",
     "load_mnist_sample", "read_idx", "sha256_of", "to_categorical",
+    "background_level", "folder_settings", "image_settings", "prepare_image",
 ]

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy.datasets import images
 from cnnumpy.datasets.idx import DatasetError
 from cnnumpy.datasets.split import in_test_split, path_hashes
 
@@ -15,14 +16,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 """File name endings read by :func:`load_image_folder` (case-insensitive)."""
 
 _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "GIF"}  # MPO: a camera JPEG with extra frames
-_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # 16/32-bit and float pixels
-_COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
+_COLOR_MODES = images.COLOR_MODES
 
 
 def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | None = None,
                       color_mode: str = "grayscale", validation_split: float = 0.0,
                       seed: int | None = None, on_error: str = "raise",
-                      test_split: bool = False) -> tuple:
+                      test_split: bool = False, pad_to_aspect_ratio: bool = False) -> tuple:
     """Load a labelled image folder: one sub-folder per class, its images directly inside.
 
     Classes are the sub-folder names sorted; their index in that order is the label. PNG,
@@ -47,6 +47,9 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
             (rounded down) of its images whose paths relative to ``root`` have the smallest
             SHA-1 hashes (:func:`cnnumpy.datasets.split.in_test_split`). The same on every
             run and machine, for every seed and listing order. Not with ``validation_split``.
+        pad_to_aspect_ratio: with ``image_size``, pad each image to its aspect ratio with
+            the image's own background colour (the median of its border) before resizing,
+            so none is stretched: the conversion of :func:`cnnumpy.datasets.prepare_image`.
 
     Returns:
         ``(x, y, class_names)``, or with ``validation_split > 0``
@@ -72,30 +75,15 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
                          "combined; take the validation images from the training part")
     image_module = _import_pillow()
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise DatasetError(f"{root}: no such folder")
-    real_root = os.path.realpath(root)
     report = _Reporter(on_error)
-    skipped: list[str] = []
-    classes = []
-    for name, path in _entries(root, skipped):
-        if not os.path.isdir(path):
-            skipped.append(path)  # a README beside the class folders
-        elif report.inside(path, real_root):
-            classes.append((name, path))
-    if not classes:
-        raise DatasetError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
+    classes, skipped = _list_images(root, report)
     images, labels, kept, first = [], [], [], None
-    for label, (name, folder) in enumerate(classes):
+    for label, (name, folder, files) in enumerate(classes):
         count = 0
-        for entry, path in _entries(folder, skipped):
-            if not os.path.isdir(path) and not entry.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append(path)  # notes.txt, Thumbs.db
-                continue
-            if not report.inside(path, real_root) or not _is_image_file(path, report):
-                continue
+        for entry, path in files:
             try:
-                pixels = _read_image(image_module, path, color_mode, image_size)
+                pixels = _read_image(image_module, path, color_mode, image_size,
+                                     pad_to_aspect_ratio)
             except _Unreadable as exc:
                 report.bad(path, str(exc))
                 continue
@@ -113,7 +101,7 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
         labels.extend([label] * count)
     _warn_skipped(root, skipped)
     x, y = np.stack(images), np.asarray(labels, dtype=np.int64)
-    class_names = [name for name, _ in classes]
+    class_names = [name for name, _, _ in classes]
     if test_split:
         mask, order = in_test_split(kept, y), np.argsort(path_hashes(kept), kind="stable")
         train, test = order[~mask[order]], order[mask[order]]
@@ -128,6 +116,54 @@ def load_image_folder(root: str | os.PathLike, image_size: tuple[int, int] | Non
     order = generator.permutation(len(x))
     val, train = order[:n_val], order[n_val:]
     return (x[train], y[train]), (x[val], y[val]), class_names
+
+
+def image_files(root: str | os.PathLike, on_error: str = "raise") -> list[str]:
+    """The paths of the image files of an image folder (``root/<class>/<image>``), class by
+    class in sorted order: exactly the files :func:`load_image_folder` reads, chosen by the
+    same rules (hidden and non-image entries left out silently here).
+
+    Raises:
+        DatasetError: ``root`` missing or without class folders, or (with
+            ``on_error="raise"``) an entry :func:`load_image_folder` would refuse.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"image_files: on_error must be 'raise' or 'skip', "
+                         f"received on_error={on_error!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # on_error="skip": load_image_folder tells
+        classes, _ = _list_images(os.fspath(root), _Reporter(on_error))
+    return [path for _, _, files in classes for _, path in files]
+
+
+def _list_images(root: str, report: _Reporter) -> tuple[list, list[str]]:
+    """The one place that decides which files of an image folder are its images.
+
+    Returns:
+        ``(classes, skipped)``: ``(name, folder, [(entry, path), ...])`` per class folder, in
+        sorted order, and the hidden and non-image entries left out. Sub-folders of class
+        folders, broken symlinks, empty files and symlinks leading outside ``root`` go to
+        ``report``.
+    """
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: no such folder")
+    real_root = os.path.realpath(root)
+    skipped: list[str] = []
+    classes = []
+    for name, path in _entries(root, skipped):
+        if not os.path.isdir(path):
+            skipped.append(path)  # a README beside the class folders
+        elif report.inside(path, real_root):
+            classes.append((name, path, []))
+    if not classes:
+        raise DatasetError(f"{root}: no class sub-folders (expected {root}/<class>/<image>)")
+    for _, folder, files in classes:
+        for entry, path in _entries(folder, skipped):
+            if not os.path.isdir(path) and not entry.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append(path)  # notes.txt, Thumbs.db
+            elif report.inside(path, real_root) and _is_image_file(path, report):
+                files.append((entry, path))
+    return classes, skipped
 
 
 def _warn_skipped(root: str, skipped: list[str]) -> None:
@@ -187,32 +223,21 @@ def _is_image_file(path: str, report: _Reporter) -> bool:
     return False
 
 
-def _read_image(image_module, path: str, color_mode: str,
-                image_size: tuple[int, int] | None) -> np.ndarray:
+def _read_image(image_module, path: str, color_mode: str, image_size: tuple[int, int] | None,
+                pad: bool = False) -> np.ndarray:
     """Decode one image to float32 (H, W, C) in [0, 1], or raise ``_Unreadable``."""
-    mode, channels = _COLOR_MODES[color_mode]
     try:
         with image_module.open(path) as im:
             if im.format not in _FORMATS:
                 raise _Unreadable(f"{im.format} image; only PNG, JPEG, BMP and GIF are read")
             im.load()
-            if im.mode in _WIDE_MODES:
-                scale = 1.0 if im.mode == "F" else 65535.0
-                im = im.convert("F")
-            else:
-                scale = 255.0
-                im = (im.convert("RGBA") if im.mode == "P" else im).convert(mode)
-            if image_size is not None:
-                im = im.resize((image_size[1], image_size[0]),
-                               image_module.BILINEAR)
-            pixels = np.asarray(im, dtype=np.float32)
+            pixels = images.to_array(im, color_mode)
+        if image_size is not None:
+            pixels = images.resize(pixels, image_size, pad=pad)
     except _Unreadable:
         raise
     except (OSError, ValueError, SyntaxError, image_module.DecompressionBombError) as exc:
         raise _Unreadable(f"not a readable image ({exc})") from None
-    pixels = np.clip(pixels / np.float32(scale), 0.0, 1.0)
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[..., np.newaxis], channels, axis=-1)
     return pixels
 
 
