@@ -3,7 +3,8 @@
 For each layer: output shape agrees with ``compute_output_shape``; ``params`` and ``grads``
 share keys and shapes after backward; ``count_params`` counts them; the config round-trips;
 a model file round-trips; one optimizer step on the layer lowers a loss; the input gradient
-matches finite differences.
+matches finite differences. The config, file and gradient checks are the public
+``cnnumpy.testing.check_layer``, which users run on their own layers.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import re
 
 import numpy as np
 import pytest
-from helpers import check_layer_gradients
 
 import cnnumpy
 from cnnumpy import layers
 from cnnumpy.layers import LAYERS
+from cnnumpy.testing import check_layer
 
 # (factory, per-sample input shape): one representative configuration per layer class.
 CASES = {
@@ -80,27 +81,12 @@ def test_shapes_params_and_grads(case):
 
 def test_config_round_trip(case):
     factory, shape = case
-    layer = factory()
-    layer.build(shape)
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+    check_layer(factory(), shape, checks=["config"]).assert_ok()
 
 
-def test_model_file_round_trip(case, tmp_path):
+def test_model_file_round_trip(case):
     factory, shape = case
-    model = cnnumpy.Sequential([factory()])
-    model.build(shape)
-    # Make every array distinctive so that a swapped or dropped array is noticed.
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        layer.set_weights({k: rng.uniform(0.5, 1.5, v.shape)
-                           for k, v in layer.get_weights().items()})
-    path = str(tmp_path / "m.safetensors")
-    model.save(path)
-    loaded = cnnumpy.load_model(path)
-    x = rng.standard_normal((3, *shape)).astype(np.float32)
-    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
-    assert loaded.get_config() == model.get_config()
+    check_layer(factory(), shape, checks=["file"]).assert_ok()
 
 
 TRAINABLE = ["Conv2D", "Dense", "BatchNormalization", "DepthwiseConv2D", "SeparableConv2D",
@@ -141,10 +127,7 @@ def test_one_step_lowers_the_loss(name):
 
 def test_input_gradient_matches_finite_differences(case):
     factory, shape = case
-    layer = factory()
-    layer.dtype = np.dtype(np.float64)
-    x = np.random.default_rng(4).standard_normal((2, *shape))
-    check_layer_gradients(layer, x, training=True)
+    check_layer(factory(), shape, checks=["gradients"], seed=4, max_elements=None).assert_ok()
 
 
 def test_wrong_input_shape_names_the_layer(case):
