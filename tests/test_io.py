@@ -180,3 +180,34 @@ def test_a_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tmp_pat
             break
     assert path.read_bytes()[0] == 0x80
     np.testing.assert_array_equal(load_model(str(path)).predict(x), model.predict(x))
+
+
+class _OwnWeights(layers.Layer):
+    """A user layer written the older way: its weights made in its own ``_create_weights``."""
+
+    def _create_weights(self, input_shape):
+        rng = cnnumpy.backend.rng()
+        self.params["scale"] = rng.normal(size=input_shape[-1:]).astype(self.dtype)
+        self.state["offset"] = np.zeros(input_shape[-1:], dtype=self.dtype)
+
+    def call(self, x, training):
+        return x * self.params["scale"] + self.state["offset"]
+
+    def call_backward(self, dy):
+        return dy * self.params["scale"]
+
+
+def test_a_layer_with_its_own_create_weights_loads_without_moving_the_generator(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setitem(layers.LAYERS, "_OwnWeights", _OwnWeights)
+    cnnumpy.set_seed(3)
+    model = cnnumpy.Sequential([layers.Flatten(input_shape=(2, 3)), _OwnWeights()])
+    model.layers[1].state["offset"] += 0.5
+    x = np.random.default_rng(1).normal(size=(4, 2, 3)).astype(np.float32)
+    model.save(tmp_path / "m.safetensors")
+    before = cnnumpy.backend.rng_state()
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert cnnumpy.backend.rng_state() == before
+    assert sorted(loaded.layers[1].params) == ["scale"]
+    assert sorted(loaded.layers[1].state) == ["offset"]
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

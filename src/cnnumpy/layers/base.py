@@ -20,6 +20,7 @@ activation and the config round trip.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import re
@@ -118,9 +119,26 @@ class Layer:
         """The shape of every array ``build(input_shape)`` makes, params then state.
 
         Computed from the config alone, without allocating anything, so that a model file's
-        tensors can be checked against its config before any weight exists.
+        tensors can be checked against its config before any weight exists. A layer written
+        with its own ``_create_weights`` instead gets its shapes from a throwaway build (which
+        allocates, and leaves the random generator as it was).
         """
-        return {}
+        if not self._own_create_weights():
+            return {}
+        probe = copy.copy(self)
+        probe.params, probe.state = {}, {}
+        probe.dtype = self.dtype or backend.floatx()
+        state = backend.rng_state()
+        try:
+            probe._create_weights(input_shape)
+        finally:
+            backend.set_rng_state(state)
+        return {k: tuple(np.shape(v)) for k, v in {**probe.params, **probe.state}.items()}
+
+    def _own_create_weights(self) -> bool:
+        """Whether the layer makes its weights in its own ``_create_weights`` (the older way)
+        rather than from :meth:`weight_shapes` and ``_initial_value``."""
+        return type(self)._create_weights is not Layer._create_weights
 
     def build(self, input_shape: Any, weights: dict[str, Any] | None = None) -> None:
         """Create the weights for inputs of the given per-sample shape.
@@ -138,6 +156,17 @@ class Layer:
         if weights is None:
             self.input_shape = shape
             self._create_weights(shape)
+        elif self._own_create_weights():  # created, then replaced; the generator left alone
+            self._check_weights(weights, self.weight_shapes(shape))
+            self.input_shape = shape
+            state = backend.rng_state()
+            try:
+                self._create_weights(shape)
+            finally:
+                backend.set_rng_state(state)
+            for name, array in weights.items():
+                target = self.params if name in self.params else self.state
+                target[name] = xp.array(array, dtype=self.dtype)
         else:
             expected = self.weight_shapes(shape)
             self._check_weights(weights, expected)
