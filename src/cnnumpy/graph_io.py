@@ -167,11 +167,22 @@ def _replay(table: dict[str, dict], layers: dict[str, Layer]) -> dict[tuple[str,
             layer = layers[name]
             tensors[(name, k)] = call_layer(layer, args if isinstance(layer, Merge) else args[0])
         if len(waiting) == len(pending):
-            names = sorted({name for name, _, _ in waiting})
-            raise ValueError(f"the layers {names} form a cycle (each waits for another's "
-                             "output)")
+            raise ValueError(f"the layers {' -> '.join(_cycle(waiting, tensors))} form a "
+                             "cycle (each waits for the next one's output)")
         pending = waiting
     return tensors
+
+
+def _cycle(waiting: list[tuple[str, int, list]], tensors: dict) -> list[str]:
+    """Follow, from the first waiting call, what each waits for until a call repeats."""
+    waits = {(name, k): next((r for r in refs if r not in tensors), (name, k - 1))
+             for name, k, refs in waiting}
+    path = [(waiting[0][0], waiting[0][1])]
+    while path[-1] in waits and waits[path[-1]] not in path:
+        path.append(waits[path[-1]])
+    start = path.index(waits[path[-1]]) if waits.get(path[-1]) in path else 0
+    loop = path[start:] + [path[start]]
+    return [name for name, _ in loop]
 
 
 def _endpoint(config: dict, key: str, table: dict, tensors: dict) -> Any:
