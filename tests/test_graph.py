@@ -202,3 +202,20 @@ def test_forward_leaves_every_branch_input_untouched():
     z = model.layers[1].forward(xs)
     expected = 2 * np.maximum(z, 0) + z
     np.testing.assert_allclose(model.forward(xs), expected, rtol=1e-12)
+
+
+def test_the_readme_residual_quickstart_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Graphs: residual blocks")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    assert len(code.strip().splitlines()) <= 11
+    (x_train, y_train), _ = cnnumpy.datasets.load_mnist_sample()
+    cnnumpy.set_seed(0)
+    scope = {"cnnumpy": cnnumpy, "layers": layers, "x_train": x_train[:128],
+             "y_train": y_train[:128], "print": lambda *a: None}
+    exec(code, scope)
+    model = scope["model"]
+    assert isinstance(model, cnnumpy.Model) and model.output_shape == (10,)
+    assert isinstance(model.layers[4], layers.Add)
