@@ -73,6 +73,10 @@ class Model:
         self._calls: dict[int, list[Node]] = {}  # by id(layer): its nodes in this model
         for node in self._nodes:
             self._calls.setdefault(id(node.layer), []).append(node)
+        self._uses: dict[int, int] = {}  # by id(tensor): how many inputs of nodes it is
+        for node in self._nodes:
+            for t in node.inputs:
+                self._uses[id(t)] = self._uses.get(id(t), 0) + 1
         self._runners: list[Layer] = []  # the last forward's layer (or copy) per node
         self._input_grad = True
         self.optimizer = None
@@ -137,10 +141,7 @@ class Model:
         return twin
 
     def _run(self, x: Any, training: bool, logits: bool = False) -> Any:
-        uses: dict[int, int] = {}
-        for node in self._nodes:
-            for t in node.inputs:
-                uses[id(t)] = uses.get(id(t), 0) + 1
+        uses = dict(self._uses)
         values = {id(self.input): x}
         self._runners = [self._runner(node.layer) for node in self._nodes]
         for node, runner in zip(self._nodes[1:], self._runners[1:], strict=True):
@@ -203,10 +204,10 @@ class Model:
                             strict=True):
                 if d is not None:  # a new array for a tensor with several consumers
                     grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
-        for layer in self.layers:
-            calls = [r for r, n in zip(self._runners, self._nodes, strict=True)
-                     if n.layer is layer]
-            if len(calls) > 1:
+        runners = {id(n): r for n, r in zip(self._nodes, self._runners, strict=True)}
+        for nodes in self._calls.values():  # a shared layer: the sum of its calls' gradients
+            if len(nodes) > 1:
+                layer, calls = nodes[0].layer, [runners[id(n)] for n in nodes]
                 for key in layer.params:
                     parts = [c.grads[key] for c in calls if c.grads.get(key) is not None]
                     layer.grads[key] = sum(parts[1:], parts[0]) if parts else None
