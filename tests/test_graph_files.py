@@ -130,6 +130,8 @@ HOSTILE = {
                            r"Add 'add'.*at least 2 inputs, received 1"),
     "two inputs to a dense": (_set("head", "inbound_nodes", [[["flat", 0, 0], ["flat", 0, 0]]]),
                               r"Dense 'head' takes one input, the config gives 2"),
+    "huge layer": (lambda c: layer(c, "head")["config"].update(units=2**40),
+                   r"would need more memory than there is"),
     "several outputs": (_output, r"output_layers must be a list of exactly one"),
     "layers not a list": (lambda c: c.update(layers={}), r"'layers' list"),
     "name disagrees with config": (_set("conv2", "name", "conv9"),
@@ -166,3 +168,41 @@ def test_a_changed_layer_config_is_a_shape_disagreement(saved):
     with pytest.raises(ModelFormatError, match=r"'layers.head.kernel' has shape \(108, 2\), "
                                                r"Dense 'head' expects \(108, 3\)"):
         cnnumpy.load_model(path)
+
+
+def _paths(value, prefix=()):
+    """Every place in a JSON value: a list of key paths."""
+    yield prefix
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _paths(item, (*prefix, key))
+
+
+def test_random_config_mutations_load_or_raise_model_format_error(saved):
+    """Fuzz: any one value of the config replaced by a hostile one; loading either works or
+    raises ModelFormatError, never another exception."""
+    meta, _ = read(saved)
+    config = json.loads(meta["model_config"])
+    places = [p for p in _paths(config) if p]
+    hostile = [None, -1, 0, 7, 2**40, 1.5, "", "conv1", "Lambda", [], {}, [["conv1", 0, 0]],
+               ["conv2", 0, 0], [[["in", 0, 0], ["in", 0, 0]]], {"name": "x"}, True]
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(150):
+        place = places[rng.integers(len(places))]
+        value = hostile[rng.integers(len(hostile))]
+
+        def edit(c, place=place, value=value):
+            target = c
+            for key in place[:-1]:
+                target = target[key]
+            target[place[-1]] = copy.deepcopy(value)
+
+        path = rewrite(saved, edit_config=edit)
+        try:
+            cnnumpy.load_model(path)
+            outcomes["loaded"] += 1
+        except ModelFormatError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50

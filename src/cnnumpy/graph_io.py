@@ -234,8 +234,11 @@ def load_graph(config: Any, tensors: dict[str, np.ndarray], path: str) -> Any:
 
     try:
         model = model_from_config(config)
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise ModelFormatError(f"{path}: bad model_config: {exc}") from None
+    except MemoryError:  # e.g. a shape of 2**40 in a hostile config
+        raise ModelFormatError(f"{path}: bad model_config: its layers would need more memory "
+                               "than there is") from None
     problems = []
     expected = {}
     for layer in model.layers:
