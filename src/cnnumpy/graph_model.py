@@ -31,7 +31,6 @@ from cnnumpy.inputs import check_arrays
 from cnnumpy.layers import Layer
 from cnnumpy.layers.merge import Merge
 from cnnumpy.model import Sequential
-from cnnumpy.passes import Passes
 from cnnumpy.training import iterate_batches
 
 
@@ -86,8 +85,6 @@ class Model:
         self.epoch = 0
         self.class_names: list[str] | None = None
         self.rng_state: dict | None = None
-        self._passes = Passes()
-        self._shards = None
 
     # ----- shapes and layers -----------------------------------------------------------------
     built = True
