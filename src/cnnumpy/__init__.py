@@ -14,6 +14,8 @@
 
 from cnnumpy import callbacks, datasets, layers, losses, metrics, optimizers
 from cnnumpy.backend import floatx, set_floatx, set_seed
+from cnnumpy.graph import Input
+from cnnumpy.graph_model import Model
 from cnnumpy.io import ModelFormatError, load_model
 from cnnumpy.model import Sequential
 
@@ -22,4 +24,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Sequential", "load_model", "ModelFormatError", "set_seed", "floatx", "set_floatx",
     "layers", "losses", "optimizers", "metrics", "callbacks", "datasets", "__version__",
+    "Model", "Input",
 ]

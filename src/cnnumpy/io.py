@@ -81,7 +81,8 @@ def _model_bytes(model: Any, include_optimizer: bool = True) -> bytes:
 
     if not model.built:
         raise ValueError("save_model: the model is not built yet; fit, predict or build it first")
-    tensors = {f"layers.{i}.{name}": np.ascontiguousarray(arr)
+    by_name = model.get_config().get("class_name") == "Model"  # a graph: layers by name
+    tensors = {f"layers.{layer.name if by_name else i}.{name}": np.ascontiguousarray(arr)
                for i, layer in enumerate(model.layers)
                for name, arr in layer.get_weights().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
@@ -215,7 +216,7 @@ def load_model(path: str, compile: bool = True) -> Any:
         ModelFormatError: the file is malformed, a pickle, from a newer cnnumpy, or its
             arrays disagree with its config (all disagreements listed in one message).
     """
-    from cnnumpy import losses, optimizers
+    from cnnumpy import graph_io, losses, optimizers
     from cnnumpy.model_file import build_model
 
     meta, tensors = _read_tensors(path)
@@ -228,7 +229,10 @@ def load_model(path: str, compile: bool = True) -> Any:
         raise ModelFormatError(f"{path}: written by a newer cnnumpy (format_version {version}); "
                                f"this version reads up to {FORMAT_VERSION}")
     config = _loads(meta.get("model_config", ""), "model_config", path)
-    model = build_model(config, tensors, path)  # every shape checked before any allocation
+    if graph_io.is_graph_config(config):  # a graph model (cnnumpy.Model)
+        model = graph_io.load_graph(config, tensors, path)
+    else:
+        model = build_model(config, tensors, path)  # every shape checked before any allocation
     epoch = meta.get("epoch", "0")
     model.epoch = int(epoch) if epoch.isdigit() else 0
     model.rng_state = _rng_state(meta, path)

@@ -14,6 +14,7 @@ from cnnumpy.layers.conv import Conv2D
 from cnnumpy.layers.conv_depthwise import DepthwiseConv2D, SeparableConv2D
 from cnnumpy.layers.conv_transpose import Conv2DTranspose
 from cnnumpy.layers.core import Activation, Dense, Dropout, Flatten
+from cnnumpy.layers.merge import Add, Average, Concatenate, Multiply, Subtract
 from cnnumpy.layers.normalization import BatchNormalization
 from cnnumpy.layers.pooling import (
     AveragePooling2D,
@@ -69,4 +70,5 @@ __all__ = [
     "RandomFlip", "RandomTranslation", "RandomCrop", "RandomRotation", "RandomContrast",
     "layer_from_config", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
     "ReLU", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape",
+    "Add", "Subtract", "Multiply", "Average", "Concatenate",
 ]

@@ -286,6 +286,12 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x: Any, training: bool = False) -> Any:
+        """``forward`` on arrays; on symbolic tensors (``cnnumpy.Input``), record a graph
+        node and return its symbolic output (:mod:`cnnumpy.graph`)."""
+        from cnnumpy import graph
+
+        if graph.is_symbolic(x):
+            return graph.call_layer(self, x)
         return self.forward(x, training)
 
     # ----- config ----------------------------------------------------------------------------
