@@ -11,7 +11,7 @@ then one contiguous copy of a few MiB) and multiplies it by the kernel while the
 cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
 reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
 chunk order. The input gradient is :class:`InputGrad`. A convolution followed by max pooling
-is in :mod:`cnnumpy.functional.conv_pool`.
+is in :mod:`cnnumpy.functional.fast.conv_pool`.
 
 Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
 """
@@ -22,12 +22,12 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import activations
 from cnnumpy.functional.conv_grouped import (
     conv_grouped,
     grouped_input_grad,
     grouped_kernel_grad,
 )
+from cnnumpy.functional.fast import fused
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -116,7 +116,7 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
-        activations.add_bias_relu(out, bias, relu)
+        fused.add_bias_relu(out, bias, relu)
 
     backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * x.itemsize))
     return y
@@ -222,7 +222,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
 
     def work(part: slice) -> Any:
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
-        dy_part = dy[part] if relu_output is None else activations.relu_grad_of_output(
+        dy_part = dy[part] if relu_output is None else fused.relu_grad_of_output(
             dy[part], relu_output[part])
         dy_flat = dy_part.reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)
