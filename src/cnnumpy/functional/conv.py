@@ -11,7 +11,8 @@ then one contiguous copy of a few MiB) and multiplies it by the kernel while the
 cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
 reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
 chunk order. The input gradient is :class:`InputGrad`. A convolution followed by max pooling
-is in :mod:`cnnumpy.functional.fast.conv_pool`.
+is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
+(:mod:`cnnumpy.functional.fast.pointwise`).
 
 Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
 """
@@ -27,7 +28,7 @@ from cnnumpy.functional.conv_grouped import (
     grouped_input_grad,
     grouped_kernel_grad,
 )
-from cnnumpy.functional.fast import fused
+from cnnumpy.functional.fast import fused, pointwise
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -168,7 +169,10 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     pads = resolve_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    if groups == 1:
+    if pointwise.applies(kernel.shape, pads, groups):  # 1x1: a matrix product, no gathering
+        saved = x
+        y = pointwise.forward(x, kernel, bias, strides, relu)
+    elif groups == 1:
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
     else:
@@ -198,6 +202,8 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     """
     saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
     kh, kw, cg, f = kernel.shape
+    if pointwise.applies(kernel.shape, pads, groups):
+        return pointwise.backward(dy, cache, need_dx)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
     if relu_output is not None:
