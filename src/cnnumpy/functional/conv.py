@@ -14,7 +14,8 @@ chunk order. The input gradient is :class:`InputGrad`. A convolution followed by
 is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
 (:mod:`cnnumpy.functional.fast.pointwise`).
 
-Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
+Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`; a depthwise
+one is computed directly, tap by tap (:mod:`cnnumpy.functional.fast.depthwise`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cnnumpy.functional.conv_grouped import (
     grouped_input_grad,
     grouped_kernel_grad,
 )
-from cnnumpy.functional.fast import fused, pointwise
+from cnnumpy.functional.fast import depthwise, fused, pointwise
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -175,6 +176,9 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     elif groups == 1:
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
+    elif depthwise.applies(kernel.shape, groups):  # a slice times a weight per kernel tap
+        saved = x
+        y = depthwise.forward(x, kernel, bias, strides, pads, dilation, relu)
     else:
         y, saved = conv_grouped(x, kernel, strides, pads, dilation, groups)
         if bias is not None:
@@ -206,6 +210,8 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
         return pointwise.backward(dy, cache, need_dx)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
+    if saved.ndim == 4:  # the input, not patches: the forward pass was depthwise's
+        return depthwise.backward(dy, cache, need_dx)
     if relu_output is not None:
         dy = dy * (relu_output > 0)
     dbias = backend.column_sums(dy.reshape(-1, f)) if has_bias else None
