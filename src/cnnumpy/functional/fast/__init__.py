@@ -14,6 +14,9 @@ reader should start from; the modules here compute the same numbers another way:
   off) and small compiled kernels; :mod:`~cnnumpy.functional.fast.compiled_winograd`: the
   Winograd transforms compiled;
 * :mod:`~cnnumpy.functional.fast.fused`: a convolution's bias and ReLU in one pass.
+* :mod:`~cnnumpy.functional.fast.pointwise`: 1x1 convolutions as plain matrix products;
+  :mod:`~cnnumpy.functional.fast.depthwise`: depthwise convolutions directly, tap by tap
+  (both chosen by :func:`cnnumpy.functional.conv.conv2d_forward`).
 
 Each module's docstring names the reference it must equal and the test that checks it; the
 tests are in ``tests/functional/fast/``.
