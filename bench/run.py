@@ -71,7 +71,7 @@ def blas_description() -> str:
 
 def compiled_description() -> str:
     """Whether cnnumpy's compiled kernels (Numba) ran, and which Numba."""
-    from cnnumpy.functional import compiled
+    from cnnumpy.functional.fast import compiled
     if not compiled.REQUESTED:
         return "off (CNNUMPY_COMPILED=0: pure NumPy)"
     if not compiled.AVAILABLE:

@@ -7,7 +7,7 @@ import pytest
 import cnnumpy
 from cnnumpy import layers
 from cnnumpy import passes as passes_module
-from cnnumpy.functional import compiled, compiled_conv_pool, conv_pool
+from cnnumpy.functional.fast import compiled, compiled_conv_pool, conv_pool
 from cnnumpy.passes import Passes, conv_pool_fused, relu_moved_after_pool
 
 

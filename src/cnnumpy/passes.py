@@ -11,7 +11,7 @@ own behaves as documented.
   ``relu(z)``, and where it is not, the gradient is zero either way. Results are bit-identical.
 * An ungrouped ``Conv2D`` (no activation, or a ReLU) followed by a ``MaxPool2D`` whose windows
   tile its output is computed in one pass, the pooling done chunk by chunk while the
-  convolution's output is in cache (:mod:`cnnumpy.functional.conv_pool`). Values are those of
+  convolution's output is in cache (:mod:`cnnumpy.functional.fast.conv_pool`). Values are those of
   the two layers; gradients too, up to the order in which float sums are added.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import activations, conv_pool
+from cnnumpy.functional.fast import conv_pool
+from cnnumpy.functional.fast.fused import add_bias_relu, relu_grad_of_output
 from cnnumpy.layers import Conv2D, Layer, MaxPool2D
 
 FUSE_CONV_POOL = True
@@ -90,7 +91,7 @@ class Passes:
             else:
                 x = layer.forward(x, training)
             if i in self._moved:
-                activations.add_bias_relu(x, None, True)  # in place: the pass's own output
+                add_bias_relu(x, None, True)  # in place: the pass's own output
                 if training:
                     self._outputs[i] = x
         return x
@@ -115,7 +116,7 @@ class Passes:
             if i in moved:
                 if i not in self._outputs:
                     raise ValueError(f"{layer.label}: backward called before a training forward")
-                grad = activations.relu_grad_of_output(grad, self._outputs[i])
+                grad = relu_grad_of_output(grad, self._outputs[i])
             if i in self._fused:
                 grad = self._conv_pool_backward(layers[i - 1], layer, grad, self._fused[i])
                 i -= 2

@@ -9,12 +9,11 @@ All formulas are written to be overflow-free for large inputs (``sigmoid(+-1000)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled
 
 LEAKY_SLOPE = 0.01
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -27,37 +26,6 @@ def relu(z):
 
 def relu_backward(dy, z, y):
     return dy * (z > 0)
-
-
-def add_bias_relu(out: Any, bias: Any | None, relu: bool) -> None:
-    """In place: ``out += bias`` (if given), then ``out = max(out, 0)`` (if ``relu``); one
-    compiled pass where the compiled kernels apply.
-
-    Shape:
-        out: (..., F); bias: (F,).
-    """
-    if bias is None and not relu:
-        return
-    if compiled.usable(out) and out.ndim and out.flags.c_contiguous:
-        compiled.bias_relu(out.reshape(-1, out.shape[-1]), bias, relu)
-        return
-    if bias is not None:
-        out += bias
-    if relu:
-        xp.maximum(out, 0, out=out)
-
-
-def relu_grad_of_output(dy: Any, y: Any) -> Any:
-    """``dy * (y > 0)``: the gradient through a ReLU whose output was ``y``; one compiled
-    pass where the compiled kernels apply.
-
-    Shape:
-        dy, y: the same shape.
-    """
-    if compiled.usable(dy, y) and dy.ndim and dy.shape == y.shape:
-        f = dy.shape[-1]
-        return compiled.relu_grad(dy.reshape(-1, f), y.reshape(-1, f)).reshape(dy.shape)
-    return dy * (y > 0)
 
 
 def leaky_relu(z):

@@ -11,9 +11,11 @@ then one contiguous copy of a few MiB) and multiplies it by the kernel while the
 cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
 reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
 chunk order. The input gradient is :class:`InputGrad`. A convolution followed by max pooling
-is in :mod:`cnnumpy.functional.conv_pool`.
+is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
+(:mod:`cnnumpy.functional.fast.pointwise`).
 
-Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`.
+Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`; a depthwise
+one is computed directly, tap by tap (:mod:`cnnumpy.functional.fast.depthwise`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import activations
 from cnnumpy.functional.conv_grouped import (
     conv_grouped,
     grouped_input_grad,
     grouped_kernel_grad,
 )
+from cnnumpy.functional.fast import depthwise, fused, pointwise
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -116,7 +118,7 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
-        activations.add_bias_relu(out, bias, relu)
+        fused.add_bias_relu(out, bias, relu)
 
     backend.parallel_map(work, _chunks(n, ho * wo * kh * kw * c * x.itemsize))
     return y
@@ -168,9 +170,15 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     pads = resolve_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    if groups == 1:
+    if pointwise.applies(kernel.shape, pads, groups):  # 1x1: a matrix product, no gathering
+        saved = x
+        y = pointwise.forward(x, kernel, bias, strides, relu)
+    elif groups == 1:
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
+    elif depthwise.applies(kernel.shape, groups):  # a slice times a weight per kernel tap
+        saved = x
+        y = depthwise.forward(x, kernel, bias, strides, pads, dilation, relu)
     else:
         y, saved = conv_grouped(x, kernel, strides, pads, dilation, groups)
         if bias is not None:
@@ -198,8 +206,12 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     """
     saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
     kh, kw, cg, f = kernel.shape
+    if pointwise.applies(kernel.shape, pads, groups):
+        return pointwise.backward(dy, cache, need_dx)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
+    if saved.ndim == 4:  # the input, not patches: the forward pass was depthwise's
+        return depthwise.backward(dy, cache, need_dx)
     if relu_output is not None:
         dy = dy * (relu_output > 0)
     dbias = backend.column_sums(dy.reshape(-1, f)) if has_bias else None
@@ -222,7 +234,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
 
     def work(part: slice) -> Any:
         cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
-        dy_part = dy[part] if relu_output is None else activations.relu_grad_of_output(
+        dy_part = dy[part] if relu_output is None else fused.relu_grad_of_output(
             dy[part], relu_output[part])
         dy_flat = dy_part.reshape(-1, f)
         sums = (cols.T @ dy_flat, backend.column_sums(dy_flat) if has_bias else None)

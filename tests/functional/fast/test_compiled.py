@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnumpy.functional import compiled, compiled_winograd, conv_pool, pooling, winograd, winograd5
+from cnnumpy.functional import pooling
+from cnnumpy.functional.fast import compiled, compiled_winograd, conv_pool, winograd, winograd5
 from cnnumpy.functional.im2col import _pad
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnumpy.functional import compiled
+from cnnumpy.functional.fast import compiled
 
 SCRIPT = """
 import json, sys
 import numpy as np
 import cnnumpy
 from cnnumpy import layers
-from cnnumpy.functional import compiled
+from cnnumpy.functional.fast import compiled
 cnnumpy.set_seed(0)
 model = cnnumpy.Sequential([
     layers.Conv2D(16, 3, padding="same", activation="relu", input_shape=(12, 12, 3)),
@@ -68,7 +68,7 @@ def test_compiled_and_numpy_paths_train_alike():
 def test_the_kernel_and_layer_tests_pass_on_the_pure_numpy_paths():
     """The fallback passes the same kernel and layer tests (the rest of the suite calls these
     kernels through the layers)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "CNNUMPY_COMPILED": "0"}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                            "tests/functional", "tests/layers", "tests/test_passes.py"],

@@ -13,8 +13,13 @@ passes took 35 us per CIFAR-like first-layer image, this one 3.5) and :func:`rel
 Tried and left to NumPy: max pooling of window-order blocks with the index of each maximum
 (3-15x slower compiled: the index's selects were not vectorized), and the window gradients
 built from those indices (about 1 % faster steps: not worth the code).
-The Winograd transforms are in :mod:`cnnumpy.functional.compiled_winograd`; the two
+The Winograd transforms are in :mod:`cnnumpy.functional.fast.compiled_winograd`; the two
 ``winograd_*`` functions here choose between them and the NumPy versions.
+
+Must equal: the NumPy line each kernel's docstring gives (``out + bias`` then
+:func:`cnnumpy.functional.activations.relu`; :func:`cnnumpy.functional.pooling.max_of`; the
+Winograd modules' NumPy transforms). Checked by ``tests/functional/fast/test_compiled.py``; the
+switch by ``tests/functional/fast/test_compiled_switch.py``.
 """
 
 from __future__ import annotations

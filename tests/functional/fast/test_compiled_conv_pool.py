@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import compiled, compiled_conv_pool, conv, conv_pool
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import compiled, compiled_conv_pool, conv_pool
 
-from .test_conv import naive_conv2d, naive_conv2d_backward
-from .test_pooling import naive_pool
+from ..test_conv import naive_conv2d, naive_conv2d_backward
+from ..test_pooling import naive_pool
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
 

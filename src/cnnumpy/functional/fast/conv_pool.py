@@ -11,9 +11,9 @@ Rows and columns of the convolution that no window covers are never computed. Wh
 whole batch's patches are small (:data:`KEEP_PATCHES_BYTES`), training keeps them for the
 backward pass instead of gathering them again.
 
-A 3x3 or 5x5 stride-1 convolution from :data:`cnnumpy.functional.winograd.MIN_CHANNELS`
+A 3x3 or 5x5 stride-1 convolution from :data:`cnnumpy.functional.fast.winograd.MIN_CHANNELS`
 input channels up, with 2x2 pooling, goes by Winograd's minimal filtering instead
-(:func:`cnnumpy.functional.winograd.algorithm`): each 2x2 output tile is one pooling window,
+(:func:`cnnumpy.functional.fast.winograd.algorithm`): each 2x2 output tile is one pooling window,
 so the output transform hands the pooling its four blocks in the same window order. A
 stride-1 convolution from few channels goes by each pooling window's whole receptive field
 (:data:`WINDOW_PATCHES`), in a transposed layout that backward keeps.
@@ -21,6 +21,12 @@ stride-1 convolution from few channels goes by each pooling window's whole recep
 The bias is added after pooling: rounding is monotone, so ``max(a + b, c + b)`` equals
 ``max(a, c) + b`` exactly. Ties go to the first maximum in row-major window order, as in
 :func:`cnnumpy.functional.pooling.max_pool2d_forward` and PyTorch.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` (with its bias and ReLU) then
+:func:`cnnumpy.functional.pooling.max_pool2d_forward`, and their backward passes, within float
+rounding. Checked by ``tests/functional/fast/test_conv_pool.py``
+(``test_equals_the_two_kernels_it_replaces``,
+``test_matches_the_naive_convolution_then_the_naive_pool``) and ``tests/test_passes.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled_conv_pool, conv, pooling, window_fields, winograd
+from cnnumpy.functional import conv, pooling
+from cnnumpy.functional.fast import compiled_conv_pool, window_fields, winograd
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -42,7 +49,7 @@ costs more than gathering them again from the smaller input)."""
 WINDOW_PATCHES = True
 """With few input channels (:data:`cnnumpy.functional.conv.FEW_CHANNELS`), stride 1 and no
 dilation, compute the convolution from each pooling window's whole receptive field
-(:mod:`cnnumpy.functional.window_fields`): (kh + ph - 1) * (kw + pw - 1) values per window
+(:mod:`cnnumpy.functional.fast.window_fields`): (kh + ph - 1) * (kw + pw - 1) values per window
 instead of ph * pw * kh * kw, for training and inference. A/B (training steps, batch 32 /
 64 / 256): the prototype's model -15 / -2 to -5 / -15 %, LeNet-like -6 / +1.5 / -5 %;
 inference at batch 256 -9 % and -4 %."""

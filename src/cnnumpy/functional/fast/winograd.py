@@ -19,6 +19,11 @@ Arrays in the transformed domain are ``(16, T, ...)``: index ``4 * a + b`` for t
 row ``a`` and column ``b``, tiles ``(N, Ht, Wt)`` row-major. The output of
 :func:`output_transform` is ``(4, T, F)``: index ``2 * i + j`` for output ``(2t + i, 2s +
 j)`` of tile ``(t, s)``, the row-major order of a 2x2 pooling window's elements.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` (3x3, stride 1) within float
+rounding. Checked by ``tests/functional/fast/test_winograd.py``
+(``test_tiles_of_the_transforms_are_the_direct_convolution``,
+``test_fused_path_matches_the_naive_convolution_then_the_naive_pool``).
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ from types import ModuleType
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, compiled_winograd, winograd5
+from cnnumpy.functional.fast import compiled, compiled_winograd, winograd5
 from cnnumpy.functional.im2col import Pads
 
 ENABLED = True
 """Compute a 3x3 or 5x5 stride-1 convolution followed by 2x2 max pooling this way
-(:mod:`cnnumpy.functional.conv_pool`, where each 2x2 output tile is one pooling window);
+(:mod:`cnnumpy.functional.fast.conv_pool`, where each 2x2 output tile is one pooling window);
 False: always by im2col. Plain convolutions always use im2col: there, writing each tile's
 outputs to every other row and column cost what the products saved (CIFAR-like training
 -1.4 % at batch 64, +1.4 % at 256)."""
@@ -50,7 +55,7 @@ _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 def algorithm(kernel_shape: tuple[int, ...], strides: tuple[int, int],
               dilation: tuple[int, int]) -> ModuleType | None:
     """The module whose transforms compute an ungrouped convolution of this kernel (this
-    one for 3x3, :mod:`cnnumpy.functional.winograd5` for 5x5), or None: it takes stride 1,
+    one for 3x3, :mod:`cnnumpy.functional.fast.winograd5` for 5x5), or None: it takes stride 1,
     no dilation, at least :data:`MIN_CHANNELS` input channels (and :data:`ENABLED`)."""
     if not (ENABLED and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
             and kernel_shape[2] >= MIN_CHANNELS):

@@ -1,19 +1,24 @@
-"""Compiled Winograd transforms (see :mod:`cnnumpy.functional.compiled`, whose switch they
+"""Compiled Winograd transforms (see :mod:`cnnumpy.functional.fast.compiled`, whose switch they
 follow): each is one loop nest over a chunk where the NumPy version makes several passes.
 
 The 3x3 arithmetic is the NumPy version's in the same order, so its forward results are the
 same to the bit; the input transform's adjoint adds the overlapping tiles in another order.
 
-Winograd F(2x2, 3x3) (:mod:`cnnumpy.functional.winograd` gives the layouts):
+Winograd F(2x2, 3x3) (:mod:`cnnumpy.functional.fast.winograd` gives the layouts):
 
 * :func:`winograd3_input`: ``B^T d B`` of every input tile of a padded chunk;
 * :func:`winograd3_input_adjoint`: ``B dV B^T`` added back into the unpadded input gradient;
 * :func:`winograd3_output_pool`: ``A^T M A`` and the 2x2 max pooling of each tile's outputs;
 
-and the same three for F(2x2, 5x5) (:mod:`cnnumpy.functional.winograd5`): ``winograd5_*``.
+and the same three for F(2x2, 5x5) (:mod:`cnnumpy.functional.fast.winograd5`): ``winograd5_*``.
 
 Tried and left to NumPy: the pooled gradient through ``A dY A^T`` (16 output planes written
 per element ran 1.8x slower than NumPy's whole-plane passes).
+
+Must equal: the NumPy transforms of :mod:`cnnumpy.functional.fast.winograd` and
+:mod:`cnnumpy.functional.fast.winograd5`. Checked by ``tests/functional/fast/test_compiled.py``
+(``test_3x3_input_transform_equals_numpy_to_the_bit``, ``test_input_gradient_matches_numpy``,
+``test_output_pool_equals_numpy_with_ties_and_nans``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy.functional.compiled import jit as _jit
+from cnnumpy.functional.fast.compiled import jit as _jit
 
 
 @_jit
@@ -52,7 +57,7 @@ def _input_tiles(xpad, ht, wt, v):  # pragma: no cover (compiled)
 
 
 def winograd3_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
-    """:func:`cnnumpy.functional.winograd.input_transform`.
+    """:func:`cnnumpy.functional.fast.winograd.input_transform`.
 
     Shape:
         xpad: (N, Hp, Wp, C) -> (16, N * Ht * Wt, C).
@@ -102,7 +107,7 @@ def _input_tiles_adjoint(dv, top, left, ht, wt, dx):  # pragma: no cover (compil
 
 def winograd3_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
     """Write into ``out`` the gradient of :func:`winograd3_input`'s ``x`` from that of its
-    result (:func:`cnnumpy.functional.winograd.input_transform_adjoint`, cropped).
+    result (:func:`cnnumpy.functional.fast.winograd.input_transform_adjoint`, cropped).
 
     Shape:
         dv: (16, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
@@ -141,7 +146,7 @@ def _output_pool(m, out, first, keep_first):  # pragma: no cover (compiled)
 
 def winograd3_output_pool(m: Any, out: Any, first: Any | None) -> None:
     """``out = max`` over each tile's four outputs of
-    :func:`cnnumpy.functional.winograd.output_transform` (and ``first``, if given, the index
+    :func:`cnnumpy.functional.fast.winograd.output_transform` (and ``first``, if given, the index
     of the first maximum), as :func:`cnnumpy.functional.pooling.max_of` of them.
 
     Shape:
@@ -151,7 +156,7 @@ def winograd3_output_pool(m: Any, out: Any, first: Any | None) -> None:
     _output_pool(m, out, first if keep else np.empty((1, 1), dtype=np.uint8), keep)
 
 
-# F(2x2, 5x5) (:mod:`cnnumpy.functional.winograd5`): its transform matrices, written out (the
+# F(2x2, 5x5) (:mod:`cnnumpy.functional.fast.winograd5`): its transform matrices, written out (the
 # tests compare every kernel with the NumPy version, which builds them by Toom-Cook).
 
 @_jit
@@ -198,7 +203,7 @@ def _input_tiles6(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compil
 
 
 def winograd5_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
-    """:func:`cnnumpy.functional.winograd5.input_transform`.
+    """:func:`cnnumpy.functional.fast.winograd5.input_transform`.
 
     Shape:
         xpad: (N, Hp, Wp, C) -> (36, N * Ht * Wt, C).
@@ -244,7 +249,7 @@ def _input_tiles6_adjoint(dv, top, left, ht, wt, dx, two, four, five):  # pragma
 def winograd5_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
     """Write into ``out`` the gradient of the unpadded chunk from that of
     :func:`winograd5_input`'s result
-    (:func:`cnnumpy.functional.winograd5.input_transform_adjoint`, cropped).
+    (:func:`cnnumpy.functional.fast.winograd5.input_transform_adjoint`, cropped).
 
     Shape:
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
@@ -282,7 +287,7 @@ def _output_pool6(m, out, first, keep_first, two):  # pragma: no cover (compiled
 
 
 def winograd5_output_pool(m: Any, out: Any, first: Any | None) -> None:
-    """:func:`cnnumpy.functional.winograd5.output_pool`: ``A^T M A`` of every tile and the
+    """:func:`cnnumpy.functional.fast.winograd5.output_pool`: ``A^T M A`` of every tile and the
     maximum of its four outputs into ``out`` (and the first one's index into ``first``).
 
     Shape:

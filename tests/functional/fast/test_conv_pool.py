@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import compiled_conv_pool, conv, conv_pool, pooling, winograd
+from cnnumpy.functional import conv, pooling
+from cnnumpy.functional.fast import compiled_conv_pool, conv_pool, winograd
 
-from .test_conv import naive_conv2d, naive_conv2d_backward
-from .test_pooling import naive_pool
+from ..test_conv import naive_conv2d, naive_conv2d_backward
+from ..test_pooling import naive_pool
 
 PADDINGS = ["valid", "same", 1, ((0, 1), (2, 0))]
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from cnnumpy import backend
-from cnnumpy.functional import compiled, conv, conv_pool, winograd, winograd5
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import compiled, conv_pool, winograd, winograd5
 
-from .test_conv import naive_conv2d, naive_conv2d_backward
-from .test_pooling import naive_pool
+from ..test_conv import naive_conv2d, naive_conv2d_backward
+from ..test_pooling import naive_pool
 
 
 @pytest.fixture(autouse=True, params=["numpy", "compiled"])

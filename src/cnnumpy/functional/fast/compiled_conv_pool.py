@@ -4,7 +4,7 @@ Only the maximum of each pooling window passes its gradient back, so each pooled
 gradient ``g`` (for filter f, its maximum at window offset (di, dj)) reaches the kernel and
 the input through that one convolution output: the kernel's gradient for f gains ``g``
 times the output's receptive field, and the input gradient gains ``g`` times f's kernel
-there. The NumPy path (:func:`cnnumpy.functional.conv_pool.conv2d_maxpool_backward`)
+there. The NumPy path (:func:`cnnumpy.functional.fast.conv_pool.conv2d_maxpool_backward`)
 multiplies whole window-order blocks instead, three quarters of them zeros for 2x2 windows,
 gathers the patches again for the kernel's gradient and adds the input gradient back one
 kernel tap at a time. This kernel reads each window's rows of the input once, where they
@@ -17,6 +17,11 @@ field (:func:`wide_taps`), and the kernel gradient is summed in that form, then 
 1.9 ms against 3.0-4.2 for the NumPy path. With more channels the vector loops lose to the
 NumPy path's matrix products (12 channels and 32 filters: 5.3 against 4.6 ms; 32 and 32:
 9.2 against 7.4), hence :data:`MAX_CHANNELS`.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` then
+:func:`cnnumpy.functional.pooling.max_pool2d_forward`, backward (within float rounding).
+Checked by ``tests/functional/fast/test_compiled_conv_pool.py``
+(``test_backward_matches_the_naive_convolution_and_pool``, ``test_backward_matches_numpy``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
-from cnnumpy.functional import compiled, conv
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import compiled
 from cnnumpy.functional.im2col import Pads, _pad
 
 MAX_CHANNELS = 8

@@ -1,5 +1,5 @@
 """Winograd's minimal filtering F(2x2, 5x5): a 5x5 stride-1 convolution in 2.8x fewer
-multiplications, with the same functions as :mod:`cnnumpy.functional.winograd` (F(2x2,
+multiplications, with the same functions as :mod:`cnnumpy.functional.fast.winograd` (F(2x2,
 3x3)), whose docstring explains the scheme.
 
 Each 2x2 output tile needs a 6x6 input tile; in the transformed domain a tile is 36 values
@@ -10,6 +10,9 @@ not all 0 and 1, so they are applied as small matrix products: the input tiles a
 (36 values per tile, against 25 per output position for im2col) and multiplied by
 ``B^T (x) B^T`` (a Kronecker product), the outputs by ``A^T (x) A^T``. Float32 results differ
 from the direct convolution by a few parts in a million of the output's scale.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` (5x5, stride 1) within float
+rounding. Checked by ``tests/functional/fast/test_winograd.py`` (the same tests, for 5x5).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional import compiled, compiled_winograd
+from cnnumpy.functional.fast import compiled, compiled_winograd
 from cnnumpy.functional.im2col import Pads
 
 VALUES = 36

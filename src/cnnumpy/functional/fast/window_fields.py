@@ -3,11 +3,16 @@
 For stride 1 and no dilation, the ph x pw outputs of one pooling window all read a
 (kh + ph - 1) x (kw + pw - 1) patch of the input, its receptive field: 16 values per channel
 for 3x3 kernels and 2x2 windows, where the window-order patches of
-:mod:`cnnumpy.functional.conv_pool` gather 36. With few input channels the gathers are what
+:mod:`cnnumpy.functional.fast.conv_pool` gather 36. With few input channels the gathers are what
 costs most, so these functions gather each window's field once and multiply it by the kernel
 placed at each of the window's offsets (:func:`wide_kernel`), which costs more
 multiplications (16 / 9 as many for 3x3) in one wider product.
-:func:`cnnumpy.functional.conv_pool.conv2d_maxpool_forward` chooses this path.
+:func:`cnnumpy.functional.fast.conv_pool.conv2d_maxpool_forward` chooses this path.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` then
+:func:`cnnumpy.functional.pooling.max_pool2d_forward`, and backward, within float rounding.
+Checked by ``tests/functional/fast/test_conv_pool.py``
+(``test_window_field_path_matches_the_naive_convolution_and_pool``).
 """
 
 from __future__ import annotations
