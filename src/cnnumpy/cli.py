@@ -7,6 +7,7 @@
     cnnumpy summary MODEL
     cnnumpy visualize MODEL IMAGE --out MAPS.png
     cnnumpy export MODEL --onnx OUT.onnx  # for onnxruntime and other ONNX runtimes
+    cnnumpy serve [MODEL] [--port 0] [--open]  # a local page: draw a digit, see the maps
 
 Exit status: 0 on success, 2 on a usage error, 1 on failure with a one-line message
 (``--debug`` shows the traceback).
@@ -273,11 +274,18 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"'input' float32 (batch, {shape}), output 'output' as from predict")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from cnnumpy.serve import run
+
+    run(args.model, args.host, args.port, args.open, int(args.max_body_mb * 2**20), args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cnnumpy`` parser, each subcommand calling its ``cmd_*`` function."""
     return cli_args.build_parser({"train": cmd_train, "evaluate": cmd_evaluate,
                                   "predict": cmd_predict, "summary": cmd_summary,
-                                  "visualize": cmd_visualize, "export": cmd_export})
+                                  "visualize": cmd_visualize, "export": cmd_export,
+                                  "serve": cmd_serve})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,4 +189,24 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     export.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
     export.set_defaults(func=commands["export"])
+    serve = sub.add_parser(
+        "serve", help="a local web page: draw or drop an image, watch the CNN classify it",
+        description="Serve a web page, on this machine only by default, where you draw a "
+                    "digit or drop an image and see the top classes, every convolution and "
+                    "pooling layer's feature maps, the first layer's kernels, and how any one "
+                    "output value was made. Images are converted as by 'cnnumpy predict'. "
+                    "The page loads nothing from the internet. JSON API: POST /api/predict "
+                    "(an image file as the body), POST /api/explain?layer=I&row=R&col=C"
+                    "&channel=F, GET /api/model.")
+    serve.add_argument("model", nargs="?", default=None,
+                       help="a saved model (default: the digits model shipped with cnnumpy)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int_at_least(0), default=8000,
+                       help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--open", action="store_true", help="open the page in a web browser")
+    serve.add_argument("--max-body-mb", type=positive_float, default=10,
+                       help="largest image file accepted, in MiB (default 10)")
+    serve.add_argument("--verbose", action="store_true", help="log every request")
+    serve.set_defaults(func=commands["serve"])
     return parser

@@ -99,11 +99,9 @@ def plot_feature_maps(model: Any, image: np.ndarray, path: str, max_maps: int = 
     convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, Conv2D)]
     if not convs:
         raise ValueError("plot_feature_maps: the model has no Conv2D layer")
-    maps, x = [], image[np.newaxis].astype(model.layers[0].dtype)
-    for i, layer in enumerate(model.layers):
-        x = layer.forward(x, training=False)
-        if i in convs:
-            maps.append((layer.name, x[0]))
+    from cnnumpy.feature_maps import layer_outputs
+
+    maps = [(t.layer.name, t.output) for t in layer_outputs(model, image) if t.index in convs]
     kernel = model.layers[convs[0]].params["kernel"]
     filters = [kernel[:, :, :, f].mean(axis=2) for f in range(min(kernel.shape[3], max_maps))]
     rows = [("filters of " + model.layers[convs[0]].name, filters)]

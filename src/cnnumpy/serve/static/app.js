@@ -1,0 +1,326 @@
+// cnnumpy serve: the page's script. Plain JavaScript and the canvas API; it talks only to
+// the server that sent it (GET /api/model, POST /api/predict, POST /api/explain).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { blob: null, seq: 0, timer: 0, strokeEnd: 0, selected: null };
+window.cnnTimings = [];  // per update: {request_ms, render_ms, total_ms, since_stroke_ms}
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "pad";
+  const a = Math.abs(v);
+  return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(1) : v.toFixed(2);
+}
+
+function status(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+// Bytes of an encoded map set (channel-major, one byte per value) as greyscale canvases.
+function decode(enc) {
+  const raw = atob(enc.data);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function tile(bytes, offset, h, w, cls) {
+  const canvas = el("canvas", "tile" + (cls ? " " + cls : ""));
+  canvas.width = w;
+  canvas.height = h;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {
+    const v = bytes[offset + i];
+    img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
+    img.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return canvas;
+}
+
+function tiles(enc, cls) {
+  const [h, w, c] = enc.shape;
+  const bytes = decode(enc);
+  const out = [];
+  for (let k = 0; k < c; k++) out.push(tile(bytes, k * h * w, h, w, cls));
+  return out;
+}
+
+function scale(enc) {
+  const box = el("span", "scale-box");
+  const bar = el("canvas", "scale");
+  bar.width = 100;
+  bar.height = 1;
+  const ctx = bar.getContext("2d");
+  const grad = ctx.createLinearGradient(0, 0, 100, 0);
+  grad.addColorStop(0, "#000");
+  grad.addColorStop(1, "#fff");
+  ctx.fillStyle = grad;
+  ctx.fillRect(0, 0, 100, 1);
+  box.append(el("span", "", fmt(enc.min) + " "), bar, el("span", "", " " + fmt(enc.max)));
+  return box;
+}
+
+// ---- the model summary and the first layer's kernels (once) ----
+async function loadModel() {
+  const info = await (await fetch("/api/model")).json();
+  $("model-name").textContent = `${info.name}: input ${info.input_shape.join(" x ")}, ` +
+    `${info.class_names.length} classes, ${info.total_params.toLocaleString()} parameters`;
+  $("summary").textContent = info.summary;
+  const box = $("kernels");
+  if (info.first_kernels) {
+    const head = el("div", "layer-head", `${info.first_kernels.layer}: ` +
+      `${info.first_kernels.shape.join(" x ")} (mean over input channels)`);
+    head.append(scale(info.first_kernels));
+    const row = el("div", "tiles");
+    row.append(...tiles(info.first_kernels, "kernel"));
+    box.replaceChildren(head, row);
+  } else {
+    box.replaceChildren(el("p", "hint", "The model has no convolution."));
+  }
+}
+
+// ---- predictions ----
+async function predict(blob, fromStroke) {
+  state.blob = blob;
+  const seq = ++state.seq;
+  const t0 = performance.now();
+  let result;
+  try {
+    const answer = await fetch("/api/predict", {
+      method: "POST", body: blob,
+      headers: { "Content-Type": blob.type || "application/octet-stream" },
+    });
+    result = await answer.json();
+    if (!answer.ok) throw new Error(result.error || answer.statusText);
+  } catch (err) {
+    if (seq === state.seq) status(String(err.message || err), true);
+    return;
+  }
+  if (seq !== state.seq) return;  // a newer image was sent meanwhile
+  const t1 = performance.now();
+  render(result);
+  const t2 = performance.now();
+  const timing = { request_ms: t1 - t0, render_ms: t2 - t1, total_ms: t2 - t0,
+    since_stroke_ms: fromStroke ? t2 - state.strokeEnd : null };
+  window.cnnTimings.push(timing);
+  status(`updated in ${Math.round(timing.total_ms)} ms (server ${Math.round(timing.request_ms)}` +
+    ` ms, drawing ${Math.round(timing.render_ms)} ms)`);
+}
+
+function render(result) {
+  const top = $("top");
+  top.replaceChildren(...result.top.map((t, i) => {
+    const row = el("div", "bar-row" + (i === 0 ? " first" : ""));
+    const track = el("div", "bar-track");
+    const bar = el("div", "bar");
+    bar.style.width = (100 * t.probability).toFixed(1) + "%";
+    track.append(bar);
+    row.append(el("span", "label", t.label), track,
+      el("span", "p", (100 * t.probability).toFixed(1) + "%"));
+    return row;
+  }));
+  const seen = tiles(result.input)[0];
+  seen.id = "seen";
+  seen.className = "tile big";
+  $("seen").replaceWith(seen);
+  const maps = $("maps");
+  maps.replaceChildren(...result.layers.map((layer) => {
+    const box = el("div", "layer" + (layer.explainable ? " maps" : ""));
+    box.dataset.layer = layer.index;
+    const head = el("div", "layer-head");
+    head.append(el("strong", "", `${layer.name} (${layer.type})`),
+      el("span", "", layer.shape.join(" x ")), scale(layer));
+    const row = el("div", "tiles");
+    tiles(layer).forEach((canvas, channel) => {
+      canvas.dataset.layer = layer.index;
+      canvas.dataset.channel = channel;
+      canvas.title = `${layer.name}, channel ${channel}`;
+      if (layer.explainable) canvas.addEventListener("click", (e) => clickTile(e, canvas, layer));
+      row.append(canvas);
+    });
+    box.append(head, row);
+    return box;
+  }));
+  status("");
+}
+
+// ---- explanations ----
+function clickTile(event, canvas, layer) {
+  const rect = canvas.getBoundingClientRect();
+  const [h, w] = layer.shape;
+  const row = Math.min(h - 1, Math.floor((event.clientY - rect.top) / rect.height * h));
+  const col = Math.min(w - 1, Math.floor((event.clientX - rect.left) / rect.width * w));
+  document.querySelectorAll(".tile.selected").forEach((t) => t.classList.remove("selected"));
+  canvas.classList.add("selected");
+  explain(layer.index, row, col, Number(canvas.dataset.channel));
+}
+
+async function explain(layer, row, col, channel) {
+  if (!state.blob) return;
+  const url = `/api/explain?layer=${layer}&row=${row}&col=${col}&channel=${channel}`;
+  const answer = await fetch(url, {
+    method: "POST", body: state.blob,
+    headers: { "Content-Type": state.blob.type || "application/octet-stream" },
+  });
+  const result = await answer.json();
+  const box = $("explain");
+  if (!answer.ok) {
+    box.replaceChildren(el("p", "error", result.error));
+    return;
+  }
+  box.replaceChildren(...(result.kind === "conv" ? explainConv(result) : explainPool(result)));
+  box.dataset.value = result.value;
+  box.dataset.modelValue = result.model_value;
+}
+
+function grid(caption, values, inside, winner) {
+  const table = el("table", "grid");
+  table.append(el("caption", "", caption));
+  values.forEach((line, i) => {
+    const tr = el("tr");
+    line.forEach((v, j) => {
+      const td = el("td", "", fmt(v));
+      if (inside && !inside[i][j]) td.className = "pad";
+      if (winner && winner[0] === i && winner[1] === j) td.className = "win";
+      tr.append(td);
+    });
+    table.append(tr);
+  });
+  return table;
+}
+
+const channelOf = (a, c) => a.map((line) => line.map((v) => v[c]));
+
+function explainConv(r) {
+  const where = `${r.layer}: filter ${r.channel} at row ${r.row}, column ${r.col}`;
+  const nodes = [el("h3", "", where)];
+  const sums = r.channel_sums;
+  const order = sums.map((s, c) => c).sort((a, b) => Math.abs(sums[b]) - Math.abs(sums[a]));
+  const shown = order.slice(0, 3);
+  if (sums.length > 1) {
+    nodes.push(el("p", "hint", `The window has ${sums.length} input channels; the ` +
+      `${shown.length} that add the most are shown (their sums: ` +
+      shown.map((c) => `channel ${r.input_channels[0] + c}: ${fmt(sums[c])}`).join(", ") +
+      `). Every channel's products are added up.`));
+  }
+  for (const c of shown) {
+    const grids = el("div", "grids");
+    const name = sums.length > 1 ? ` (channel ${r.input_channels[0] + c})` : "";
+    grids.append(grid("input window" + name, channelOf(r.window, c), r.inside),
+      grid("kernel" + name, channelOf(r.kernel, c)),
+      grid("window x kernel" + name, channelOf(r.products, c), r.inside));
+    nodes.push(grids);
+  }
+  const act = r.activation === "linear" ? "" : `${r.activation}(${fmt(r.pre_activation)}) = `;
+  nodes.push(el("p", "formula", `sum of products ${fmt(r.sum)} + bias ${fmt(r.bias)} = ` +
+    `${fmt(r.pre_activation)}; ${act}${fmt(r.value)}`));
+  nodes.push(el("p", "hint result", `The model computed ${fmt(r.model_value)} here.`));
+  return nodes;
+}
+
+function explainPool(r) {
+  const where = `${r.layer}: channel ${r.channel} at row ${r.row}, column ${r.col}`;
+  const how = r.kind === "max_pool" ? `the largest value in the window wins: ${fmt(r.value)}`
+    : `the mean of the ${r.count} values in the window: ${fmt(r.value)}`;
+  return [el("h3", "", where),
+    grid("input window", r.window, r.inside, r.kind === "max_pool" ? r.winner : null),
+    el("p", "formula", how),
+    el("p", "hint result", `The model computed ${fmt(r.model_value)} here.`)];
+}
+
+// ---- drawing: pointer events cover mouse, pen and touch ----
+function setupPad() {
+  const pad = $("pad");
+  const ctx = pad.getContext("2d");
+  const clear = () => {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, pad.width, pad.height);
+  };
+  clear();
+  let drawing = false;
+  const point = (e) => {
+    const rect = pad.getBoundingClientRect();
+    return [(e.clientX - rect.left) * pad.width / rect.width,
+      (e.clientY - rect.top) * pad.height / rect.height];
+  };
+  pad.addEventListener("pointerdown", (e) => {
+    drawing = true;
+    pad.setPointerCapture(e.pointerId);
+    ctx.strokeStyle = "#000";
+    ctx.lineWidth = pad.width / 14;
+    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(...point(e));
+    ctx.lineTo(...point(e));
+    ctx.stroke();
+    clearTimeout(state.timer);
+  });
+  pad.addEventListener("pointermove", (e) => {
+    if (!drawing) return;
+    ctx.lineTo(...point(e));
+    ctx.stroke();
+  });
+  const end = () => {
+    if (!drawing) return;
+    drawing = false;
+    state.strokeEnd = performance.now();
+    clearTimeout(state.timer);  // debounced: one request once the strokes pause
+    state.timer = setTimeout(() => pad.toBlob((blob) => predict(blob, true), "image/png"), 120);
+  };
+  pad.addEventListener("pointerup", end);
+  pad.addEventListener("pointercancel", end);
+  $("clear").addEventListener("click", () => {
+    clear();
+    state.blob = null;
+    state.seq++;
+    $("top").replaceChildren(el("p", "hint", "Draw something to see the model's answer."));
+    $("maps").replaceChildren();
+    $("explain").replaceChildren(el("p", "hint", "Click a feature-map tile above."));
+  });
+}
+
+// ---- a dropped or chosen file: sent as it is, and shown on the pad ----
+async function useFile(file) {
+  if (!file) return;
+  predict(file, false);
+  try {
+    const bitmap = await createImageBitmap(file);
+    const pad = $("pad");
+    const ctx = pad.getContext("2d");
+    const k = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, pad.width, pad.height);
+    ctx.drawImage(bitmap, (pad.width - k * bitmap.width) / 2,
+      (pad.height - k * bitmap.height) / 2, k * bitmap.width, k * bitmap.height);
+  } catch (err) {
+    // not an image the browser can show: the server's answer says what was wrong
+  }
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    useFile(e.dataTransfer.files[0]);
+  });
+  $("file").addEventListener("change", (e) => useFile(e.target.files[0]));
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  setupPad();
+  setupDrop();
+  loadModel().catch((err) => status("could not load the model: " + err, true));
+});

@@ -1,0 +1,78 @@
+"""A ``cnnumpy serve`` server on a free port, for the tests of this folder, and images."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL", reason="cnnumpy serve reads images with Pillow")
+
+
+class Running:
+    """A server serving on a background thread, and requests to it."""
+
+    def __init__(self, **kwargs) -> None:
+        from cnnumpy import serve
+
+        self.server = serve.make_server(port=0, **kwargs)
+        self.port = self.server.server_address[1]
+        self.url = self.server.url
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """One request on its own connection: status, headers, body."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            answer = conn.getresponse()
+            return answer.status, dict(answer.getheaders()), answer.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: bytes | None = None,
+             content_type: str = "image/png") -> tuple[int, dict]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        status, _, data = self.request(method, path, body, headers)
+        return status, json.loads(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def running():
+    server = Running()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """Five bundled test digits and their labels."""
+    import cnnumpy
+
+    _, (x, y) = cnnumpy.datasets.load_mnist_sample()
+    return x[:5], y[:5]
+
+
+@pytest.fixture(scope="session")
+def png():
+    """``png(pixels, fmt="PNG")``: :func:`image_file`."""
+    return image_file
+
+
+def image_file(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    """An image file's bytes from float pixels in [0, 1], ``(H, W)`` or ``(H, W, 3)``."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.asarray(pixels) * 255).astype(np.uint8)).save(buffer, fmt)
+    return buffer.getvalue()
