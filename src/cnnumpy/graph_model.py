@@ -11,11 +11,10 @@ one a branch still holds). A layer called more than once (shared) runs each call
 shallow copy of itself, as :mod:`cnnumpy.shards` does for batch slices: weights shared,
 forward caches and gradients its own; the layer's gradients are the sum of its calls'.
 
-Training, evaluation and files are ``Sequential``'s own code (``compile``, ``fit`` through
-:func:`cnnumpy.training.run_fit`, ``evaluate``, ``train_on_batch``, ``save``...), which runs
-on any model that provides ``layers``, ``_forward_loss``, ``_backward`` and the shapes. The
-stack's fast paths (:mod:`cnnumpy.passes` rewrites and one batch slice per thread) are not
-applied to graphs yet; results are the same, only slower.
+Training, evaluation and files (``compile``, ``fit`` through
+:func:`cnnumpy.training.run_fit`, ``evaluate``, ``predict``, ``train_on_batch``, ``save``...)
+are :class:`cnnumpy.model_base.BaseModel`'s, which ``Sequential`` shares; this class runs the
+graph's passes.
 """
 
 from __future__ import annotations
@@ -23,15 +22,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from cnnumpy import backend
-from cnnumpy.backend import xp
-from cnnumpy.functional import activations
 from cnnumpy.graph import InputLayer, Node, SymbolicTensor, collect_nodes
-from cnnumpy.inputs import check_arrays
 from cnnumpy.layers import Layer
 from cnnumpy.layers.merge import Merge
-from cnnumpy.model import Sequential
-from cnnumpy.training import iterate_batches
+from cnnumpy.model_base import BaseModel
 
 
 def _one_tensor(value: Any, what: str) -> SymbolicTensor:
@@ -45,7 +39,7 @@ def _one_tensor(value: Any, what: str) -> SymbolicTensor:
     return items[0]
 
 
-class Model:
+class Model(BaseModel):
     """A model from a symbolic input to a symbolic output (Keras' functional API).
 
     Args:
@@ -65,7 +59,7 @@ class Model:
                              f"of {self.input.layer.label}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"Model: name must be a non-empty string, received name={name!r}")
-        self.name = name
+        super().__init__(name)
         self.dtype = None
         self._nodes: list[Node] = collect_nodes([self.input], [self.output])
         self.layers: list[Layer] = list({id(n.layer): n.layer for n in self._nodes}.values())
@@ -77,14 +71,6 @@ class Model:
             for t in node.inputs:
                 self._uses[id(t)] = self._uses.get(id(t), 0) + 1
         self._runners: list[Layer] = []  # the last forward's layer (or copy) per node
-        self._input_grad = True
-        self.optimizer = None
-        self.loss = None
-        self.metrics: list[str] = []
-        self.stop_training = False
-        self.epoch = 0
-        self.class_names: list[str] | None = None
-        self.rng_state: dict | None = None
 
     # ----- shapes and layers -----------------------------------------------------------------
     built = True
@@ -109,26 +95,14 @@ class Model:
     def _require_built(self, what: str) -> None:
         """Nothing to do: the graph was built by calling its layers."""
 
-    def get_layer(self, name: str) -> Layer:
-        """The model's layer called ``name``; a ValueError lists the names there are."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"Model.get_layer: no layer named {name!r}; the layers are "
-                         f"{[layer.name for layer in self.layers]}")
-
     def node_index(self, node: Node) -> int:
         """The position of ``node`` among its layer's calls in this model (0 for the first)."""
         return self._calls[id(node.layer)].index(node)
 
     # ----- forward and backward --------------------------------------------------------------
     @property
-    def _fused(self) -> bool:
-        """True when the output layer's activation is folded into the loss."""
-        last = self.output.layer
-        return (self.loss is not None and not getattr(self.loss, "from_logits", True)
-                and self.loss.fused_activation is not None and not isinstance(last, Merge)
-                and last.activation == self.loss.fused_activation)
+    def _output_layer(self) -> Layer:
+        return self.output.layer
 
     def _runner(self, layer: Layer) -> Layer:
         if len(self._calls[id(layer)]) == 1:
@@ -210,51 +184,21 @@ class Model:
                     layer.grads[key] = sum(parts[1:], parts[0]) if parts else None
         return grads.get(id(self.input))
 
-    def _forward_loss(self, x: Any, y: Any, training: bool,
-                      sample_weight: Any = None) -> tuple[Any, float, Any]:
-        """``(predictions, loss, d loss / d output)`` for one batch."""
-        fused = self._fused
-        z = self._run(x, training, logits=fused)
-        if fused:
-            value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
-            return activations.get(self.output.layer.activation).forward(z), value, grad
-        value, grad = self.loss.value_and_grad(y, z, sample_weight)
-        return z, value, grad
+    def _outputs(self, x: Any, training: bool, logits: bool) -> Any:
+        return self._run(x, training, logits)
 
-    def _backward(self, grad: Any) -> None:
-        self._backward_nodes(grad, self._fused, input_grad=False)
+    def _backward_outputs(self, grad: Any, logits: bool) -> None:
+        self._backward_nodes(grad, logits, input_grad=False)
 
-    def predict(self, x: Any, batch_size: int = 32) -> Any:
-        """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
-        x, _ = check_arrays(self, x, None, "predict")
-        out = xp.empty((len(x), *self.output_shape), dtype=self.output.dtype)
-        with backend.single_threaded_blas():
-            for idx in iterate_batches(len(x), batch_size, "predict"):
-                out[idx] = self._run(x[idx], training=False)
-        return out
-
-    # ----- what Sequential's own code does for any model -------------------------------------
-    compile = Sequential.compile
-    fit = Sequential.fit
-    evaluate = Sequential.evaluate
-    train_on_batch = Sequential.train_on_batch
-    train_step = Sequential.train_step
-    trainable_weights = Sequential.trainable_weights
-    count_params = Sequential.count_params
-    save = Sequential.save
-    _metric_fns = Sequential._metric_fns
-    _require_compiled = Sequential._require_compiled
+    def _infer(self, x: Any) -> Any:
+        return self._run(x, training=False)
 
     # ----- description and config ------------------------------------------------------------
-    def summary(self, print_fn: Any = print) -> str:
-        """Print (and return) a table: each layer, its output shape, parameter count and the
-        layers it takes its inputs from (``name[call][0]``)."""
+    def _summary_text(self) -> str:
+        """One row per layer, with the layers it takes its inputs from (``name[call][0]``)."""
         from cnnumpy.graph_io import summary_table
 
-        text = summary_table(self)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return summary_table(self)
 
     def get_config(self) -> dict[str, Any]:
         """Keras' functional config: each layer with its calls' inputs by layer name."""
