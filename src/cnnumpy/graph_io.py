@@ -1,4 +1,5 @@
-"""Graph models to and from configs and files; their summary table.
+"""Graph models to and from configs; their summary table. Model files load through
+:func:`cnnumpy.model_file.build_graph`, which checks every shape before building.
 
 The config follows Keras' functional config::
 
