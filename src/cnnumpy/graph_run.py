@@ -12,6 +12,11 @@ a layer called more than once, or on one slice of the batch per thread, a shallo
 it: weights shared, forward caches and gradients its own) and one ``Passes`` per chain.
 Backward runs the chains in reverse; where a tensor feeds several nodes its gradients are
 summed into a new array (never added in place into one a branch still holds).
+
+Measured (2-core machine shared with other jobs, so noisy; float32, a residual model on
+28x28 digits: conv + pool, two residual blocks of two 3x3 convolutions, conv + pool, dense):
+chains and batch slices off, then on, in two runs: training at batch 128 2,664 and 2,637 to
+3,747 and 3,685 images/s, inference at 256 9,251 and 6,576 to 13,444 and 12,753 images/s.
 """
 
 from __future__ import annotations
