@@ -131,7 +131,8 @@ HOSTILE = {
     "two inputs to a dense": (_set("head", "inbound_nodes", [[["flat", 0, 0], ["flat", 0, 0]]]),
                               r"Dense 'head' takes one input, the config gives 2"),
     "huge layer": (lambda c: layer(c, "head")["config"].update(units=2**40),
-                   r"would need more memory than there is"),
+                   r"Dense 'head': an output of shape \(1099511627776,\) per sample is more "
+                   r"than a model file may declare"),
     "several outputs": (_output, r"output_layers must be a list of exactly one"),
     "layers not a list": (lambda c: c.update(layers={}), r"'layers' list"),
     "name disagrees with config": (_set("conv2", "name", "conv9"),
@@ -206,3 +207,89 @@ def test_random_config_mutations_load_or_raise_model_format_error(saved):
         except ModelFormatError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 50
+
+
+# ----- config bombs: refused before anything is allocated, the generator untouched ------------
+def _chain(count):
+    def edit(config):
+        config["layers"] += [{"class_name": "ReLU", "name": f"r{i}", "config": {},
+                              "inbound_nodes": [[[f"r{i - 1}" if i else "head", 0, 0]]]}
+                             for i in range(count)]
+        config["output_layers"] = [[f"r{count - 1}", 0, 0]]
+    return edit
+
+
+def _many_calls(config):
+    item = layer(config, "flat")
+    item["inbound_nodes"] = item["inbound_nodes"] * 5000
+
+
+def _deep(config):
+    layer(config, "add")["inbound_nodes"] = "DEEP"  # replaced in the JSON text
+
+
+GRAPH_BOMBS = {
+    "dense units 2e7": (lambda c: layer(c, "head")["config"].update(units=20_000_000),
+                        r"implies at least 8,720,000,564 bytes of weights"),
+    "dense units 1e30": (lambda c: layer(c, "head")["config"].update(units=10**30),
+                         r"Dense 'head': an output of shape"),
+    "conv filters 1e9": (lambda c: layer(c, "conv2")["config"].update(filters=10**9),
+                         r"Conv2D 'conv2': an output of shape \(6, 6, 1000000000\)"),
+    "input shape 1e9": (lambda c: layer(c, "in")["config"].update(shape=[10**9, 10**9, 2]),
+                        r"InputLayer 'in': an output of shape"),
+    "5000 layers": (_chain(5000), r"5006 layers; a model file may declare at most 1000"),
+    "5000 calls": (_many_calls, r"5004 layer calls; a model file may declare at most 1000"),
+    "deep nesting": (_deep, r"model_config is nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("bomb", sorted(GRAPH_BOMBS))
+def test_graph_config_bombs_are_refused_fast_and_small(saved, bomb):
+    import time
+    import tracemalloc
+
+    edit, message = GRAPH_BOMBS[bomb]
+    path = rewrite(saved, edit_config=edit)
+    if bomb == "deep nesting":  # 100,000 nested lists where a call's inputs should be
+        meta, tensors = read(path)
+        meta["model_config"] = meta["model_config"].replace(
+            '"DEEP"', "[" * 100_000 + "]" * 100_000)
+        save_file(tensors, path, metadata=meta)
+    cnnumpy.set_seed(7)
+    state = cnnumpy.backend.rng_state()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ModelFormatError, match=message):
+            cnnumpy.load_model(path)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5, f"refused after {elapsed:.2f} s"
+    assert peak < 4_000_000, f"peak allocation {peak:,} bytes"
+    assert cnnumpy.backend.rng_state() == state
+
+
+def test_a_long_legal_chain_loads(saved):
+    model = cnnumpy.load_model(rewrite(saved, edit_config=_chain(900)))
+    assert len(model.layers) == 906
+
+
+def test_loading_a_graph_runs_no_initializer_and_leaves_the_generator(saved, monkeypatch):
+    from cnnumpy.layers.base import Layer
+
+    x = np.random.default_rng(0).random((3, 6, 6, 2), dtype=np.float32)
+    expected = cnnumpy.load_model(saved).predict(x)
+
+    def refuse(self, name, shape):
+        raise AssertionError(f"{self.label}: an initializer ran for {name!r}")
+
+    for cls in {type(lay) for lay in small_model().layers}:
+        if "_initial_value" in vars(cls) or cls is Layer:
+            monkeypatch.setattr(cls, "_initial_value", refuse)
+    cnnumpy.set_seed(11)
+    state = cnnumpy.backend.rng_state()
+    loaded = cnnumpy.load_model(saved)
+    assert cnnumpy.backend.rng_state() == state
+    np.testing.assert_array_equal(loaded.predict(x), expected)

@@ -1,4 +1,5 @@
-"""Graph models to and from configs and files; their summary table.
+"""Graph models to and from configs; their summary table. Model files load through
+:func:`cnnumpy.model_file.build_graph`, which checks every shape before building.
 
 The config follows Keras' functional config::
 
@@ -23,8 +24,6 @@ or calls not connected to the output, and shapes that disagree are all refused b
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from cnnumpy.graph import InputLayer, Node, SymbolicTensor, call_layer
 from cnnumpy.layers import Layer, layer_from_config
@@ -134,18 +133,17 @@ def _layer_table(config: Any) -> dict[str, dict]:
     return table
 
 
-def _replay(table: dict[str, dict], layers: dict[str, Layer]) -> dict[tuple[str, int], Any]:
-    """Call the layers on each other as the config says; return every tensor by reference.
+def call_order(table: dict[str, dict], layers: dict[str, Layer]) -> list[tuple]:
+    """Every call the config lists, ``(layer_name, call_index, [(layer_name, call_index),
+    ...])``, in an order where each call comes after the calls whose outputs it takes; from
+    the names alone, nothing is called or built.
 
     A call waits until the tensors it takes exist (``A(B(A(x)))`` needs several sweeps);
     a sweep that makes none means a cycle.
     """
-    tensors: dict[tuple[str, int], Any] = {}
+    made = {(name, 0) for name, layer in layers.items() if isinstance(layer, InputLayer)}
     pending: list[tuple[str, int, list]] = []
     for name, item in table.items():
-        if isinstance(layers[name], InputLayer):
-            layer = layers[name]
-            tensors[(name, 0)] = Node(layer, [], layer.input_shape, layer.dtype).output
         for k, node in enumerate(item["inbound_nodes"]):
             where = f"layer {name!r} call {k}"
             if not isinstance(node, list) or not node:
@@ -156,26 +154,64 @@ def _replay(table: dict[str, dict], layers: dict[str, Layer]) -> dict[tuple[str,
                 raise ValueError(f"{where}: {layers[name].label} takes one input, the config "
                                  f"gives {len(refs)}")
             pending.append((name, k, refs))
+    order = []
     while pending:
         waiting = []
         for name, k, refs in pending:
-            ready = all(r in tensors for r in refs) and (k == 0 or (name, k - 1) in tensors)
-            if not ready:
+            if all(r in made for r in refs) and (k == 0 or (name, k - 1) in made):
+                order.append((name, k, refs))
+                made.add((name, k))
+            else:
                 waiting.append((name, k, refs))
-                continue
-            args = [tensors[r] for r in refs]
-            layer = layers[name]
-            tensors[(name, k)] = call_layer(layer, args if isinstance(layer, Merge) else args[0])
         if len(waiting) == len(pending):
-            raise ValueError(f"the layers {' -> '.join(_cycle(waiting, tensors))} form a "
+            raise ValueError(f"the layers {' -> '.join(_cycle(waiting, made))} form a "
                              "cycle (each waits for the next one's output)")
         pending = waiting
+    return order
+
+
+def check_connected(config: dict, table: dict[str, dict], layers: dict[str, Layer],
+                    order: list[tuple]) -> None:
+    """Every call of every layer is needed by the output, which needs no input but the
+    model's (from the names alone)."""
+    output = _endpoint_ref(config, "output_layers", table)
+    takes = {(name, k): refs for name, k, refs in order}
+    needed, stack = set(), [output]
+    while stack:
+        ref = stack.pop()
+        if ref not in needed:
+            needed.add(ref)
+            stack.extend(takes.get(ref, []))
+    for name, item in table.items():
+        calls = max(1, len(item["inbound_nodes"]))
+        used = sum((name, k) in needed for k in range(calls))
+        if used != calls:
+            raise ValueError(f"layer {name!r} is not connected to the output ({used} of its "
+                             f"{calls} call(s) are)")
+    first, _ = _endpoint_ref(config, "input_layers", table)
+    for name, layer in layers.items():  # connected, so the output needs it
+        if isinstance(layer, InputLayer) and name != first:
+            raise ValueError(f"graph disconnected: the output needs {layer.label}, which is "
+                             "not among the model's inputs")
+
+
+def _replay(order: list[tuple], layers: dict[str, Layer]) -> dict[tuple[str, int], Any]:
+    """Call the layers on each other in ``order`` (building those not built); return every
+    tensor by reference."""
+    tensors: dict[tuple[str, int], Any] = {}
+    for name, layer in layers.items():
+        if isinstance(layer, InputLayer):
+            tensors[(name, 0)] = Node(layer, [], layer.input_shape, layer.dtype).output
+    for name, k, refs in order:
+        args = [tensors[r] for r in refs]
+        layer = layers[name]
+        tensors[(name, k)] = call_layer(layer, args if isinstance(layer, Merge) else args[0])
     return tensors
 
 
-def _cycle(waiting: list[tuple[str, int, list]], tensors: dict) -> list[str]:
+def _cycle(waiting: list[tuple[str, int, list]], made: set) -> list[str]:
     """Follow, from the first waiting call, what each waits for until a call repeats."""
-    waits = {(name, k): next((r for r in refs if r not in tensors), (name, k - 1))
+    waits = {(name, k): next((r for r in refs if r not in made), (name, k - 1))
              for name, k, refs in waiting}
     path = [(waiting[0][0], waiting[0][1])]
     while path[-1] in waits and waits[path[-1]] not in path:
@@ -185,16 +221,33 @@ def _cycle(waiting: list[tuple[str, int, list]], tensors: dict) -> list[str]:
     return [name for name, _ in loop]
 
 
-def _endpoint(config: dict, key: str, table: dict, tensors: dict) -> Any:
+def _endpoint_ref(config: dict, key: str, table: dict) -> tuple[str, int]:
     refs = config.get(key)
     if not isinstance(refs, list) or len(refs) != 1:
         raise ValueError(f"{key} must be a list of exactly one tensor reference, received "
                          f"{refs!r}")
-    return tensors[_check_ref(refs[0], table, key)]
+    return _check_ref(refs[0], table, key)
 
 
-def model_from_config(config: Any) -> Any:
-    """A ``Model`` rebuilt from its config, weights freshly initialized.
+def make_layers(config: Any) -> tuple[dict[str, dict], dict[str, Layer], list[tuple]]:
+    """The config's layer table, its layers (made, not built) by name, and the order of
+    their calls; every reference and the input checked by name (see also
+    :func:`check_connected`)."""
+    table = _layer_table(config)
+    layers = {name: _make_layer(item) for name, item in table.items()}
+    for name, layer in layers.items():
+        if layer.name != name:  # a config without a name of its own
+            layer.name = name
+    order = call_order(table, layers)
+    name, _ = _endpoint_ref(config, "input_layers", table)
+    if not isinstance(layers[name], InputLayer):
+        raise ValueError(f"input_layers must name an InputLayer, received {layers[name].label}")
+    return table, layers, order
+
+
+def model_from_config(config: Any, layers: tuple | None = None) -> Any:
+    """A ``Model`` rebuilt from its config, weights freshly initialized (or, with
+    ``layers``, the :func:`make_layers` of ``config`` whose layers are already built).
 
     Raises:
         ValueError: naming the problem: a malformed entry, an unknown layer class, a
@@ -203,59 +256,9 @@ def model_from_config(config: Any) -> Any:
     """
     from cnnumpy.graph_model import Model
 
-    table = _layer_table(config)
-    layers = {name: _make_layer(item) for name, item in table.items()}
-    for name, layer in layers.items():
-        if layer.name != name:  # a config without a name of its own
-            layer.name = name
-    tensors = _replay(table, layers)
-    x = _endpoint(config, "input_layers", table, tensors)
-    if not isinstance(x.layer, InputLayer):
-        raise ValueError(f"input_layers must name an InputLayer, received {x.layer.label}")
-    name = config.get("name", "model")
-    model = Model(x, _endpoint(config, "output_layers", table, tensors), name=name)
-    for lname, item in table.items():
-        used = len(model._calls.get(id(layers[lname]), []))
-        if used != max(1, len(item["inbound_nodes"])):
-            raise ValueError(f"layer {lname!r} is not connected to the output "
-                             f"({used} of its {max(1, len(item['inbound_nodes']))} call(s) "
-                             "are)")
-    return model
-
-
-def load_graph(config: Any, tensors: dict[str, np.ndarray], path: str) -> Any:
-    """The model a file describes: rebuilt from ``config``, weights from ``tensors``
-    (``layers.{layer_name}.{weight}``).
-
-    Raises:
-        ModelFormatError: naming ``path`` and every problem found.
-    """
-    from cnnumpy.io import ModelFormatError
-
-    try:
-        model = model_from_config(config)
-    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-        raise ModelFormatError(f"{path}: bad model_config: {exc}") from None
-    except MemoryError:  # e.g. a shape of 2**40 in a hostile config
-        raise ModelFormatError(f"{path}: bad model_config: its layers would need more memory "
-                               "than there is") from None
-    problems = []
-    expected = {}
-    for layer in model.layers:
-        for key, arr in layer.get_weights().items():
-            name = f"layers.{layer.name}.{key}"
-            expected[name] = layer
-            if name not in tensors:
-                problems.append(f"missing tensor {name!r} ({layer.label})")
-            elif tensors[name].shape != arr.shape:
-                problems.append(f"tensor {name!r} has shape {tensors[name].shape}, "
-                                f"{layer.label} expects {arr.shape}")
-    problems += [f"unexpected tensor {k!r}" for k in tensors
-                 if k not in expected and not k.startswith("optimizer.")]
-    if problems:
-        raise ModelFormatError(f"{path}: weights do not match the model config: "
-                               + "; ".join(problems))
-    for layer in model.layers:
-        layer.set_weights({key: tensors[f"layers.{layer.name}.{key}"]
-                           for key in layer.get_weights()})
-    return model
+    table, made, order = make_layers(config) if layers is None else layers
+    tensors = _replay(order, made)
+    check_connected(config, table, made, order)
+    x = tensors[_endpoint_ref(config, "input_layers", table)]
+    y = tensors[_endpoint_ref(config, "output_layers", table)]
+    return Model(x, y, name=config.get("name", "model"))

@@ -5,33 +5,30 @@
     y = layers.Add()([h, layers.Conv2D(16, 3, padding="same")(h)])
     model = cnnumpy.Model(x, layers.Dense(10, activation="softmax")(layers.Flatten()(y)))
 
-Forward runs the nodes in topological order. Backward runs them in reverse; where a tensor
-feeds several nodes, its gradients are summed into a new array (never added in place into
-one a branch still holds). A layer called more than once (shared) runs each call through a
-shallow copy of itself, as :mod:`cnnumpy.shards` does for batch slices: weights shared,
-forward caches and gradients its own; the layer's gradients are the sum of its calls'.
+Forward runs the nodes in topological order, grouped into chains that get the stack's
+rewrites, and a large enough batch in one slice per thread (:mod:`cnnumpy.graph_run`,
+:mod:`cnnumpy.shards`). Backward runs them in reverse; where a tensor feeds several nodes,
+its gradients are summed into a new array (never added in place into one a branch still
+holds). A layer called more than once (shared) runs each call through a shallow copy of
+itself: weights shared, forward caches and gradients its own; the layer's gradients are the
+sum of its calls'.
 
-Training, evaluation and files are ``Sequential``'s own code (``compile``, ``fit`` through
-:func:`cnnumpy.training.run_fit`, ``evaluate``, ``train_on_batch``, ``save``...), which runs
-on any model that provides ``layers``, ``_forward_loss``, ``_backward`` and the shapes. The
-stack's fast paths (:mod:`cnnumpy.passes` rewrites and one batch slice per thread) are not
-applied to graphs yet; results are the same, only slower.
+Training, evaluation and files (``compile``, ``fit`` through
+:func:`cnnumpy.training.run_fit`, ``evaluate``, ``predict``, ``train_on_batch``, ``save``...)
+are :class:`cnnumpy.model_base.BaseModel`'s, which ``Sequential`` shares; this class runs the
+graph's passes.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from cnnumpy import backend
+from cnnumpy import backend, shards
 from cnnumpy.backend import xp
-from cnnumpy.functional import activations
 from cnnumpy.graph import InputLayer, Node, SymbolicTensor, collect_nodes
-from cnnumpy.inputs import check_arrays
+from cnnumpy.graph_run import GraphPass, chains, needs_input_grad, sum_grads
 from cnnumpy.layers import Layer
-from cnnumpy.layers.merge import Merge
-from cnnumpy.model import Sequential
-from cnnumpy.training import iterate_batches
+from cnnumpy.model_base import BaseModel
 
 
 def _one_tensor(value: Any, what: str) -> SymbolicTensor:
@@ -45,7 +42,7 @@ def _one_tensor(value: Any, what: str) -> SymbolicTensor:
     return items[0]
 
 
-class Model:
+class Model(BaseModel):
     """A model from a symbolic input to a symbolic output (Keras' functional API).
 
     Args:
@@ -65,7 +62,7 @@ class Model:
                              f"of {self.input.layer.label}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"Model: name must be a non-empty string, received name={name!r}")
-        self.name = name
+        super().__init__(name)
         self.dtype = None
         self._nodes: list[Node] = collect_nodes([self.input], [self.output])
         self.layers: list[Layer] = list({id(n.layer): n.layer for n in self._nodes}.values())
@@ -76,15 +73,9 @@ class Model:
         for node in self._nodes:
             for t in node.inputs:
                 self._uses[id(t)] = self._uses.get(id(t), 0) + 1
-        self._runners: list[Layer] = []  # the last forward's layer (or copy) per node
-        self._input_grad = True
-        self.optimizer = None
-        self.loss = None
-        self.metrics: list[str] = []
-        self.stop_training = False
-        self.epoch = 0
-        self.class_names: list[str] | None = None
-        self.rng_state: dict | None = None
+        self._steps = chains(self._nodes, self.output)  # what runs, in order
+        self._passes: list[GraphPass] = []  # the last forward's, one per slice of the batch
+        self._parts: list[slice] | None = None  # the last training forward's slices
 
     # ----- shapes and layers -----------------------------------------------------------------
     built = True
@@ -109,50 +100,14 @@ class Model:
     def _require_built(self, what: str) -> None:
         """Nothing to do: the graph was built by calling its layers."""
 
-    def get_layer(self, name: str) -> Layer:
-        """The model's layer called ``name``; a ValueError lists the names there are."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise ValueError(f"Model.get_layer: no layer named {name!r}; the layers are "
-                         f"{[layer.name for layer in self.layers]}")
-
     def node_index(self, node: Node) -> int:
         """The position of ``node`` among its layer's calls in this model (0 for the first)."""
         return self._calls[id(node.layer)].index(node)
 
     # ----- forward and backward --------------------------------------------------------------
     @property
-    def _fused(self) -> bool:
-        """True when the output layer's activation is folded into the loss."""
-        last = self.output.layer
-        return (self.loss is not None and not getattr(self.loss, "from_logits", True)
-                and self.loss.fused_activation is not None and not isinstance(last, Merge)
-                and last.activation == self.loss.fused_activation)
-
-    def _runner(self, layer: Layer) -> Layer:
-        if len(self._calls[id(layer)]) == 1:
-            return layer
-        twin = copy.copy(layer)  # a call of a shared layer: its own caches and gradients
-        twin.grads = {key: None for key in layer.grads}
-        return twin
-
-    def _run(self, x: Any, training: bool, logits: bool = False) -> Any:
-        uses = dict(self._uses)
-        values = {id(self.input): x}
-        self._runners = [self._runner(node.layer) for node in self._nodes]
-        for node, runner in zip(self._nodes[1:], self._runners[1:], strict=True):
-            args = [values[id(t)] for t in node.inputs]
-            for t in node.inputs:  # drop what no later node reads
-                uses[id(t)] -= 1
-                if uses[id(t)] == 0 and t is not self.output:
-                    values.pop(id(t))
-            arg = args if isinstance(runner, Merge) else args[0]
-            if logits and node.output is self.output:
-                values[id(node.output)] = runner.forward_logits(arg, training)
-            else:
-                values[id(node.output)] = runner.forward(arg, training)
-        return values[id(self.output)]
+    def _output_layer(self) -> Layer:
+        return self.output.layer
 
     def forward(self, x: Any, training: bool = False) -> Any:
         """Run the graph on a batch (no batching, no checks beyond the layers' own).
@@ -160,17 +115,8 @@ class Model:
         Shape:
             ``(N, *input_shape)`` -> ``(N, *output_shape)``.
         """
-        return self._run(x, training)
-
-    def _needs_input_grad(self) -> list[bool]:
-        """Per node: does some layer upstream of its inputs have weights?"""
-        upstream: dict[int, bool] = {}  # by id(output tensor): weights at or before it
-        needs = []
-        for node in self._nodes:
-            need = any(upstream[id(t)] for t in node.inputs)
-            needs.append(need)
-            upstream[id(node.output)] = need or bool(node.layer.params)
-        return needs
+        self._passes = [GraphPass(self)]
+        return self._passes[0].forward(x, training)
 
     def backward(self, dy: Any, logits: bool = False) -> Any:
         """Back through the last forward from ``dy``, the gradient of the output (of the
@@ -180,81 +126,51 @@ class Model:
         Shape:
             ``(N, *output_shape)`` -> ``(N, *input_shape)``.
         """
-        return self._backward_nodes(dy, logits, input_grad=True)
-
-    def _backward_nodes(self, dy: Any, logits: bool, input_grad: bool) -> Any:
-        if len(self._runners) != len(self._nodes):
+        if len(self._passes) != 1:
             raise ValueError(f"Model {self.name!r}: backward called before forward")
-        needs = [True] * len(self._nodes) if input_grad else self._needs_input_grad()
-        grads = {id(self.output): dy}
-        for node, runner, need in zip(self._nodes[:0:-1], self._runners[:0:-1],
-                                      needs[:0:-1], strict=True):
-            g = grads.pop(id(node.output), None)
-            if g is None:  # nothing downstream needed it (no weights on the way)
-                continue
-            runner.needs_input_grad = need
-            if logits and node.output is self.output:
-                dx = runner.call_backward(g)
-            else:
-                dx = runner.backward(g)
-            for t, d in zip(node.inputs, dx if isinstance(runner, Merge) else [dx],
-                            strict=True):
-                if d is not None:  # a new array for a tensor with several consumers
-                    grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
-        runners = {id(n): r for n, r in zip(self._nodes, self._runners, strict=True)}
-        for nodes in self._calls.values():  # a shared layer: the sum of its calls' gradients
-            if len(nodes) > 1:
-                layer, calls = nodes[0].layer, [runners[id(n)] for n in nodes]
-                for key in layer.params:
-                    parts = [c.grads[key] for c in calls if c.grads.get(key) is not None]
-                    layer.grads[key] = sum(parts[1:], parts[0]) if parts else None
-        return grads.get(id(self.input))
+        dx = self._passes[0].backward(dy, logits, needs=None)
+        sum_grads(self, self._passes)
+        return dx
 
-    def _forward_loss(self, x: Any, y: Any, training: bool,
-                      sample_weight: Any = None) -> tuple[Any, float, Any]:
-        """``(predictions, loss, d loss / d output)`` for one batch."""
-        fused = self._fused
-        z = self._run(x, training, logits=fused)
-        if fused:
-            value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
-            return activations.get(self.output.layer.activation).forward(z), value, grad
-        value, grad = self.loss.value_and_grad(y, z, sample_weight)
-        return z, value, grad
+    def _split(self, n: int, training: bool) -> list | None:
+        """The batch's slices, one per thread (:mod:`cnnumpy.shards`), or None."""
+        count = shards.count(self.layers, n, training)
+        return None if count is None else backend.batch_slices(n, count)
 
-    def _backward(self, grad: Any) -> None:
-        self._backward_nodes(grad, self._fused, input_grad=False)
+    def _outputs(self, x: Any, training: bool, logits: bool) -> Any:
+        parts = self._split(len(x), training)
+        if parts is None:
+            self._passes, self._parts = [GraphPass(self)], None
+            return self._passes[0].forward(x, training, logits)
+        self._passes = [GraphPass(self, copies=True) for _ in parts]
+        self._parts = parts
+        return xp.concatenate(backend.parallel_map(
+            lambda i: self._passes[i].forward(x[parts[i]], training, logits),
+            range(len(parts))))
 
-    def predict(self, x: Any, batch_size: int = 32) -> Any:
-        """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
-        x, _ = check_arrays(self, x, None, "predict")
-        out = xp.empty((len(x), *self.output_shape), dtype=self.output.dtype)
-        with backend.single_threaded_blas():
-            for idx in iterate_batches(len(x), batch_size, "predict"):
-                out[idx] = self._run(x[idx], training=False)
-        return out
+    def _backward_outputs(self, grad: Any, logits: bool) -> None:
+        needs = needs_input_grad(self)
+        if self._parts is None:
+            self._passes[0].backward(grad, logits, needs)
+        else:
+            backend.parallel_map(lambda i: self._passes[i].backward(
+                grad[self._parts[i]], logits, needs), range(len(self._parts)))
+        sum_grads(self, self._passes)
 
-    # ----- what Sequential's own code does for any model -------------------------------------
-    compile = Sequential.compile
-    fit = Sequential.fit
-    evaluate = Sequential.evaluate
-    train_on_batch = Sequential.train_on_batch
-    train_step = Sequential.train_step
-    trainable_weights = Sequential.trainable_weights
-    count_params = Sequential.count_params
-    save = Sequential.save
-    _metric_fns = Sequential._metric_fns
-    _require_compiled = Sequential._require_compiled
+    def _infer(self, x: Any) -> Any:
+        parts = self._split(len(x), training=False)
+        if parts is None:
+            return GraphPass(self).forward(x, training=False)
+        runs = [GraphPass(self, copies=True) for _ in parts]
+        return xp.concatenate(backend.parallel_map(
+            lambda i: runs[i].forward(x[parts[i]], training=False), range(len(parts))))
 
     # ----- description and config ------------------------------------------------------------
-    def summary(self, print_fn: Any = print) -> str:
-        """Print (and return) a table: each layer, its output shape, parameter count and the
-        layers it takes its inputs from (``name[call][0]``)."""
+    def _summary_text(self) -> str:
+        """One row per layer, with the layers it takes its inputs from (``name[call][0]``)."""
         from cnnumpy.graph_io import summary_table
 
-        text = summary_table(self)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return summary_table(self)
 
     def get_config(self) -> dict[str, Any]:
         """Keras' functional config: each layer with its calls' inputs by layer name."""

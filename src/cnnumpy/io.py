@@ -217,7 +217,7 @@ def load_model(path: str, compile: bool = True) -> Any:
             arrays disagree with its config (all disagreements listed in one message).
     """
     from cnnumpy import graph_io, losses, optimizers
-    from cnnumpy.model_file import build_model
+    from cnnumpy.model_file import build_graph, build_model
 
     meta, tensors = _read_tensors(path)
     if meta.get("format") != FORMAT:
@@ -229,10 +229,11 @@ def load_model(path: str, compile: bool = True) -> Any:
         raise ModelFormatError(f"{path}: written by a newer cnnumpy (format_version {version}); "
                                f"this version reads up to {FORMAT_VERSION}")
     config = _loads(meta.get("model_config", ""), "model_config", path)
+    # every shape checked before any allocation; weights built from the file's arrays
     if graph_io.is_graph_config(config):  # a graph model (cnnumpy.Model)
-        model = graph_io.load_graph(config, tensors, path)
+        model = build_graph(config, tensors, path)
     else:
-        model = build_model(config, tensors, path)  # every shape checked before any allocation
+        model = build_model(config, tensors, path)
     epoch = meta.get("epoch", "0")
     model.epoch = int(epoch) if epoch.isdigit() else 0
     model.rng_state = _rng_state(meta, path)

@@ -1,7 +1,8 @@
 """Passes on one slice of the batch per thread (data parallelism inside a process).
 
-``Sequential`` splits a large enough batch into one slice per thread, for training steps,
-``evaluate`` and ``predict`` (:func:`infer`). Each slice goes through its own shallow copies
+``Sequential`` and a graph ``Model`` split a large enough batch into one slice per thread, for
+training steps, ``evaluate`` and ``predict`` (:func:`infer`; a graph runs each slice through
+its own :class:`cnnumpy.graph_run.GraphPass`). Each slice goes through its own shallow copies
 of the layers (sharing their weights, with their own caches and gradients) and its own
 :class:`cnnumpy.passes.Passes`, on its own thread, the kernels serially within it: one
 hand-off between threads per pass instead of one or two per layer, each thread's
@@ -26,16 +27,30 @@ from typing import Any
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.graph import InputLayer
 from cnnumpy.layers import (
     Activation,
+    Add,
+    Average,
     AvgPool2D,
+    Concatenate,
     Conv2D,
+    Conv2DTranspose,
+    Cropping2D,
     Dense,
+    DepthwiseConv2D,
     Flatten,
     GlobalAvgPool2D,
     GlobalMaxPool2D,
     Layer,
     MaxPool2D,
+    Multiply,
+    ReLU,
+    Reshape,
+    SeparableConv2D,
+    Subtract,
+    UpSampling2D,
+    ZeroPadding2D,
 )
 from cnnumpy.passes import Passes
 
@@ -46,8 +61,11 @@ whole batch; at 64 (32 a thread) no clear difference, nor for LeNet-like; infere
 (16 a thread) took twice as long split."""
 
 SPLITTABLE = (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, Flatten, Dense,
-              Activation)
-"""The layer classes (exactly these, not subclasses) that a batch may be split across."""
+              Activation, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose, UpSampling2D,
+              ZeroPadding2D, Cropping2D, Reshape, ReLU, Add, Subtract, Multiply, Average,
+              Concatenate, InputLayer)
+"""The layer classes (exactly these, not subclasses) that a batch may be split across: each
+sample's output depends on that sample alone, with no randomness."""
 
 
 class Shard:
@@ -61,17 +79,26 @@ class Shard:
         self.passes = Passes()
 
 
-def split(layers: list[Layer], n: int, training: bool = True) -> list[Shard] | None:
-    """One :class:`Shard` per thread for a batch of ``n`` samples, or None when the batch
-    runs whole (too small, one thread, an unbuilt layer, or in training one that is not
-    :data:`SPLITTABLE`)."""
-    count = min(backend.get_num_threads(), n // MIN_IMAGES_PER_THREAD)
-    if count < 2 or not backend.threads_usable():
+def count(layers: list[Layer], n: int, training: bool = True) -> int | None:
+    """How many slices (one per thread) a batch of ``n`` samples through ``layers`` (a stack,
+    or a graph model's layers) goes in, or None when it runs whole (too small, one thread,
+    an unbuilt layer, or in training one that is not :data:`SPLITTABLE`)."""
+    slices = min(backend.get_num_threads(), n // MIN_IMAGES_PER_THREAD)
+    if slices < 2 or not backend.threads_usable():
         return None
     if not all(layer.built and (not training or type(layer) in SPLITTABLE)
                for layer in layers):
         return None
-    return [Shard(layers, part) for part in backend.batch_slices(n, count)]
+    return slices
+
+
+def split(layers: list[Layer], n: int, training: bool = True) -> list[Shard] | None:
+    """One :class:`Shard` per thread for a batch of ``n`` samples through the stack
+    ``layers``, or None when the batch runs whole (see :func:`count`)."""
+    slices = count(layers, n, training)
+    if slices is None:
+        return None
+    return [Shard(layers, part) for part in backend.batch_slices(n, slices)]
 
 
 def infer(layers: list[Layer], x: Any) -> Any:

@@ -1,5 +1,6 @@
-"""The loops behind ``Sequential.fit`` and ``Sequential.evaluate``; the input checks they
-share with ``predict`` are in :mod:`cnnumpy.inputs`."""
+"""The loops behind every model's ``fit`` and ``evaluate`` (:class:`cnnumpy.model_base.BaseModel`,
+which ``Sequential`` and ``Model`` share); the input checks they share with ``predict`` are in
+:mod:`cnnumpy.inputs`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from cnnumpy import backend
 from cnnumpy import distributed as dist
 from cnnumpy.backend import xp
-from cnnumpy.callbacks import Callback, History
+from cnnumpy.callbacks.base import Callback, History
 from cnnumpy.inputs import check_arrays, check_int, sample_weights, split_validation
 
 
@@ -80,7 +81,7 @@ class _Progress:
 
 def run_fit(model: Any, x: Any, y: Any, *, distributed: bool = False,
             **options: Any) -> History:
-    """Train ``model`` (see ``Sequential.fit``, whose other arguments are ``options``)."""
+    """Train ``model`` (see ``BaseModel.fit``, whose other arguments are ``options``)."""
     if distributed and dist.size() > 1:
         with dist.abort_on_error():  # one failing rank stops all ranks, never a hang
             return _fit(model, x, y, parallel=True, **options)
@@ -91,19 +92,20 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
          validation_split: float, validation_data: Any, shuffle: bool, verbose: int,
          callbacks: list[Callback] | None, initial_epoch: int, class_weight: dict | None = None,
          sample_weight: Any = None, parallel: bool = False) -> History:
-    epochs = check_int(epochs, "epochs", "fit", 0)
-    initial_epoch = check_int(initial_epoch, "initial_epoch", "fit", 0)
-    check_int(batch_size, "batch_size", "fit", 1)
+    where = f"{type(model).__name__}.fit"
+    epochs = check_int(epochs, "epochs", where, 0)
+    initial_epoch = check_int(initial_epoch, "initial_epoch", where, 0)
+    check_int(batch_size, "batch_size", where, 1)
     if verbose not in (0, 1, 2) or isinstance(verbose, float):
-        raise ValueError(f"Sequential.fit: verbose must be 0, 1 or 2, received verbose={verbose!r}")
+        raise ValueError(f"{where}: verbose must be 0, 1 or 2, received verbose={verbose!r}")
     if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"Sequential.fit: shuffle must be True or False, received "
+        raise TypeError(f"{where}: shuffle must be True or False, received "
                         f"shuffle={shuffle!r}")
     if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-        raise TypeError(f"Sequential.fit: callbacks must be a list of Callback instances, "
+        raise TypeError(f"{where}: callbacks must be a list of Callback instances, "
                         f"received {callbacks!r}")
     x, y = check_arrays(model, x, y, "fit")
-    weights = sample_weights(y, class_weight, sample_weight)
+    weights = sample_weights(y, class_weight, sample_weight, where)
     # As in Keras, the validation tail keeps its share of sample_weight (not of class_weight).
     x, y, val = split_validation(model, x, y, validation_split, validation_data,
                                  None if sample_weight is None else weights)
@@ -120,7 +122,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(
-                f"Sequential.fit: callbacks must be Callback instances, received {cb!r}")
+                f"{where}: callbacks must be Callback instances, received {cb!r}")
         cb.set_model(model)
     if parallel:
         dist.synchronize_model(model)  # rank 0's weights, optimizer and generator everywhere
@@ -140,7 +142,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
         progress = _Progress(verbose, epoch, epochs, n)
         totals: dict[str, float] = {}
         seen = 0
-        for batch, idx in enumerate(iterate_batches(n, step, "fit", order)):
+        for batch, idx in enumerate(iterate_batches(n, step, where, order)):
             for cb in callbacks:
                 cb.on_batch_begin(batch)
             size, batch_logs = _parallel_step(model, x, y, weights, idx) if parallel \
@@ -157,7 +159,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
             value = batch_logs["loss"]
             if not math.isfinite(value):
                 raise FloatingPointError(
-                    f"Sequential.fit: the loss became {value} at epoch {epoch + 1}, batch "
+                    f"{where}: the loss became {value} at epoch {epoch + 1}, batch "
                     f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
         logs = {k: v / max(seen, 1) for k, v in totals.items()}
         if parallel:
@@ -186,19 +188,21 @@ def _warn_if_schedule_ended(model: Any, will_train: bool) -> None:
     optimizer = model.optimizer
     if will_train and callable(optimizer.learning_rate) \
             and optimizer.current_learning_rate == 0:
-        warnings.warn(f"Sequential.fit: the learning-rate schedule {optimizer.learning_rate!r} "
-                      f"is at 0 from step {optimizer.iterations}, so this fit will not change "
-                      "the weights; to train on, give the optimizer a new schedule (e.g. one "
-                      "planned over the longer run) or a float learning_rate", stacklevel=5)
+        warnings.warn(f"{type(model).__name__}.fit: the learning-rate schedule "
+                      f"{optimizer.learning_rate!r} is at 0 from step {optimizer.iterations}, "
+                      "so this fit will not change the weights; to train on, give the "
+                      "optimizer a new schedule (e.g. one planned over the longer run) or a "
+                      "float learning_rate", stacklevel=5)
 
 
 def run_evaluate(model: Any, x: Any, y: Any, batch_size: int, verbose: int,
                  sample_weight: Any) -> dict:
-    """Loss and metrics over ``(x, y)`` in inference mode (see ``Sequential.evaluate``)."""
+    """Loss and metrics over ``(x, y)`` in inference mode (see ``BaseModel.evaluate``)."""
+    where = f"{type(model).__name__}.evaluate"
     x, y = check_arrays(model, x, y, "evaluate")
-    weights = sample_weights(y, None, sample_weight, "evaluate")
+    weights = sample_weights(y, None, sample_weight, where)
     totals: dict[str, float] = {}
-    for idx in iterate_batches(len(x), batch_size, "evaluate"):
+    for idx in iterate_batches(len(x), batch_size, where):
         with backend.single_threaded_blas():
             y_pred, value, _ = model._forward_loss(
                 x[idx], y[idx], False, None if weights is None else weights[idx])

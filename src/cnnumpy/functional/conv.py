@@ -29,7 +29,7 @@ from cnnumpy.functional.conv_grouped import (
     grouped_input_grad,
     grouped_kernel_grad,
 )
-from cnnumpy.functional.fast import depthwise, fused, pointwise
+from cnnumpy.functional.fast import fused
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -170,6 +170,8 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     pads = resolve_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
+    from cnnumpy.functional.fast import depthwise, pointwise  # they import this module
+
     if pointwise.applies(kernel.shape, pads, groups):  # 1x1: a matrix product, no gathering
         saved = x
         y = pointwise.forward(x, kernel, bias, strides, relu)
@@ -206,6 +208,8 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     """
     saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
     kh, kw, cg, f = kernel.shape
+    from cnnumpy.functional.fast import depthwise, pointwise  # they import this module
+
     if pointwise.applies(kernel.shape, pads, groups):
         return pointwise.backward(dy, cache, need_dx)
     if groups == 1:
