@@ -126,7 +126,7 @@ def test_every_public_module_has_an_api_page():
 
 
 def test_the_other_pages_are_built(site):
-    for name in ("index", "deploy", "security", "distributed", "benchmarks",
+    for name in ("index", "deploy", "security", "distributed", "benchmarks", "benchmarks-log",
                  "api/index", "tutorials/README"):
         assert (site / f"{name}.html").is_file(), f"{name}.html was not built"
     assert "Quickstart" in (site / "index.html").read_text(encoding="utf-8")
