@@ -105,6 +105,15 @@ def test_each_notebook_page_is_built_and_ran(site, source):
     assert "Traceback" not in html
 
 
+@pytest.mark.parametrize("source", _sources("guides"), ids=lambda p: p.stem)
+def test_every_code_block_of_a_guide_is_executed(source):
+    text = source.read_text(encoding="utf-8")
+    assert text.startswith("---\njupytext:"), f"{source.name} is not a Jupytext notebook"
+    fences = re.findall(r"^```(\S*)", text, re.M)
+    not_run = [f for f in fences if f and f not in ("{code-cell}", "text")]
+    assert not not_run, f"{source.name}: code blocks the build does not run: {not_run}"
+
+
 def test_each_api_page_is_built_with_its_module(site):
     for source in sorted((DOCS / "api").glob("*.md")):
         page = site / "api" / f"{source.stem}.html"
