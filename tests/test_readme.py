@@ -21,3 +21,14 @@ def test_ci_runs_the_readme_test_command():
     test_command = commands[1]
     assert "pytest" in test_command
     assert test_command in ci.splitlines()
+
+
+def test_ci_runs_ruff_before_the_tests():
+    readme, lines = _read("README.md"), _read(".ci", "run").splitlines()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    test_command = [line for line in block.splitlines() if line and not line.startswith("#")][1]
+    lint = [i for i, line in enumerate(lines)
+            if re.search(r"\bruff check src tests bench scripts\b", line)
+            and not line.lstrip().startswith("#")]
+    assert lint, ".ci/run does not run `ruff check src tests bench scripts`"
+    assert lint[0] < lines.index(test_command), "ruff must run before the tests"

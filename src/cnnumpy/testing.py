@@ -162,7 +162,7 @@ def gradient_checks(layer: Layer, x: np.ndarray, training: bool = False, seed: i
     elements.
 
     Shape:
-        x: (batch, *layer.input_shape), float64, like the layer's dtype.
+        x: ``(batch, *layer.input_shape)``, float64, like the layer's dtype.
     """
     if x.dtype != np.float64:
         raise TypeError(f"gradient_checks: gradient checks run in float64, received "

@@ -160,7 +160,7 @@ class Reshape(Layer):
         input_shape, name, dtype: see :class:`~cnnumpy.layers.base.Layer`.
 
     Shape:
-        (N, *input_shape) -> (N, *target_shape).
+        ``(N, *input_shape)`` -> ``(N, *target_shape)``.
     """
 
     def __init__(self, target_shape: Any, *, input_shape: Any = None, name: str | None = None,
