@@ -1,4 +1,9 @@
-"""Ready-made architectures, by name: ``lenet``, ``simple`` and ``vgg-small``."""
+"""Ready-made architectures, by name: ``lenet``, ``simple`` and ``vgg-small``.
+
+One file per family: :mod:`~cnnumpy.models.stacks` (``lenet``, ``simple``),
+:mod:`~cnnumpy.models.vgg`. ``MODELS`` maps the CLI's ``--model`` names to builders taking
+``(input_shape, num_classes)``; ``TRAINING_DEFAULTS`` holds their recipes.
+"""
 
 from __future__ import annotations
 
@@ -9,58 +14,11 @@ from typing import Any
 
 from cnnumpy import layers
 from cnnumpy.model import Sequential
+from cnnumpy.models.stacks import lenet, simple
+from cnnumpy.models.vgg import vgg_small
 
-
-def lenet(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
-    """Conv 5x5x32 same, pool, conv 5x5x64 same, pool, dense 128, dense ``num_classes``."""
-    return Sequential([
-        layers.Conv2D(32, 5, padding="same", activation="relu", input_shape=input_shape),
-        layers.MaxPool2D(2),
-        layers.Conv2D(64, 5, padding="same", activation="relu"),
-        layers.MaxPool2D(2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="lenet")
-
-
-def simple(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
-    """The prototype notebook's model: two 3x3 convolutions with pooling, dense 128."""
-    return Sequential([
-        layers.Conv2D(8, 3, activation="relu", input_shape=input_shape),
-        layers.MaxPool2D(2),
-        layers.Conv2D(16, 3, activation="relu"),
-        layers.MaxPool2D(2),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="simple")
-
-
-def _conv_bn_relu(filters: int, **kwargs: Any) -> list[layers.Layer]:
-    return [layers.Conv2D(filters, 3, padding="same", use_bias=False, **kwargs),
-            layers.BatchNormalization(momentum=0.9), layers.Activation("relu")]
-
-
-def vgg_small(input_shape: tuple[int, ...], num_classes: int) -> Sequential:
-    """A small VGG: 3x3 convolutions with batch norm, most of the work after the first pooling.
-
-    One cheap 16-filter convolution at full resolution (pooled before its batch norm, so the
-    normalization runs on a quarter of the pixels), two 64-filter convolutions at half
-    resolution, one 128-filter convolution at a quarter, then light dropout around a dense
-    layer of 256. About 12.6 M multiply-adds per 28x28 image, a third of them in the second
-    64-filter convolution; the previous two-block, 32-filter version took 18 M and trained at
-    half the speed. Recipe: ``TRAINING_DEFAULTS["vgg-small"]`` (augmentation included).
-    """
-    return Sequential([
-        layers.Conv2D(16, 3, padding="same", use_bias=False, input_shape=input_shape),
-        layers.MaxPool2D(2), layers.BatchNormalization(momentum=0.9), layers.Activation("relu"),
-        *_conv_bn_relu(64), *_conv_bn_relu(64), layers.MaxPool2D(2),
-        *_conv_bn_relu(128), layers.MaxPool2D(2),
-        layers.Flatten(), layers.Dropout(0.1),
-        layers.Dense(256, activation="relu"), layers.Dropout(0.25),
-        layers.Dense(num_classes, activation="softmax"),
-    ], name="vgg_small")
+__all__ = ["MODELS", "TRAINING_DEFAULTS", "get", "lenet", "simple", "training_defaults",
+           "vgg_small", "with_augmentation"]
 
 
 def with_augmentation(model: Sequential, flip: bool = True, shift: bool = True) -> Sequential:
