@@ -14,11 +14,12 @@ from typing import Any
 
 from cnnumpy import layers
 from cnnumpy.model import Sequential
+from cnnumpy.models.resnet import resnet, resnet18
 from cnnumpy.models.stacks import lenet, simple
 from cnnumpy.models.vgg import vgg_small
 
-__all__ = ["MODELS", "TRAINING_DEFAULTS", "get", "lenet", "simple", "training_defaults",
-           "vgg_small", "with_augmentation"]
+__all__ = ["MODELS", "TRAINING_DEFAULTS", "get", "lenet", "resnet", "resnet18", "simple",
+           "training_defaults", "vgg_small", "with_augmentation"]
 
 
 def with_augmentation(model: Sequential, flip: bool = True, shift: bool = True) -> Sequential:
