@@ -126,3 +126,8 @@ def resnet18(num_classes: int = 1000, input_shape: tuple[int, ...] = (224, 224, 
             stride = 2 if stage > 0 and block == 0 else 1
             x = _basic_block(x, filters, stride, f"layer{stage + 1}.{block}")
     return Model(inputs, _head(x, num_classes, classifier_activation), name="resnet18")
+
+
+def resnet20(input_shape: tuple[int, ...], num_classes: int) -> Model:
+    """The CLI's ``--model resnet20``: ``resnet(20, num_classes, input_shape, width=16)``."""
+    return resnet(20, num_classes, input_shape)
