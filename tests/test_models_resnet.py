@@ -179,3 +179,21 @@ def test_resnet_depth_sets_the_blocks_per_stage(depth, width, shape, blocks):
 def test_resnet_refuses_bad_arguments_by_name(kwargs, match):
     with pytest.raises(ValueError, match=match):
         models.resnet(**kwargs)
+
+
+@pytest.mark.slow
+def test_resnet20_reaches_98_percent_on_the_bundled_digits():
+    """Measured: 98.45% (seed 1), in about 3 to 5 minutes on two busy cores; 3 epochs gave
+    97.85% and 2 gave 97.25% for this seed (98.2% for seed 0)."""
+    from cnnumpy.datasets import load_mnist_sample
+    from cnnumpy.optimizers.schedules import CosineDecay
+
+    (x_train, y_train), (x_test, y_test) = load_mnist_sample()
+    cnnumpy.set_seed(1)
+    model = models.resnet(20, num_classes=10, input_shape=(28, 28, 1))  # width 16: 272,474
+    epochs, batch_size = 4, 64
+    schedule = CosineDecay(2e-3, decay_steps=epochs * len(x_train) // batch_size)
+    model.compile(cnnumpy.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    result = model.evaluate(x_test, y_test, batch_size=256)
+    assert result["accuracy"] >= 0.98, result
