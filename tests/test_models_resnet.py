@@ -184,8 +184,7 @@ def test_resnet_refuses_bad_arguments_by_name(kwargs, match):
 @pytest.mark.slow
 def test_resnet20_reaches_98_percent_on_the_bundled_digits():
     """Measured: 98.45% (seed 1), in 120 s (280 s beside another training run) on two busy
-    cores; 3 epochs gave
-    97.85% and 2 gave 97.25% for this seed (98.2% for seed 0)."""
+    cores; 3 epochs gave 97.85% and 2 gave 97.25% for this seed (98.2% for seed 0)."""
     from cnnumpy.datasets import load_mnist_sample
     from cnnumpy.optimizers.schedules import CosineDecay
 
