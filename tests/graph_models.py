@@ -1,0 +1,141 @@
+"""Graph models for the ONNX and PyTorch export tests: a ResNet basic block, a MobileNetV2
+inverted residual, a U-Net level, a model of every merge, and torchvision's ResNet-18 layout
+(layer names as torchvision's module paths)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cnnumpy
+from cnnumpy import layers as L
+
+
+def randomize(model: cnnumpy.Model, seed: int = 0) -> None:
+    """Every weight away from its initial value (batch-norm variances positive), so that
+    each one is exercised."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for key, value in layer.params.items():
+            if key in ("gamma", "moving_variance"):
+                value[...] = rng.uniform(0.5, 1.5, value.shape)
+            else:
+                value[...] = rng.standard_normal(value.shape) * 0.5
+
+
+def resnet_block(dtype: str = "float32", shape=(8, 8, 3)) -> cnnumpy.Model:
+    """A stem, an identity basic block and one with a strided 1x1 projection shortcut."""
+    x = cnnumpy.Input(shape, dtype=dtype)
+    h = L.Activation("relu", name="stem_relu")(L.BatchNormalization(name="stem_bn")(
+        L.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)))
+    for i, (filters, stride) in enumerate([(8, 1), (12, 2)]):
+        r = L.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                     name=f"b{i}_conv1")(h)
+        r = L.ReLU(name=f"b{i}_relu1")(L.BatchNormalization(name=f"b{i}_bn1")(r))
+        r = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"b{i}_conv2")(r)
+        r = L.BatchNormalization(name=f"b{i}_bn2")(r)
+        s = h
+        if stride != 1:
+            s = L.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"b{i}_down")(h)
+            s = L.BatchNormalization(name=f"b{i}_down_bn")(s)
+        h = L.Activation("relu", name=f"b{i}_out")(L.Add(name=f"b{i}_add")([r, s]))
+    y = L.Dense(5, activation="softmax", name="fc")(L.GlobalAvgPool2D(name="pool")(h))
+    return cnnumpy.Model(x, y, name="resnet_block")
+
+
+def inverted_residual(dtype: str = "float32", shape=(6, 6, 8)) -> cnnumpy.Model:
+    """MobileNetV2's block: 1x1 expansion, ReLU6, depthwise 3x3, linear 1x1 projection,
+    identity shortcut; then a strided block without one."""
+    x = cnnumpy.Input(shape, dtype=dtype)
+    h = L.Conv2D(24, 1, use_bias=False, name="expand")(x)
+    h = L.ReLU(6.0, name="expand_relu")(L.BatchNormalization(name="expand_bn")(h))
+    h = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(h)
+    h = L.Activation("relu6", name="dw_relu")(L.BatchNormalization(name="dw_bn")(h))
+    h = L.BatchNormalization(name="project_bn")(L.Conv2D(8, 1, use_bias=False,
+                                                         name="project")(h))
+    h = L.Add(name="add")([x, h])
+    h = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, name="dw2",
+                          activation="relu6")(h)
+    y = L.Conv2D(4, 1, name="head")(h)
+    return cnnumpy.Model(x, y, name="inverted_residual")
+
+
+def unet_level(dtype: str = "float32", up: str = "transpose", shape=(8, 8, 2)) -> cnnumpy.Model:
+    """Encoder convolutions, max pooling, a bottleneck, up again (Conv2DTranspose, or
+    UpSampling2D and a 1x1 convolution), Concatenate with the skip, per-pixel softmax."""
+    x = cnnumpy.Input(shape, dtype=dtype)
+    c = L.Conv2D(4, 3, padding="same", activation="relu", name="enc1")(x)
+    c = L.Conv2D(4, 3, padding="same", activation="relu", name="enc2")(c)
+    b = L.Conv2D(6, 3, padding="same", activation="relu", name="mid")(
+        L.MaxPool2D(2, name="pool")(c))
+    if up == "transpose":
+        u = L.Conv2DTranspose(4, 2, strides=2, name="up")(b)
+    else:
+        u = L.Conv2D(4, 1, name="up")(L.UpSampling2D(2, interpolation=up, name="upsample")(b))
+    h = L.Concatenate(name="cat")([u, c])
+    h = L.Conv2D(4, 3, padding="same", activation="relu", name="dec")(h)
+    y = L.Conv2D(3, 1, activation="softmax", name="head")(h)
+    return cnnumpy.Model(x, y, name="unet_level")
+
+
+def every_merge(dtype: str = "float32", shape=(5, 6, 3)) -> cnnumpy.Model:
+    """Each merge layer, on images in both layouts (the input is NHWC in ONNX, a convolution's
+    output NCHW), a shared layer called twice, Concatenate over rows, channels and features,
+    and a tensor feeding several consumers."""
+    x = cnnumpy.Input(shape, dtype=dtype)
+    h = L.Conv2D(3, 3, padding="same", name="stem")(x)
+    shared = L.Conv2D(3, 1, activation="tanh", name="shared")
+    a = L.Add(name="add3")([x, h, shared(h)])
+    s = L.Subtract(name="sub")([shared(a), x])
+    m = L.Multiply(name="mul")([s, L.Activation("sigmoid", name="gate")(h), h])
+    v = L.Average(name="avg")([m, a])
+    rows = L.Concatenate(axis=1, name="cat_rows")([v, x])
+    cols = L.Concatenate(axis=2, name="cat_cols")([rows, L.ZeroPadding2D(
+        ((0, 5), (0, 0)), name="pad")(h)])
+    chans = L.Concatenate(name="cat_chans")([cols, cols])
+    f = L.Flatten(name="flat")(chans)
+    g = L.Dense(6, name="dense")(f)
+    y = L.Concatenate(name="cat_features")([g, L.Dense(2, name="dense2")(f), g])
+    return cnnumpy.Model(x, y, name="every_merge")
+
+
+ARCHITECTURES = {
+    "resnet_basic_blocks": resnet_block,
+    "mobilenet_v2_inverted_residual": inverted_residual,
+    "unet_level_conv_transpose": unet_level,
+    "unet_level_upsampling_nearest": lambda dtype="float32": unet_level(dtype, "nearest"),
+    "unet_level_upsampling_bilinear": lambda dtype="float32": unet_level(dtype, "bilinear"),
+    "every_merge": every_merge,
+}
+
+
+def resnet18(num_classes: int = 1000, input_shape=(224, 224, 3),
+             dtype: str = "float64") -> cnnumpy.Model:
+    """torchvision's ResNet-18 with its module paths as layer names (``conv1``, ``bn1``,
+    ``layer1.0.conv1``, ``layer2.0.downsample.0``, ``fc``). The 3x3/2 max pooling with
+    padding 1 comes after a ReLU, so padding with zeros equals PyTorch's -inf padding."""
+    def bn(name):
+        return L.BatchNormalization(epsilon=1e-5, name=name)
+
+    x = cnnumpy.Input(input_shape, dtype=dtype)
+    h = L.Conv2D(64, 7, strides=2, padding=3, use_bias=False, name="conv1")(x)
+    h = L.Activation("relu", name="relu")(bn("bn1")(h))
+    h = L.MaxPool2D(3, 2, name="maxpool")(L.ZeroPadding2D(1, name="maxpool_pad")(h))
+    channels = 64
+    for stage, filters in enumerate([64, 128, 256, 512], start=1):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            stride = 2 if stage > 1 and block == 0 else 1
+            r = L.Conv2D(filters, 3, strides=stride, padding=1, use_bias=False,
+                         name=f"{p}.conv1")(h)
+            r = L.Activation("relu", name=f"{p}.relu1")(bn(f"{p}.bn1")(r))
+            r = bn(f"{p}.bn2")(L.Conv2D(filters, 3, padding=1, use_bias=False,
+                                        name=f"{p}.conv2")(r))
+            s = h
+            if stride != 1 or channels != filters:
+                s = L.Conv2D(filters, 1, strides=stride, use_bias=False,
+                             name=f"{p}.downsample.0")(h)
+                s = bn(f"{p}.downsample.1")(s)
+            h = L.Activation("relu", name=f"{p}.relu2")(L.Add(name=f"{p}.add")([r, s]))
+            channels = filters
+    y = L.Dense(num_classes, name="fc")(L.GlobalAvgPool2D(name="avgpool")(h))
+    return cnnumpy.Model(x, y, name="resnet18")
