@@ -94,7 +94,12 @@ def every_merge(dtype: str = "float32", shape=(5, 6, 3)) -> cnnumpy.Model:
     chans = L.Concatenate(name="cat_chans")([cols, cols])
     f = L.Flatten(name="flat")(chans)
     g = L.Dense(6, name="dense")(f)
-    y = L.Concatenate(name="cat_features")([g, L.Dense(2, name="dense2")(f), g])
+    fx, fh = L.Flatten(name="flat_x")(x), L.Flatten(name="flat_h")(h)
+    k = L.Dense(2, name="dense2")(L.Concatenate(name="cat_flat")([fx, fh]))
+    e = L.Add(name="add_flat")([L.Flatten(name="flat_v")(v), L.Flatten(name="flat_m")(m)])
+    e = L.Dense(3, name="dense3")(L.BatchNormalization(name="bn_flat")(e))
+    shared = L.Dense(2, activation="tanh", name="shared_dense")
+    y = L.Concatenate(name="cat_features")([g, k, e, shared(fx), shared(fh), g])
     return cnnumpy.Model(x, y, name="every_merge")
 
 

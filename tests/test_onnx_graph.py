@@ -82,7 +82,8 @@ def test_concat_axes_follow_the_layout():
     proto = cnnumpy_onnx.to_onnx(ARCHITECTURES["every_merge"]())
     axes = {node.name.split("/")[0]: node.attribute[0].i for node in proto.graph.node
             if node.op_type == "Concat"}
-    assert axes == {"cat_rows": 2, "cat_cols": 3, "cat_chans": 1, "cat_features": 1}
+    assert axes == {"cat_rows": 2, "cat_cols": 3, "cat_chans": 1, "cat_flat": 1,
+                    "cat_features": 1}
 
 
 def test_a_tensor_with_several_consumers_is_transposed_once():
