@@ -107,7 +107,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                     f"(others as lenet, without --augment): {recipes}.")
     train.add_argument("--data", default="mnist-sample", help=data_help)
     train.add_argument("--model", default="lenet",
-                       help=f"{', '.join(sorted(models.MODELS))} or CONFIG.json")
+                       help=f"{', '.join(sorted(models.MODELS))}, or CONFIG.json (a saved "
+                            "get_config() of a Sequential or a graph Model)")
     train.add_argument("--epochs", type=int_at_least(1), default=None,
                        help="default: the model's recipe")
     train.add_argument("--batch-size", type=int_at_least(1), default=None,

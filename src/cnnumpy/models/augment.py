@@ -1,0 +1,51 @@
+"""``with_augmentation``: random flips and shifts in front of a stack or a graph."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnumpy import layers
+from cnnumpy.graph import Input
+from cnnumpy.graph_model import Model
+from cnnumpy.layers.merge import Merge
+from cnnumpy.model import Sequential
+
+
+def with_augmentation(model: Any, flip: bool = True, shift: bool = True) -> Any:
+    """The same model behind random whole-pixel shifts of up to 10% of the image's height and
+    width and, with ``flip``, random left-right flips, all active only while training.
+
+    Args:
+        model: the ``Sequential`` (its input shape taken from its first layer) or graph
+            ``Model`` to augment.
+        flip: add ``RandomFlip("horizontal")``: right for mirror-symmetric classes such as
+            clothing, wrong for digits.
+        shift: add the shifts, ``RandomTranslation(0.1, 0.1)``.
+
+    Returns:
+        A new model of the same kind with the augmentation layers in front of the model's
+        layers (the same layer objects, weights shared); a graph's input keeps its name.
+    """
+    if isinstance(model, Model):
+        return _augmented_graph(model, flip, shift)
+    shape = model.layers[0].input_shape
+    flips = [layers.RandomFlip("horizontal", input_shape=shape)] if flip else []
+    shifts = [layers.RandomTranslation(0.1, 0.1, input_shape=None if flip else shape)]
+    return Sequential([*flips, *(shifts if shift else []), *model.layers], name=model.name)
+
+
+def _augmented_graph(model: Model, flip: bool, shift: bool) -> Model:
+    """``model``'s nodes replayed, in their order, on an input behind the augmentation."""
+    inputs = Input(model.input_shape, dtype=model.input.dtype.name, name=model.input.layer.name)
+    x = inputs
+    if flip:
+        x = layers.RandomFlip("horizontal")(x)
+    if shift:
+        x = layers.RandomTranslation(0.1, 0.1)(x)
+    tensors = {id(model.input): x}
+    for node in model._nodes:
+        if node.inputs:
+            args = [tensors[id(t)] for t in node.inputs]
+            tensors[id(node.output)] = node.layer(args if isinstance(node.layer, Merge)
+                                                  else args[0])
+    return Model(inputs, tensors[id(model.output)], name=model.name)
