@@ -1,6 +1,6 @@
 """Graph models for the ONNX and PyTorch export tests: a ResNet basic block, a MobileNetV2
-inverted residual, a U-Net level, a model of every merge, and torchvision's ResNet-18 layout
-(layer names as torchvision's module paths)."""
+inverted residual, a U-Net level, a model of every merge; and cnnumpy.models' builders
+(ResNet-20, MobileNetV2, U-Net) at small sizes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,43 @@ import numpy as np
 
 import cnnumpy
 from cnnumpy import layers as L
+
+
+def built_in(dtype: str, build, *args, **kwargs):
+    """``build(*args, **kwargs)`` with ``dtype`` as the default float type."""
+    old = cnnumpy.floatx()
+    cnnumpy.set_floatx(dtype)
+    try:
+        return build(*args, **kwargs)
+    finally:
+        cnnumpy.set_floatx(old)
+
+
+def builders(dtype: str = "float32", side: int = 32) -> dict:
+    """cnnumpy.models' networks, small, with logits out (a saturated softmax would hide
+    differences): name -> a function that builds one in ``dtype`` for images ``side``
+    pixels on a side."""
+    from cnnumpy import models
+
+    return {name: lambda build=build: built_in(dtype, build) for name, build in {
+        "resnet20": lambda: models.resnet(20, 10, (side, side, 3), classifier_activation=None),
+        "mobilenet_v2": lambda: models.mobilenet_v2(0.35, 10, (side, side, 3),
+                                                    classifier_activation=None),
+        "unet_transpose": lambda: models.unet((side, side, 1), 3, base_filters=8, depth=3),
+        "unet_bilinear": lambda: models.unet((side, side, 1), 3, base_filters=8, depth=3,
+                                             upsampling="bilinear"),
+    }.items()}
+
+
+def randomize_batch_norms(model: cnnumpy.Model, seed: int = 0) -> None:
+    """Batch-norm weights and statistics away from 1 and 0 (the initializers' kernels kept,
+    so that deep networks stay in range)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights({k: rng.uniform(0.5, 1.5, v.shape) if k in ("gamma",
+                               "moving_variance") else rng.uniform(-0.3, 0.3, v.shape)
+                               for k, v in layer.get_weights().items()})
 
 
 def randomize(model: cnnumpy.Model, seed: int = 0) -> None:
@@ -111,36 +148,3 @@ ARCHITECTURES = {
     "unet_level_upsampling_bilinear": lambda dtype="float32": unet_level(dtype, "bilinear"),
     "every_merge": every_merge,
 }
-
-
-def resnet18(num_classes: int = 1000, input_shape=(224, 224, 3),
-             dtype: str = "float64") -> cnnumpy.Model:
-    """torchvision's ResNet-18 with its module paths as layer names (``conv1``, ``bn1``,
-    ``layer1.0.conv1``, ``layer2.0.downsample.0``, ``fc``). The 3x3/2 max pooling with
-    padding 1 comes after a ReLU, so padding with zeros equals PyTorch's -inf padding."""
-    def bn(name):
-        return L.BatchNormalization(epsilon=1e-5, name=name)
-
-    x = cnnumpy.Input(input_shape, dtype=dtype)
-    h = L.Conv2D(64, 7, strides=2, padding=3, use_bias=False, name="conv1")(x)
-    h = L.Activation("relu", name="relu")(bn("bn1")(h))
-    h = L.MaxPool2D(3, 2, name="maxpool")(L.ZeroPadding2D(1, name="maxpool_pad")(h))
-    channels = 64
-    for stage, filters in enumerate([64, 128, 256, 512], start=1):
-        for block in range(2):
-            p = f"layer{stage}.{block}"
-            stride = 2 if stage > 1 and block == 0 else 1
-            r = L.Conv2D(filters, 3, strides=stride, padding=1, use_bias=False,
-                         name=f"{p}.conv1")(h)
-            r = L.Activation("relu", name=f"{p}.relu1")(bn(f"{p}.bn1")(r))
-            r = bn(f"{p}.bn2")(L.Conv2D(filters, 3, padding=1, use_bias=False,
-                                        name=f"{p}.conv2")(r))
-            s = h
-            if stride != 1 or channels != filters:
-                s = L.Conv2D(filters, 1, strides=stride, use_bias=False,
-                             name=f"{p}.downsample.0")(h)
-                s = bn(f"{p}.downsample.1")(s)
-            h = L.Activation("relu", name=f"{p}.relu2")(L.Add(name=f"{p}.add")([r, s]))
-            channels = filters
-    y = L.Dense(num_classes, name="fc")(L.GlobalAvgPool2D(name="avgpool")(h))
-    return cnnumpy.Model(x, y, name="resnet18")

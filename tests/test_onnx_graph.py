@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graph_models import ARCHITECTURES, randomize, resnet18
+from graph_models import ARCHITECTURES, builders, randomize, randomize_batch_norms
 
 import cnnumpy
 from cnnumpy import layers as L
+from cnnumpy import models
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -126,13 +127,20 @@ def test_saved_graph_model_exports_from_the_command_line(tmp_path, capsys):
     assert_close(run_onnx(proto, x), model.predict(x))
 
 
-def test_resnet18_layout_matches_predict():
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_v2", "unet_transpose", "unet_bilinear"])
+def test_model_builders_match_predict(name):
+    """ResNet-20, MobileNetV2 (alpha 0.35) and U-Net (Conv2DTranspose or bilinear
+    UpSampling2D, Concatenate) of cnnumpy.models, batch norms randomized."""
+    cnnumpy.set_seed(0)
+    model = builders()[name]()
+    randomize_batch_norms(model)
+    check_graph_export(model, batches=(3,))
+
+
+def test_resnet18_matches_predict():
     """torchvision's ResNet-18 layout (four stages, projection shortcuts, zero-padded max
     pooling) on small images."""
     cnnumpy.set_seed(0)
-    model = resnet18(10, (32, 32, 3), dtype="float32")
-    randomize(model)
-    for layer in model.layers:  # keep activations in range through 18 layers
-        if "kernel" in layer.params:
-            layer.params["kernel"] *= 0.2
+    model = models.resnet18(10, (32, 32, 3), classifier_activation=None)
+    randomize_batch_norms(model)
     check_graph_export(model, batches=(2,))

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graph_models import ARCHITECTURES, randomize, resnet18
+from graph_models import ARCHITECTURES, builders, built_in, randomize, randomize_batch_norms
 
 import cnnumpy
 from cnnumpy import layers as L
+from cnnumpy import models
 
 torch = pytest.importorskip("torch")
 from cnnumpy.torch import GraphModule, from_torch, to_torch  # noqa: E402
@@ -44,14 +45,13 @@ def assert_same_weights(a, b):
             np.testing.assert_array_equal(wa[name][key], wb[name][key], err_msg=f"{name}.{key}")
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
-def test_to_torch_equals_predict_with_equal_gradients(name):
-    model = ARCHITECTURES[name]("float64")
-    randomize(model)
+def check_twin(model, batch=4):
+    """to_torch(model) equals predict, and in training mode its output, input gradient and
+    weight gradients equal cnnumpy's (float64, 1e-10)."""
     net = to_torch(model)
     assert isinstance(net, GraphModule) and not net.training
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, *model.input_shape))
+    x = rng.standard_normal((batch, *model.input_shape))
     np.testing.assert_allclose(run_torch(net, x), model.predict(x), **CLOSE)
 
     # Gradients in training mode (batch statistics in BatchNormalization).
@@ -73,6 +73,33 @@ def test_to_torch_equals_predict_with_equal_gradients(name):
     for key, param in got.items():
         np.testing.assert_allclose(param.grad.numpy(), expected[key].detach().numpy(),
                                    err_msg=key, **CLOSE)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_to_torch_equals_predict_with_equal_gradients(name):
+    model = ARCHITECTURES[name]("float64")
+    randomize(model)
+    check_twin(model)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "unet_transpose", "unet_bilinear"])
+def test_model_builders_to_torch(name):
+    cnnumpy.set_seed(0)
+    model = builders("float64", side=16)[name]()
+    randomize_batch_norms(model)
+    check_twin(model, batch=2)
+
+
+def test_mobilenet_v2_to_torch_in_float32():
+    """PyTorch runs float64 grouped convolutions one group at a time (seconds for a whole
+    MobileNetV2), so the full network is checked in float32 (its block in float64 above)."""
+    cnnumpy.set_seed(0)
+    model = builders("float32", side=16)["mobilenet_v2"]()
+    randomize_batch_norms(model)
+    x = np.random.default_rng(1).standard_normal((2, *model.input_shape)).astype(np.float32)
+    want = model.predict(x)
+    np.testing.assert_allclose(run_torch(to_torch(model), x), want, rtol=0,
+                               atol=1e-5 * max(1.0, np.abs(want).max()))
 
 
 @pytest.mark.parametrize("name", ["every_merge", "unet_level_conv_transpose"])
@@ -183,7 +210,8 @@ def test_torchvision_resnet18_state_dict_loads_by_name(tmp_path):
     want = run_torch(net, x)
     save_file(net.state_dict(), tmp_path / "resnet18.safetensors")
     for source in (net.state_dict(), tmp_path / "resnet18.safetensors", net):
-        model = resnet18(10, (64, 64, 3))
+        model = built_in("float64", models.resnet18, 10, (64, 64, 3),
+                         classifier_activation=None)
         from_torch(source, model)
         got = model.predict(x)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-8 * np.abs(want).max())
