@@ -99,8 +99,9 @@ def test_an_output_made_before_the_last_node_and_an_identity_model():
     x = cnnumpy.Input((4, 4, 2))
     h = L.Conv2D(2, 3, padding="same")(x)
     check_graph_export(cnnumpy.Model(x, L.Add()([h, h])))  # one tensor, both inputs
-    y = L.Activation(None)(x)
-    check_graph_export(cnnumpy.Model(x, y))
+    check_graph_export(cnnumpy.Model(x, L.Activation(None)(x)))
+    proto = check_graph_export(cnnumpy.Model(x, x))  # no layer at all: the input, as output
+    assert op_types(proto) == ["Identity"]
 
 
 def test_unsupported_layer_in_a_graph_is_named_and_nothing_written(tmp_path):
