@@ -1,5 +1,6 @@
 """ONNX converters of the reshaping layers and ReLU, for :mod:`cnnumpy.onnx` (its ``_Graph``
-and conventions: images may stand NHWC or NCHW, ``g.spatial_axes()`` says where)."""
+and conventions: images may stand NHWC or NCHW, ``g.spatial_axes()`` says where), and of
+RandomCrop at inference."""
 
 from __future__ import annotations
 
@@ -60,6 +61,30 @@ def _relu(g: Any, layer: layers.ReLU, shape: tuple[int, ...]) -> None:
         "Min", [x, g.const(f"{base}/max_value", layer.max_value)], base)
     below = g.op("Mul", [g.op("Sub", [x, t], base), g.const(f"{base}/slope", slope)], base)
     g.x = g.op("Where", [g.op("Greater", [x, t], base), above, below], base)
+
+
+def random_crop(g: Any, layer: layers.RandomCrop, shape: tuple[int, ...]) -> None:
+    """Identity, or (when the crop size differs from the image) the center window that the
+    layer cuts at inference: Pad, then Slice."""
+    h, w = shape[:2]
+    if (layer.height, layer.width) == (h, w):
+        g.apply("Identity", layer.name)
+        return
+    # At inference the layer cuts the center window of the image padded by ``padding``.
+    top = (h + 2 * layer.padding - layer.height) // 2 - layer.padding
+    left = (w + 2 * layer.padding - layer.width) // 2 - layer.padding
+    before = [max(-top, 0), max(-left, 0)]
+    after = [max(top + layer.height - h, 0), max(left + layer.width - w, 0)]
+    axes = g.spatial_axes()
+    if any(before + after):
+        pads = np.zeros((2, g.rank), dtype=np.int64)
+        pads[0, list(axes)], pads[1, list(axes)] = before, after
+        g.apply("Pad", layer.name, g.const(f"{layer.name}/pads", pads.ravel(), np.int64))
+    starts = [max(top, 0), max(left, 0)]
+    ends = [starts[0] + layer.height, starts[1] + layer.width]
+    g.apply("Slice", layer.name, *(g.const(f"{layer.name}/{key}", value, np.int64)
+                                   for key, value in (("starts", starts), ("ends", ends),
+                                                      ("axes", list(axes)))))
 
 
 CONVERTERS: dict[type, Callable[[Any, Any, tuple[int, ...]], None]] = {

@@ -1,4 +1,5 @@
-"""Export a :class:`~cnnumpy.Sequential` to ONNX, for onnxruntime and other ONNX runtimes.
+"""Export a :class:`~cnnumpy.Sequential` or a graph :class:`~cnnumpy.Model` to ONNX, for
+onnxruntime and other ONNX runtimes.
 
     from cnnumpy import onnx as cnnumpy_onnx
     cnnumpy_onnx.export(model, "digits.onnx")          # needs: pip install "cnnumpy[onnx]"
@@ -35,7 +36,9 @@ ReLU                   Relu, Clip (max_value only), LeakyRelu (negative_slope on
                        Greater, Min, Sub, Mul and Where
 =====================  ====================================================================
 
-Weights are stored as float32 (a float64 model is exported in float32). Only the exact classes
+A graph model's nodes follow in topological order, its merge layers as Add/Sum, Sub, Mul,
+Mean and Concat (see :mod:`cnnumpy._onnx_graph`). Weights are stored as float32 (a float64
+model is exported in float32). Only the exact classes
 above are exported; anything else raises a ValueError naming the layer, and nothing is written.
 """
 
@@ -53,9 +56,18 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('cnnumpy.onnx needs the onnx package: pip install "cnnumpy[onnx]"') from exc
 
-from cnnumpy import __version__, _onnx_conv, _onnx_reshaping, io, layers
+from cnnumpy import (
+    __version__,
+    _onnx_activations,
+    _onnx_conv,
+    _onnx_graph,
+    _onnx_reshaping,
+    io,
+    layers,
+)
 from cnnumpy.functional.conv import resolve_padding
 from cnnumpy.functional.pooling import pool_padding
+from cnnumpy.graph_model import Model
 
 DEFAULT_OPSET = 17
 """Opset of exported models unless asked otherwise: runs on onnxruntime >= 1.12 and most
@@ -76,6 +88,7 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._used: set[str] = {"input", "output"}
+        self._views: dict[tuple[str, str], str] = {}  # (tensor, layout): its transpose
 
     def fresh(self, base: str) -> str:
         name, n = base, 1
@@ -100,9 +113,14 @@ class _Graph:
         self.x = self.op(op_type, [self.x, *extra], base, **attrs)
 
     def to_layout(self, layout: str, base: str) -> None:
+        """Transpose a rank-4 current tensor to ``layout`` (once per tensor: a graph's
+        tensor may feed several layers)."""
         if self.rank == 4 and self.layout != layout:
-            self.apply("Transpose", base, perm=_TO_NCHW if layout == "NCHW" else _TO_NHWC)
-            self.layout = layout
+            if (self.x, layout) not in self._views:
+                view = self.op("Transpose", [self.x], base,
+                               perm=_TO_NCHW if layout == "NCHW" else _TO_NHWC)
+                self._views[self.x, layout], self._views[view, self.layout] = view, self.x
+            self.x, self.layout = self._views[self.x, layout], layout
 
     def spatial_axes(self) -> tuple[int, int]:
         return (1, 2) if self.layout == "NHWC" else (2, 3)
@@ -178,70 +196,25 @@ def _identity(g: _Graph, layer: layers.Layer, shape: tuple[int, ...]) -> None:
     g.apply("Identity", layer.name)
 
 
-def _random_crop(g: _Graph, layer: layers.RandomCrop, shape: tuple[int, ...]) -> None:
-    h, w = shape[:2]
-    if (layer.height, layer.width) == (h, w):
-        return _identity(g, layer, shape)
-    # At inference the layer cuts the center window of the image padded by ``padding``.
-    top = (h + 2 * layer.padding - layer.height) // 2 - layer.padding
-    left = (w + 2 * layer.padding - layer.width) // 2 - layer.padding
-    before = [max(-top, 0), max(-left, 0)]
-    after = [max(top + layer.height - h, 0), max(left + layer.width - w, 0)]
-    axes = g.spatial_axes()
-    if any(before + after):
-        pads = np.zeros((2, g.rank), dtype=np.int64)
-        pads[0, list(axes)], pads[1, list(axes)] = before, after
-        g.apply("Pad", layer.name, g.const(f"{layer.name}/pads", pads.ravel(), np.int64))
-    starts = [max(top, 0), max(left, 0)]
-    ends = [starts[0] + layer.height, starts[1] + layer.width]
-    g.apply("Slice", layer.name, *(g.const(f"{layer.name}/{key}", value, np.int64)
-                                   for key, value in (("starts", starts), ("ends", ends),
-                                                      ("axes", list(axes)))))
-
-
 CONVERTERS: dict[type, Callable[[_Graph, Any, tuple[int, ...]], None]] = {
     layers.Conv2D: _conv, layers.MaxPool2D: _pool, layers.AvgPool2D: _pool,
     layers.GlobalAvgPool2D: _global_pool, layers.GlobalMaxPool2D: _global_pool,
     layers.Flatten: _flatten, layers.Dense: _dense, layers.BatchNormalization: _batch_norm,
     layers.Activation: _identity, layers.Dropout: _identity, layers.RandomFlip: _identity,
     layers.RandomTranslation: _identity, layers.RandomRotation: _identity,
-    layers.RandomContrast: _identity, layers.RandomCrop: _random_crop,
+    layers.RandomContrast: _identity, layers.RandomCrop: _onnx_reshaping.random_crop,
     **_onnx_reshaping.CONVERTERS,
     **_onnx_conv.CONVERTERS,
 }
 """The layer classes that export, each with the function that adds its nodes."""
 
 
-def _gelu(g: _Graph, base: str) -> None:
-    """0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), from primitives (opset < 20)."""
-    x = g.x
-    cube = g.op("Mul", [g.op("Mul", [x, x], base), x], base)
-    inner = g.op("Add", [x, g.op("Mul", [cube, g.const(f"{base}/c", 0.044715)], base)], base)
-    t = g.op("Tanh", [g.op("Mul", [inner, g.const(f"{base}/k", np.sqrt(2 / np.pi))], base)], base)
-    half_x = g.op("Mul", [x, g.const(f"{base}/half", 0.5)], base)
-    g.x = g.op("Mul", [half_x, g.op("Add", [t, g.const(f"{base}/one", 1.0)], base)], base)
-
-
-def _activation(g: _Graph, name: str, base: str) -> None:
-    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh"}
-    if name in simple:
-        g.apply(simple[name], base)
-    elif name == "relu6":
-        g.apply("Clip", base, g.const(f"{base}/min", 0.0), g.const(f"{base}/max", 6.0))
-    elif name in ("swish", "silu"):
-        g.x = g.op("Mul", [g.x, g.op("Sigmoid", [g.x], base)], base)
-    elif name == "leaky_relu":
-        g.apply("LeakyRelu", base, alpha=0.01)
-    elif name == "elu":
-        g.apply("Elu", base, alpha=1.0)
-    elif name == "softmax":
-        g.apply("Softmax", base, axis=1 if g.rank == 4 and g.layout == "NCHW" else -1)
-    elif name == "gelu" and g.opset >= 20:
-        g.apply("Gelu", base, approximate="tanh")
-    elif name == "gelu":
-        _gelu(g, f"{base}/gelu")
-    else:  # pragma: no cover - the activation table and this function go together
-        raise ValueError(f"cnnumpy.onnx: no ONNX mapping for activation {name!r} (in {base})")
+def _layer(g: _Graph, layer: layers.Layer, shape: tuple[int, ...]) -> None:
+    """The nodes of one single-input layer, its activation included."""
+    CONVERTERS[type(layer)](g, layer, shape)
+    g.rank = len(layer.compute_output_shape(shape)) + 1
+    if layer.activation is not None:
+        _onnx_activations.activation(g, layer.activation, layer.name)
 
 
 def _check_opset(opset: int | None) -> int:
@@ -256,10 +229,12 @@ def _check_opset(opset: int | None) -> int:
 
 
 def to_onnx(model: Any, opset: int | None = None) -> onnx.ModelProto:
-    """Build the ONNX model of a built :class:`~cnnumpy.Sequential` (see the module docstring).
+    """Build the ONNX model of a built :class:`~cnnumpy.Sequential` or of a graph
+    :class:`~cnnumpy.Model` (see the module docstring).
 
     Args:
-        model: a built Sequential (trained, loaded, or built with ``build(input_shape)``).
+        model: a built Sequential (trained, loaded, or built with ``build(input_shape)``), or
+            a Model.
         opset: ONNX opset of the default domain, from 13; default :data:`DEFAULT_OPSET`.
 
     Raises:
@@ -273,25 +248,31 @@ def to_onnx(model: Any, opset: int | None = None) -> onnx.ModelProto:
     if not getattr(model, "layers", None) or not model.built:
         raise ValueError("cnnumpy.onnx: the model is not built yet; train it, load it, or call "
                          "model.build(input_shape) first")
-    unsupported = [layer.label for layer in model.layers if type(layer) not in CONVERTERS]
+    graph = isinstance(model, Model)
+    unsupported = _onnx_graph.unsupported(model, CONVERTERS, graph)
     if unsupported:
         raise ValueError(f"cnnumpy.onnx: no ONNX mapping for {', '.join(unsupported)}; "
-                         f"supported layers: {', '.join(c.__name__ for c in CONVERTERS)}")
+                         f"supported layers: {', '.join(c.__name__ for c in CONVERTERS)}"
+                         + (", " + ", ".join(c.__name__ for c in _onnx_graph.MERGES)
+                            if graph else ""))
     g = _Graph(opset, len(model.input_shape) + 1)
-    for layer in model.layers:
-        CONVERTERS[type(layer)](g, layer, layer.input_shape)
-        g.rank = len(layer.compute_output_shape(layer.input_shape)) + 1
-        if layer.activation is not None:
-            _activation(g, layer.activation, layer.name)
+    if graph:
+        _onnx_graph.add_graph(g, model, _layer)
+    else:
+        for layer in model.layers:
+            _layer(g, layer, layer.input_shape)
     g.to_layout("NHWC", "output")
-    g.nodes[-1].output[0] = "output"  # every layer adds at least one node
+    if g.nodes and g.nodes[-1].output[0] == g.x:
+        g.nodes[-1].output[0] = "output"
+    else:  # the output is a tensor made earlier (or the input itself)
+        g.nodes.append(helper.make_node("Identity", [g.x], ["output"], name="output"))
     value_info = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", *shape])
                   for name, shape in (("input", model.input_shape),
                                       ("output", model.output_shape))]
-    graph = helper.make_graph(g.nodes, model.name or "cnnumpy", value_info[:1], value_info[1:],
-                              initializer=g.initializers)
+    proto_graph = helper.make_graph(g.nodes, model.name or "cnnumpy", value_info[:1],
+                                    value_info[1:], initializer=g.initializers)
     opset_id = helper.make_opsetid("", opset)
-    proto = helper.make_model(graph, opset_imports=[opset_id], producer_name="cnnumpy",
+    proto = helper.make_model(proto_graph, opset_imports=[opset_id], producer_name="cnnumpy",
                               producer_version=__version__,
                               doc_string="Exported by cnnumpy; input NHWC float32.")
     proto.ir_version = helper.find_min_ir_version_for([opset_id])
@@ -304,7 +285,7 @@ def export(model: Any, path: str | os.PathLike, opset: int | None = None) -> Non
     The file is written atomically: on any error, ``path`` is left as it was.
 
     Args:
-        model: a built :class:`~cnnumpy.Sequential`.
+        model: a built :class:`~cnnumpy.Sequential`, or a :class:`~cnnumpy.Model`.
         path: where to write, usually ``*.onnx``.
         opset: ONNX opset, from 13; default :data:`DEFAULT_OPSET`.
 

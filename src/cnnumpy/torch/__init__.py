@@ -3,6 +3,7 @@
     from cnnumpy.torch import from_torch, to_torch     # needs PyTorch
 
     net = to_torch(model)                    # torch.nn.Sequential, NCHW input, same weights
+                                             # (a GraphModule for a graph cnnumpy.Model)
     from_torch(net, model)                   # or a state_dict, or a .safetensors/.pt file
 
 PyTorch images are NCHW and cnnumpy's NHWC, so the conversions reorder weights:
@@ -22,7 +23,9 @@ PyTorch images are NCHW and cnnumpy's NHWC, so the conversions reorder weights:
 
 Only the convolutions, ``Dense`` and ``BatchNormalization`` hold weights; weight-free modules
 (activations, pooling, padding, Flatten, Dropout) are not needed by :func:`from_torch`, which
-matches the layers with weights to the PyTorch modules with weights in order.
+matches the layers with weights to the PyTorch modules with weights in order (for a graph
+model: by layer name where the names are the modules' paths, e.g. torchvision's
+``layer1.0.conv1``, else in the order of the nodes).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("cnnumpy.torch needs PyTorch: pip install torch") from exc
 
 from cnnumpy.torch._export import AvgPool2dSame, to_torch
+from cnnumpy.torch._graph import GraphModule
 from cnnumpy.torch._import import from_torch
 
-__all__ = ["AvgPool2dSame", "from_torch", "to_torch"]
+__all__ = ["AvgPool2dSame", "GraphModule", "from_torch", "to_torch"]

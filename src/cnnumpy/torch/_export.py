@@ -6,88 +6,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from cnnumpy import layers
 from cnnumpy.functional.conv import resolve_padding
 from cnnumpy.functional.conv_transpose import transpose_geometry
 from cnnumpy.functional.pooling import pool_padding
+from cnnumpy.graph_model import Model
+from cnnumpy.torch._graph import GraphModule, graph_to_torch
+from cnnumpy.torch._modules import AvgPool2dSame, KerasReLU, ReshapeNHWC
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
                 "leaky_relu": lambda: nn.LeakyReLU(0.01), "elu": lambda: nn.ELU(1.0),
                 "gelu": lambda: nn.GELU(approximate="tanh"), "relu6": nn.ReLU6,
                 "swish": nn.SiLU, "silu": nn.SiLU}
-
-
-class AvgPool2dSame(nn.Module):
-    """Average pooling over zero-padded NCHW images that divides by the number of real
-    elements in each window, with any (also asymmetric) padding.
-
-    ``nn.AvgPool2d(count_include_pad=False)`` does the same, but only with equal padding on
-    both sides of an axis; cnnumpy's "same" puts the odd extra element at the bottom/right.
-
-    Args:
-        kernel_size: (kh, kw).
-        stride: (sh, sw).
-        pads: (left, right, top, bottom), as for ``torch.nn.functional.pad``.
-    """
-
-    def __init__(self, kernel_size: tuple[int, int], stride: tuple[int, int],
-                 pads: tuple[int, int, int, int]) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.pads = tuple(kernel_size), tuple(stride), tuple(pads)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
-        pooled = [F.avg_pool2d(F.pad(a, self.pads), self.kernel_size, self.stride)
-                  for a in (x, ones)]
-        return pooled[0] / pooled[1]  # (sum / window) / (real count / window)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}"
-
-
-class KerasReLU(nn.Module):
-    """Keras' ReLU: ``min(x, max_value)`` above ``threshold``, ``negative_slope * (x -
-    threshold)`` elsewhere (see :class:`cnnumpy.layers.ReLU`)."""
-
-    def __init__(self, max_value: float | None, negative_slope: float, threshold: float) -> None:
-        super().__init__()
-        self.max_value, self.negative_slope, self.threshold = max_value, negative_slope, threshold
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        above = x if self.max_value is None else torch.clamp(x, max=self.max_value)
-        return torch.where(x > self.threshold, above, self.negative_slope * (x - self.threshold))
-
-    def extra_repr(self) -> str:
-        return (f"max_value={self.max_value}, negative_slope={self.negative_slope}, "
-                f"threshold={self.threshold}")
-
-
-class ReshapeNHWC(nn.Module):
-    """cnnumpy's Reshape (row-major over channels-last samples) between NCHW tensors.
-
-    Args:
-        hwc: the (H, W, C) image whose elements the incoming tensor holds channels-first (an
-            NCHW image, or its ``nn.Flatten``), or None when it is in cnnumpy's order.
-        target_shape: the per-sample output shape; a 3-D one is returned as NCHW.
-    """
-
-    def __init__(self, hwc: tuple[int, int, int] | None, target_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.hwc, self.target_shape = hwc, tuple(target_shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        if self.hwc is not None:
-            h, w, c = self.hwc
-            x = x.reshape(n, c, h, w).permute(0, 2, 3, 1)
-        x = x.reshape(n, *self.target_shape)
-        return x.permute(0, 3, 1, 2) if len(self.target_shape) == 3 else x
-
-    def extra_repr(self) -> str:
-        return f"hwc={self.hwc}, target_shape={self.target_shape}"
 
 
 def _relu(layer: layers.ReLU) -> nn.Module:
@@ -296,8 +228,10 @@ def _modules(layer: layers.Layer, shape: tuple, dtype: torch.dtype,
     raise ValueError(f"cnnumpy.torch.to_torch: no PyTorch equivalent for {layer.label}")
 
 
-def to_torch(model: Any) -> nn.Sequential:
-    """The equivalent ``torch.nn.Sequential`` (in eval mode) with the same weights.
+def to_torch(model: Any) -> nn.Sequential | GraphModule:
+    """The equivalent ``torch.nn.Sequential`` (in eval mode) with the same weights; for a graph
+    :class:`~cnnumpy.Model`, a :class:`~cnnumpy.torch.GraphModule` whose ``forward`` follows
+    the nodes (see :mod:`cnnumpy.torch._graph`).
 
     It takes NCHW images (``x.permute(0, 3, 1, 2)`` of what ``predict`` takes) and returns
     what ``predict`` returns, except that image outputs are NCHW. Its dtype is the model's.
@@ -314,6 +248,10 @@ def to_torch(model: Any) -> nn.Sequential:
         raise ValueError("cnnumpy.torch.to_torch: the model is not built yet; train it, load "
                          "it, or call model.build(input_shape) first")
     dtype = torch.float64 if model.layers[0].dtype == np.float64 else torch.float32
+    if isinstance(model, Model):
+        return graph_to_torch(model, dtype, lambda layer, shape, flattened: [
+            *_modules(layer, shape, dtype, flattened),
+            *_activation(layer.activation, layer.compute_output_shape(shape))])
     modules: list[nn.Module] = []
     flattened = None  # the (H, W, C) of the last Flatten of an image, until a Dense uses it
     for layer in model.layers:

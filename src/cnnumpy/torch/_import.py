@@ -1,107 +1,21 @@
-"""``from_torch``: load the weights of an equivalent PyTorch model into a Sequential."""
+"""``from_torch``: load the weights of an equivalent PyTorch model into a Sequential or a
+graph Model."""
 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from cnnumpy import layers
 from cnnumpy.functional.conv import resolve_padding
+from cnnumpy.graph_model import Model
+from cnnumpy.torch._graph import graph_targets, pair_by_name
+from cnnumpy.torch._sources import Source, _module_order, read
 
-
-class _Source(NamedTuple):
-    """One PyTorch module (or state-dict prefix) that holds weights."""
-
-    name: str  # e.g. "features.0"
-    tensors: dict[str, np.ndarray]  # "weight", "bias", "running_mean", "running_var"
-    module: nn.Module | None  # None when read from a state dict or a file
-    pads: tuple[int, int, int, int]  # (left, right, top, bottom) of a ZeroPad2d just before
-
-    @property
-    def label(self) -> str:
-        kind = f" ({type(self.module).__name__})" if self.module is not None else ""
-        return repr(self.name) + kind
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        return (value if value.dtype == torch.float64 else value.float()).numpy()
-    return np.asarray(value)
-
-
-def _module_order(prefixes: list[str]) -> list[str]:
-    """Module paths in the order of their modules: numbered siblings (``features.2``,
-    ``features.10``) by number, named ones in the order they first appear.
-
-    A ``.safetensors`` file returns its keys sorted as strings (``10.weight`` before
-    ``4.weight``); a state dict from ``module.state_dict()`` is already in this order.
-    """
-    first_seen: dict[tuple[str, ...], int] = {}
-    for prefix in prefixes:
-        parts = tuple(prefix.split("."))
-        for depth in range(1, len(parts) + 1):
-            first_seen.setdefault(parts[:depth], len(first_seen))
-
-    def key(prefix: str) -> tuple:
-        parts = prefix.split(".")
-        return tuple((0, int(p), 0) if p.isdigit() else (1, 0, first_seen[tuple(parts[:d + 1])])
-                     for d, p in enumerate(parts))
-
-    return sorted(prefixes, key=key)
-
-
-def _from_state_dict(state: Mapping[str, Any]) -> list[_Source]:
-    groups: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in state.items():
-        prefix, _, leaf = str(key).rpartition(".")
-        if leaf != "num_batches_tracked":
-            groups.setdefault(prefix, {})[leaf] = _numpy(value)
-    return [_Source(name, groups[name], None, (0, 0, 0, 0)) for name in _module_order([*groups])]
-
-
-def _from_module(module: nn.Module) -> list[_Source]:
-    sources, pads = [], [0, 0, 0, 0]
-    for name, mod in module.named_modules():
-        own = dict(mod.named_parameters(recurse=False))
-        own.update(mod.named_buffers(recurse=False))
-        own.pop("num_batches_tracked", None)
-        if own:
-            sources.append(_Source(name, {k: _numpy(v) for k, v in own.items()}, mod, tuple(pads)))
-        if type(mod) is nn.ZeroPad2d:  # the padding of the Conv2d right after it, if any
-            pads = list(mod.padding)
-        elif own or not list(mod.children()):
-            pads = [0, 0, 0, 0]
-    return sources
-
-
-def _read(source: Any) -> list[_Source]:
-    if isinstance(source, nn.Module):
-        return _from_module(source)
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            source = load_file(path)
-        else:
-            try:
-                source = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # UnpicklingError and friends: refuse, explain
-                raise ValueError(f"cnnumpy.torch.from_torch: {path!r} is not a state_dict that "
-                                 f"loads with weights_only=True (save model.state_dict(), not "
-                                 f"the model): {exc}") from None
-    if isinstance(source, Mapping):
-        return _from_state_dict(source)
-    raise TypeError("cnnumpy.torch.from_torch: expected a torch.nn.Module, a state_dict or the "
-                    f"path of a .safetensors/.pt file, received {type(source).__name__}")
-
+__all__ = ["from_torch", "_module_order"]
 
 _DEPTHWISE = (layers.DepthwiseConv2D, layers.SeparableConv2D)
 
@@ -160,7 +74,7 @@ def _torch_pads(conv: nn.Conv2d, extra: tuple[int, int, int, int]) -> tuple:
     return ((pairs[0][0] + top, pairs[0][1] + bottom), (pairs[1][0] + left, pairs[1][1] + right))
 
 
-def _config_problems(layer: layers.Layer, src: _Source, part: str | None = None) -> list[str]:
+def _config_problems(layer: layers.Layer, src: Source, part: str | None = None) -> list[str]:
     """Differences in the settings that change outputs (only known for a module source).
     For Conv2DTranspose the strides, dilation and groups (where its output starts depends
     on modules after it too)."""
@@ -196,7 +110,7 @@ def _label(layer: layers.Layer, part: str | None) -> str:
     return layer.label if part is None else f"{layer.label} ({part})"
 
 
-def _problems(layer: layers.Layer, src: _Source, part: str | None = None) -> list[str]:
+def _problems(layer: layers.Layer, src: Source, part: str | None = None) -> list[str]:
     where = f"{_label(layer, part)} <- {src.label}"
     if src.module is not None and not isinstance(src.module, _expected_module(layer)):
         return [f"{where}: expected a {' or '.join(c.__name__ for c in _expected_module(layer))}"]
@@ -257,7 +171,11 @@ def from_torch(source: Any, model: Any) -> Any:
             padding, dilation, groups, ``eps``), a ``state_dict``, or the path of a
             ``.safetensors`` file or of a state dict saved with ``torch.save`` (loaded with
             ``weights_only=True``).
-        model: a built :class:`~cnnumpy.Sequential` of the same architecture.
+        model: a built :class:`~cnnumpy.Sequential` of the same architecture, or a graph
+            :class:`~cnnumpy.Model`: its layers take the weights of the modules (or state-dict
+            prefixes) named like them (``layer1.0.conv1``; also as ``to_torch`` names them,
+            ``layer1_0_conv1``) when every layer with weights finds its name, else those in
+            the order of the layers' first calls.
 
     Raises:
         ValueError: one error listing every mismatch (counts, missing or unexpected tensors,
@@ -266,31 +184,53 @@ def from_torch(source: Any, model: Any) -> Any:
     if not getattr(model, "layers", None) or not model.built:
         raise ValueError("cnnumpy.torch.from_torch: build the model first (give the first layer "
                          "input_shape=..., or call model.build(input_shape))")
-    sources = _read(source)
-    targets, flattened, flat_before = [], None, []
-    for layer in model.layers:
-        if type(layer) is layers.Flatten:
-            flattened = layer.input_shape if len(layer.input_shape) == 3 else None
-        elif type(layer) is layers.Reshape:  # to_torch's Reshape restores cnnumpy's order
-            flattened = None
-        elif layer.get_weights():
-            targets += [(layer, part) for part in _parts(layer)]
-            flat_before += [flattened] * len(_parts(layer))
-            flattened = None if type(layer) is layers.Dense else flattened
-    problems = []
-    if len(sources) != len(targets):
-        problems.append(f"the model has {len(targets)} layers with weights "
-                        f"({', '.join(_label(*t) for t in targets)}) but the PyTorch source has "
-                        f"{len(sources)} ({', '.join(s.label for s in sources)})")
-    for (layer, part), src in zip(targets, sources, strict=False):
+    sources = read(source)
+    if isinstance(model, Model):
+        pairs, problems = _graph_pairs(model, sources)
+    else:
+        pairs, problems = _stack_pairs(model, sources)
+    for layer, part, _, src in pairs:
         problems += _problems(layer, src, part)
     if problems:
         count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         raise ValueError(f"cnnumpy.torch.from_torch: the weights do not fit the model ({count}):"
                          + "".join(f"\n  - {p}" for p in problems))
     weights: dict[layers.Layer, dict[str, np.ndarray]] = {}
-    for (layer, part), src, flat in zip(targets, sources, flat_before, strict=True):
+    for layer, part, flat, src in pairs:
         weights.setdefault(layer, {}).update(_convert(layer, src.tensors, flat, part))
     for layer, values in weights.items():
         layer.set_weights(values)
     return model
+
+
+def _in_order(targets: list[tuple], sources: list[Source]) -> tuple[list[tuple], list[str]]:
+    """Targets ``(layer, part, flattened)`` paired with the sources in order: ``(layer, part,
+    flattened, source)``, and the problem of different counts."""
+    pairs = [(*t, s) for t, s in zip(targets, sources, strict=False)]
+    if len(sources) == len(targets):
+        return pairs, []
+    return pairs, [f"the model has {len(targets)} layers with weights "
+                   f"({', '.join(_label(*t[:2]) for t in targets)}) but the PyTorch source has "
+                   f"{len(sources)} ({', '.join(s.label for s in sources)})"]
+
+
+def _stack_pairs(model: Any, sources: list[Source]) -> tuple[list[tuple], list[str]]:
+    """A Sequential's layers with weights, paired with the sources in order."""
+    targets, flattened = [], None
+    for layer in model.layers:
+        if type(layer) is layers.Flatten:
+            flattened = layer.input_shape if len(layer.input_shape) == 3 else None
+        elif type(layer) is layers.Reshape:  # to_torch's Reshape restores cnnumpy's order
+            flattened = None
+        elif layer.get_weights():
+            targets += [(layer, part, flattened) for part in _parts(layer)]
+            flattened = None if type(layer) is layers.Dense else flattened
+    return _in_order(targets, sources)
+
+
+def _graph_pairs(model: Any, sources: list[Source]) -> tuple[list[tuple], list[str]]:
+    """A graph's layers with weights paired by name where every one finds its name among the
+    sources' (module paths or state-dict prefixes), else in the order of their first calls."""
+    targets = graph_targets(model, _parts)
+    by_name = pair_by_name(targets, sources)
+    return by_name if by_name is not None else _in_order(targets, sources)
