@@ -281,6 +281,15 @@ def _assign_optimizer_state(model: Any, tensors: dict[str, np.ndarray], meta: di
         if key.startswith("optimizer."):
             _, index, slot = key.split(".", 2)
             state.setdefault(int(index), {})[slot] = arr
+    params = model.trainable_weights()[0]
+    if state and len(state) != len(params):
+        raise ValueError(f"optimizer state for {len(state)} parameters, the model has "
+                         f"{len(params)}")
+    for index, slots in state.items():
+        for slot, arr in slots.items():
+            if index < len(params) and arr.shape != params[index].shape:
+                raise ValueError(f"tensor 'optimizer.{index}.{slot}' has shape {arr.shape}, "
+                                 f"its parameter {params[index].shape}")
     if state or "optimizer_iterations" in meta:
         model.optimizer.load_state_dict(
             {"iterations": int(meta.get("optimizer_iterations", "0")), "state": state})
