@@ -26,11 +26,13 @@ def test_ink_on_paper_digits_are_predicted_as_the_light_on_dark_originals(tmp_pa
     assert result.returncode == 0, result.stderr
     assert cnnumpy.load_model(str(out)).preprocessing == {
         "color_mode": "grayscale", "image_size": [28, 28], "background": 0.0}  # MNIST: dark
-    digits = np.round(cnnumpy.datasets.load_mnist_sample()[1][0][:30, ..., 0] * 255)
+    x_test, y_test = cnnumpy.datasets.load_mnist_sample()[1]
+    digits, labels = np.round(x_test[:30, ..., 0] * 255), y_test[:30]
     originals, paper = [], []
-    for i, digit in enumerate(digits.astype(np.uint8)):
+    for i, (digit, label) in enumerate(zip(digits.astype(np.uint8), labels, strict=True)):
         originals.append(str(tmp_path / f"o{i}.png"))
-        paper.append(str(tmp_path / f"p{i}.png"))
+        paper.append(str(tmp_path / "paper" / str(label) / f"p{i}.png"))  # a class folder
+        (tmp_path / "paper" / str(label)).mkdir(parents=True, exist_ok=True)
         PIL.fromarray(digit).save(originals[-1])
         PIL.fromarray(255 - digit).save(paper[-1])  # dark ink on light paper
 
@@ -42,6 +44,16 @@ def test_ink_on_paper_digits_are_predicted_as_the_light_on_dark_originals(tmp_pa
     expected = top(originals)
     assert np.mean(top(paper) == expected) >= 0.9
     assert np.mean(top(paper, "--no-invert") == expected) < 0.5  # inverting is what matters
+
+    def evaluated(*flags):  # evaluate converts a folder's images as predict converts each
+        result = run("evaluate", str(out), "--data", str(tmp_path / "paper"), "--all-images",
+                     *flags)
+        assert result.returncode == 0, result.stderr
+        return float(result.stdout.split("accuracy: ")[1].split()[0])
+
+    assert evaluated() == pytest.approx(np.mean(top(paper) == labels), abs=1e-4)
+    assert evaluated("--no-invert") == pytest.approx(
+        np.mean(top(paper, "--no-invert") == labels), abs=1e-4)
 
 
 def colour_folder(root, sizes=((12, 12), (12, 12), (12, 12), (10, 16))):

@@ -100,6 +100,28 @@ def test_mismatched_tensors_are_listed_together(tmp_path):
     assert "unexpected tensor 'layers.9.extra'" in message
 
 
+@pytest.mark.parametrize("damage, match", [
+    (lambda a: a.update({"optimizer.0.exp_avg": np.zeros((7, 7), np.float32)}),
+     r"'optimizer.0.exp_avg' has shape \(7, 7\), its parameter \(3, 3, 2, 3\)"),
+    (lambda a: [a.pop(k) for k in list(a) if k.startswith("optimizer.5.")],
+     "optimizer state for 5 parameters, the model has 6"),
+])
+def test_optimizer_state_that_does_not_fit_the_weights_is_refused_at_load(tmp_path, damage,
+                                                                          match):
+    """Not at the first training step, as a ValueError naming no file."""
+    model, _, _ = trained_model()
+    path = str(tmp_path / "m.safetensors")
+    model.save(path)
+
+    def damaged(arrays):
+        damage(arrays)
+        return arrays
+
+    _rewrite(path, damaged)
+    with pytest.raises(ModelFormatError, match=match):
+        load_model(path)
+
+
 @pytest.mark.parametrize("update, match", [
     ({"format_version": "99"}, "written by a newer cnnumpy"),
     ({"format_version": ""}, "format_version"),

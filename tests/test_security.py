@@ -23,7 +23,8 @@ from cnnumpy.io import ModelFormatError, load_model
 
 
 def raw_file(path, header: dict, data: bytes = b"") -> str:
-    encoded = json.dumps(header).encode()
+    """A file claiming to be a cnnumpy model (unless ``header`` has its own metadata)."""
+    encoded = json.dumps({"__metadata__": {"format": "cnnumpy"}, **header}).encode()
     path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
     return str(path)
 
@@ -209,3 +210,15 @@ def test_summary_of_a_photo_says_it_is_not_a_model(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "photo.png: this is a PNG image, not a cnnumpy model" in lines[0]
+
+
+def test_a_pytorch_state_dict_in_safetensors_is_not_a_model_file(tmp_path):
+    """Named as such (its int64 counter is not what is wrong with it), pointing to from_torch."""
+    from safetensors.numpy import save_file
+
+    path = str(tmp_path / "lenet.safetensors")
+    save_file({"0.weight": np.zeros((8, 1, 5, 5), np.float32),
+               "1.num_batches_tracked": np.zeros((), np.int64)}, path)
+    with pytest.raises(ModelFormatError, match=r"lenet.safetensors: a safetensors file but not a "
+                                               r"cnnumpy model file \(format=None\); .*from_torch"):
+        load_model(path)

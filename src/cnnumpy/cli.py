@@ -183,7 +183,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     if not root:
         return
     if data.test is not None and len(data.test[0]):
-        result = model.evaluate(*data.test, batch_size=256)
+        x_test = cli_data.match_polarity(model, data.test[0], data)  # as evaluate sees them
+        result = model.evaluate(x_test, data.test[1], batch_size=256)
         print(f"Test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f} "
               f"({len(data.test[0]):,} images)")
     model.save(args.out)
@@ -201,6 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     model = cnnumpy.load_model(args.model)
     data = load_data(args.data, model.input_shape)
     x, y = cli_data.evaluation_set(data, args.data, args.all_images)
+    x = cli_data.match_polarity(model, x, data, args.invert)  # as predict converts each image
     check_data_fits(model, x, y, args.data, args.model)
     names = class_names(model, data.class_names, args.model)
     probs = model.predict(x, batch_size=256)

@@ -159,13 +159,17 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
         description="Score a saved model on the test set of --data (the one train reports). "
                     "A folder's images are converted as the model's training images were: "
                     "its recorded colour mode and size, each image padded to the size's "
-                    "aspect ratio, then resized.")
+                    "aspect ratio, then resized, and inverted as predict inverts it.")
     evaluate.add_argument("model")
     evaluate.add_argument("--data", default="mnist-sample", help=data_help)
     evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
     evaluate.add_argument("--all-images", action="store_true",
                           help="score every image of --data, not only its test set (the "
                                "t10k-* files, the held-out images, a class folder's test split)")
+    evaluate.add_argument("--invert", action=argparse.BooleanOptionalAction, default=True,
+                          help="invert each of a folder's images whose background is on the "
+                               "other side of 0.5 from the training images', as predict does "
+                               "(default: --invert)")
     evaluate.set_defaults(func=commands["evaluate"])
     predict = sub.add_parser("predict", help="classify image files")
     predict.add_argument("model")

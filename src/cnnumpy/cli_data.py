@@ -172,6 +172,18 @@ def evaluation_set(data: Data, spec: str, all_images: bool = False
     return data.test
 
 
+def match_polarity(model: Sequential, x: np.ndarray, data: Data, invert: bool = True
+                   ) -> np.ndarray:
+    """A class folder's images (``x``) brought to the model's training polarity, each as
+    ``predict`` brings one image (:func:`cnnumpy.datasets.images.match_polarity`), unless not
+    ``invert``; IDX images are returned as they are."""
+    if not (invert and data.test_split):
+        return x
+    from cnnumpy.datasets.images import match_polarity as per_image
+
+    return per_image(x, datasets.image_settings(model)["background"])
+
+
 def folder_options(spec: str, image_shape: tuple[int, ...] | None, color_mode: str,
                    image_size: tuple[int, int] | None) -> dict[str, Any]:
     """``load_image_folder`` arguments for an image folder: a model's ``image_shape`` when

@@ -145,6 +145,10 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
     meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ModelFormatError(f"{path}: metadata values must all be strings")
+    if meta.get("format") != FORMAT:  # before its tensors: a PyTorch state dict has int64 ones
+        raise ModelFormatError(f"{path}: a safetensors file but not a cnnumpy model file "
+                               f"(format={meta.get('format')!r}); PyTorch weights load into a "
+                               "built model with cnnumpy.torch.from_torch")
     _check_tensor_table(header, len(data) - 8 - n, path)
     return meta
 
@@ -219,9 +223,7 @@ def load_model(path: str, compile: bool = True) -> Any:
     from cnnumpy import graph_io, losses, optimizers
     from cnnumpy.model_file import build_graph, build_model
 
-    meta, tensors = _read_tensors(path)
-    if meta.get("format") != FORMAT:
-        raise ModelFormatError(f"{path}: not a cnnumpy model file (format={meta.get('format')!r})")
+    meta, tensors = _read_tensors(path)  # a cnnumpy model file's
     version = meta.get("format_version", "")
     if not version.isdigit():
         raise ModelFormatError(f"{path}: missing or malformed format_version {version!r}")
@@ -281,6 +283,15 @@ def _assign_optimizer_state(model: Any, tensors: dict[str, np.ndarray], meta: di
         if key.startswith("optimizer."):
             _, index, slot = key.split(".", 2)
             state.setdefault(int(index), {})[slot] = arr
+    params = model.trainable_weights()[0]
+    if state and len(state) != len(params):
+        raise ValueError(f"optimizer state for {len(state)} parameters, the model has "
+                         f"{len(params)}")
+    for index, slots in state.items():
+        for slot, arr in slots.items():
+            if index < len(params) and arr.shape != params[index].shape:
+                raise ValueError(f"tensor 'optimizer.{index}.{slot}' has shape {arr.shape}, "
+                                 f"its parameter {params[index].shape}")
     if state or "optimizer_iterations" in meta:
         model.optimizer.load_state_dict(
             {"iterations": int(meta.get("optimizer_iterations", "0")), "state": state})

@@ -50,6 +50,8 @@ def plot_history(history: dict[str, list[float]], path: str) -> None:
             ax.plot(epochs, history[f"val_{name}"], "s--", label="validation")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # never epoch 1.25
+        if len(epochs) == 1:
+            ax.set_xticks(epochs)  # the locator falls back to 0.96, 0.98... around one point
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend()

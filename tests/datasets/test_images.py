@@ -62,6 +62,20 @@ def test_the_polarity_follows_the_training_images():
                                       own)
 
 
+def test_match_polarity_of_a_batch_is_each_images_own():
+    from cnnumpy.datasets.images import match_polarity
+
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0.0, 0.2, (5, 8, 8, 1)).astype(np.float32)  # dark backgrounds
+    batch[[1, 3]] = 1.0 - batch[[1, 3]]  # light ones: inverted for a dark-trained model
+    got = match_polarity(batch, 0.05)
+    np.testing.assert_array_equal(got, np.stack([match_polarity(x, 0.05) for x in batch]))
+    np.testing.assert_array_equal(got[[1, 3]], 1.0 - batch[[1, 3]])
+    np.testing.assert_array_equal(got[[0, 2, 4]], batch[[0, 2, 4]])
+    assert got.dtype == np.float32
+    assert match_polarity(batch, 0.5) is batch and match_polarity(batch, None) is batch
+
+
 def test_a_folder_padded_to_its_size_is_converted_as_prepare_image(tmp_path):
     (tmp_path / "a").mkdir()
     PIL.fromarray(paper_with_a_square()).save(tmp_path / "a" / "wide.png")

@@ -118,18 +118,19 @@ def resize(pixels: np.ndarray, image_size: tuple[int, int], pad: bool = True) ->
 
 
 def match_polarity(pixels: np.ndarray, background: float | None) -> np.ndarray:
-    """``1 - pixels`` when ``background`` (the training images') is clearly dark or light
-    (see :data:`CLEAR_MARGIN`) and the image's own :func:`border_level` is on the other side
-    of 0.5; else ``pixels`` unchanged.
+    """``1 - image`` for each image whose own :func:`border_level` is on the other side of
+    0.5 from ``background`` (the training images'), when that is clearly dark or light (see
+    :data:`CLEAR_MARGIN`); other images unchanged.
 
     Shape:
-        ``(H, W, C)``.
+        ``(H, W, C)`` or ``(N, H, W, C)``, returned the same.
     """
     if background is None or abs(background - 0.5) < CLEAR_MARGIN:
         return pixels
-    if (float(border_level(pixels)) > 0.5) != (background > 0.5):
-        return (1.0 - pixels).astype(pixels.dtype)
-    return pixels
+    flip = (border_level(pixels) > 0.5) != (background > 0.5)  # () or (N,)
+    if not np.any(flip):
+        return pixels
+    return np.where(flip[..., None, None, None], 1.0 - pixels, pixels).astype(pixels.dtype)
 
 
 def image_settings(model: Sequential) -> dict[str, Any]:
