@@ -258,15 +258,15 @@ def test_graph_config_bombs_are_refused_fast_and_small(saved, bomb):
     cnnumpy.set_seed(7)
     state = cnnumpy.backend.rng_state()
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other work on a busy machine does not count
     try:
         with pytest.raises(ModelFormatError, match=message):
             cnnumpy.load_model(path)
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5, f"refused after {elapsed:.2f} s"
+    assert elapsed < 0.5, f"refused after {elapsed:.2f} s of CPU time"
     assert peak < 4_000_000, f"peak allocation {peak:,} bytes"
     assert cnnumpy.backend.rng_state() == state
 
