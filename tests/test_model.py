@@ -291,3 +291,17 @@ def test_fit_warns_when_the_learning_rate_schedule_has_ended():
     with pytest.warns(UserWarning, match=r"Sequential.fit: the learning-rate schedule "
                                          r"CosineDecay\(.*\) is at 0 from step 2"):
         model.fit(x, y, epochs=2, batch_size=8, verbose=0, initial_epoch=1)
+
+
+def test_sequential_may_start_with_an_input_as_in_keras(tmp_path):
+    model = cnnumpy.Sequential([cnnumpy.Input((8, 8, 1)), layers.Conv2D(4, 3), layers.Flatten(),
+                                layers.Dense(3)])
+    assert model.built and model.input_shape == (8, 8, 1) and model.count_params() == 475
+    model.save(tmp_path / "m.safetensors")
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype(np.float32)
+    np.testing.assert_array_equal(cnnumpy.load_model(tmp_path / "m.safetensors").predict(x),
+                                  model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="Input may only come first"):
+        cnnumpy.Sequential([layers.Dense(2, input_shape=(3,)), cnnumpy.Input((3,))])
+    with pytest.raises(ValueError, match=r"input_shape \(4,\), but the Input before it"):
+        cnnumpy.Sequential([cnnumpy.Input((3,)), layers.Dense(2, input_shape=(4,))])

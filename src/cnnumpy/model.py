@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend, shards
+from cnnumpy.graph import InputLayer, SymbolicTensor
 from cnnumpy.layers import Layer, layer_from_config
 from cnnumpy.model_base import BaseModel
 from cnnumpy.passes import Passes
@@ -44,21 +45,39 @@ class Sequential(BaseModel):
         super().__init__(name)
         self.dtype = None if dtype is None else backend.as_float_dtype(dtype, "Sequential")
         self.layers: list[Layer] = []
+        self._input: SymbolicTensor | None = None  # a cnnumpy.Input given before the layers
         self._passes = Passes()
         self._shards: list[shards.Shard] | None = None  # the last training forward's slices
         for layer in layers or []:
             self.add(layer)
 
-    def add(self, layer: Layer) -> None:
+    def add(self, layer: Layer | SymbolicTensor) -> None:
         """Append a layer; only the first layer needs ``input_shape``.
 
-        When the first layer has ``input_shape``, the model is built at once (as in Keras):
-        a layer that does not fit the output of the layers before it is refused here.
+        As in Keras, the first item may instead be ``cnnumpy.Input(shape)``, which gives the
+        first layer its ``input_shape``. When the first layer has ``input_shape``, the model is
+        built at once (as in Keras): a layer that does not fit the output of the layers before
+        it is refused here.
         """
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.layer, InputLayer):
+            if self.layers or self._input is not None:
+                raise ValueError("Sequential.add: cnnumpy.Input may only come first, "
+                                 f"received it after {len(self.layers)} layer(s)")
+            self._input = layer
+            if self.dtype is None and layer.layer.dtype is not None:
+                self.dtype = layer.layer.dtype
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add: expected a cnnumpy Layer, received {layer!r}")
         if any(layer is other for other in self.layers):
             raise ValueError(f"Sequential.add: {layer.label} is already in the model")
+        if not self.layers and self._input is not None:
+            if layer.input_shape is None:
+                layer.input_shape = self._input.shape
+            elif layer.input_shape != self._input.shape:
+                raise ValueError(f"Sequential.add: {layer.label} has input_shape "
+                                 f"{layer.input_shape}, but the Input before it has shape "
+                                 f"{self._input.shape}")
         self.layers.append(layer)
         if self.layers[0].input_shape is None:
             return  # built by build(input_shape), or by the first batch

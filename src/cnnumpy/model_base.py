@@ -180,8 +180,12 @@ class BaseModel:
         self._require_compiled("evaluate")
         return run_evaluate(self, x, y, batch_size, verbose, sample_weight)
 
-    def predict(self, x: Any, batch_size: int = 32) -> Any:
-        """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time."""
+    def predict(self, x: Any, batch_size: int = 32, verbose: Any = 0) -> Any:
+        """Outputs for ``x`` in inference mode, computed ``batch_size`` images at a time.
+
+        ``verbose`` is accepted as in Keras (``model.predict(x, verbose=0)``); ``predict``
+        prints nothing either way.
+        """
         x, _ = check_arrays(self, x, None, "predict")
         out = xp.empty((len(x), *self.output_shape), dtype=self._output_layer.dtype)
         with backend.single_threaded_blas():
