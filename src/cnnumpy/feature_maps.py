@@ -38,6 +38,33 @@ class LayerOutput(NamedTuple):
         return self.layer.name if self.call == 0 else f"{self.layer.name}[{self.call}]"
 
 
+def is_convolution(layer: Any) -> bool:
+    """A layer that slides kernels over an image: ``Conv2D``, ``DepthwiseConv2D``,
+    ``SeparableConv2D`` or ``Conv2DTranspose``."""
+    from cnnumpy.layers import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+
+    return isinstance(layer, (Conv2D, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose))
+
+
+def kernel_tiles(layer: Any) -> np.ndarray:
+    """A convolution's kernels as pictures, one per output channel (averaged over the input
+    channels it reads), or one per depthwise kernel for ``DepthwiseConv2D`` and
+    ``SeparableConv2D``.
+
+    Shape:
+        ``(kh, kw, n)``.
+    """
+    from cnnumpy.layers import Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
+
+    if isinstance(layer, SeparableConv2D):
+        kernel = np.asarray(layer.params["depthwise_kernel"], dtype=np.float64)
+    else:
+        kernel = np.asarray(layer.params["kernel"], dtype=np.float64)
+    if isinstance(layer, (DepthwiseConv2D, SeparableConv2D)):  # output c * M + m
+        return kernel.reshape(*kernel.shape[:2], -1)
+    return kernel.mean(axis=3 if isinstance(layer, Conv2DTranspose) else 2)
+
+
 def layer_outputs(model: Any, image: np.ndarray) -> list[LayerOutput]:
     """Run ``image`` through ``model`` in inference mode, keeping each layer's input and
     output (each node's, for a graph model).
