@@ -34,8 +34,13 @@ class LayerOutput(NamedTuple):
 
     @property
     def name(self) -> str:
-        """The layer's name, with ``[call]`` after it for a shared layer's later calls."""
-        return self.layer.name if self.call == 0 else f"{self.layer.name}[{self.call}]"
+        """:func:`call_name` of this entry."""
+        return call_name(self.layer, self.call)
+
+
+def call_name(layer: Any, call: int = 0) -> str:
+    """A layer's name, with ``[call]`` after it for a shared layer's later calls."""
+    return layer.name if call == 0 else f"{layer.name}[{call}]"
 
 
 def is_convolution(layer: Any) -> bool:

@@ -54,6 +54,41 @@ def running():
     server.close()
 
 
+def small_graph_model():
+    """A graph on 12x12 grey images: a convolution and max pooling, a residual block whose
+    two convolutions are one shared layer, a depthwise convolution, average pooling, a
+    concatenation with a 1x1 projection, global pooling and a dense vote over 3 classes."""
+    import cnnumpy
+    from cnnumpy import layers as L
+
+    x = inputs = cnnumpy.Input((12, 12, 1), name="image")
+    x = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")(x)
+    x = L.MaxPool2D(2, name="pool")(x)
+    shared = L.Conv2D(4, 3, padding="same", activation="relu", name="shared")
+    x = L.Add(name="add")([x, shared(shared(x))])
+    x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, activation="relu",
+                          name="depthwise")(x)
+    x = L.AvgPool2D(2, name="avgpool")(x)
+    x = L.Concatenate(name="concat")([x, L.Conv2D(2, 1, name="proj")(x)])
+    x = L.GlobalAvgPool2D(name="gap")(x)
+    model = cnnumpy.Model(inputs, L.Dense(3, activation="softmax", name="fc")(x), name="small")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # biases away from zero, so that they show in the sums
+        for value in layer.params.values():
+            value[...] += rng.uniform(-0.2, 0.2, value.shape).astype(value.dtype)
+    return model
+
+
+@pytest.fixture(scope="session")
+def graph_running():
+    """A server for :func:`small_graph_model`, and that model."""
+    model = small_graph_model()
+    server = Running(model=model)
+    server.model = model
+    yield server
+    server.close()
+
+
 @pytest.fixture(scope="session")
 def digits():
     """Five bundled test digits and their labels."""
