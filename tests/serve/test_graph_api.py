@@ -110,6 +110,7 @@ def test_a_convolution_nodes_explanation_adds_up_to_the_models_value(graph_runni
         expected = max(e["pre_activation"], 0.0) if e["activation"] == "relu" \
             else e["pre_activation"]
         assert e["value"] == pytest.approx(expected, abs=1e-12)
+        assert e["layer"] == step.name  # "shared[1]" for the shared layer's second call
         assert e["value"] == pytest.approx(float(own[row, col, channel]), abs=1e-5)
         assert e["model_value"] == pytest.approx(float(own[row, col, channel]), abs=1e-5)
         # the window is read from the node's own input (its source node's output)

@@ -71,7 +71,7 @@ def explain(step: LayerOutput, row: int, col: int, channel: int) -> dict[str, An
         raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}): only Conv2D, "
                          "DepthwiseConv2D, MaxPool2D and AvgPool2D outputs can be explained")
     _check_position(step, row, col, channel)
-    base = {"layer": layer.name, "type": type(layer).__name__, "row": row, "col": col,
+    base = {"layer": step.name, "type": type(layer).__name__, "row": row, "col": col,
             "channel": channel, "model_value": float(step.output[row, col, channel])}
     if isinstance(layer, (Conv2D, DepthwiseConv2D)):
         return {**base, **_explain_conv(layer, step.input, row, col, channel)}
