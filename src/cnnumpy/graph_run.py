@@ -78,23 +78,28 @@ class GraphPass:
             thread); otherwise only the calls of shared layers are copies.
     """
 
-    def __init__(self, model: Any, copies: bool = False) -> None:
+    def __init__(self, model: Any, copies: bool = False,
+                 steps: list[list[Node]] | None = None) -> None:
         self.model = model
+        self.steps = model._steps if steps is None else steps
         self.runners = {id(n): _twin(n.layer) if copies or len(model._calls[id(n.layer)]) > 1
                         else n.layer for n in model._nodes}
-        self.passes = [Passes() for _ in model._steps]
+        self.passes = [Passes() for _ in self.steps]
 
-    def forward(self, x: Any, training: bool, logits: bool = False) -> Any:
+    def forward(self, x: Any, training: bool, logits: bool = False,
+                keep: dict[int, Any] | None = None) -> Any:
         """The model's output for the batch ``x`` (before the output layer's activation when
-        ``logits``)."""
+        ``logits``). ``keep``, a dict, gets every tensor's value by ``id(tensor)`` (nothing
+        is dropped once read)."""
         model = self.model
         uses = dict(model._uses)
-        values = {id(model.input): x}
-        for step, passes in zip(model._steps, self.passes, strict=True):
+        values = {} if keep is None else keep
+        values[id(model.input)] = x
+        for step, passes in zip(self.steps, self.passes, strict=True):
             args = [values[id(t)] for t in step[0].inputs]
             for t in step[0].inputs:  # drop what no later node reads
                 uses[id(t)] -= 1
-                if uses[id(t)] == 0 and t is not model.output:
+                if uses[id(t)] == 0 and t is not model.output and keep is None:
                     values.pop(id(t))
             runners = [self.runners[id(n)] for n in step]
             if isinstance(runners[0], Merge):
@@ -113,7 +118,7 @@ class GraphPass:
         says, by ``id(node)``, whether a node's input gradient is needed (None: all)."""
         model = self.model
         grads = {id(model.output): dy}
-        for step, passes in zip(model._steps[::-1], self.passes[::-1], strict=True):
+        for step, passes in zip(self.steps[::-1], self.passes[::-1], strict=True):
             g = grads.pop(id(step[-1].output), None)
             if g is None:  # nothing downstream needed it (no weights on the way)
                 continue
@@ -131,6 +136,20 @@ class GraphPass:
                 if d is not None:  # a new array for a tensor with several consumers
                     grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
         return grads.get(id(model.input))
+
+
+def node_outputs(model: Any, x: Any) -> dict[int, Any]:
+    """Every tensor's value for the batch ``x`` in inference mode, by ``id(tensor)``: the
+    model's forward run node by node (a chain's rewrites would skip, e.g., a convolution's
+    output fused with its pooling), keeping all values.
+
+    Shape:
+        x: ``(N, *model.input_shape)``; each value ``(N, *tensor.shape)``.
+    """
+    values: dict[int, Any] = {}
+    GraphPass(model, steps=[[node] for node in model._nodes[1:]]).forward(
+        x, training=False, keep=values)
+    return values
 
 
 def needs_input_grad(model: Any) -> dict[int, bool]:

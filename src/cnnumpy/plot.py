@@ -91,30 +91,31 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: str) -> 
 
 def plot_feature_maps(model: Any, image: np.ndarray, path: str, max_maps: int = 16) -> None:
     """The first convolution's filters, then up to ``max_maps`` feature maps of every
-    convolution, for one image.
+    convolution (every call of one, in a graph model), each row titled by the layer's name,
+    for one image.
 
     Shape:
         image: (H, W, C) matching the model's input.
     """
-    from cnnumpy.layers import Conv2D
+    from cnnumpy.feature_maps import is_convolution, kernel_tiles, layer_outputs
 
-    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, Conv2D)]
-    if not convs:
-        raise ValueError("plot_feature_maps: the model has no Conv2D layer")
-    from cnnumpy.feature_maps import layer_outputs
-
-    maps = [(t.layer.name, t.output) for t in layer_outputs(model, image) if t.index in convs]
-    kernel = model.layers[convs[0]].params["kernel"]
-    filters = [kernel[:, :, :, f].mean(axis=2) for f in range(min(kernel.shape[3], max_maps))]
-    rows = [("filters of " + model.layers[convs[0]].name, filters)]
-    rows += [(name, [m[:, :, c] for c in range(min(m.shape[2], max_maps))]) for name, m in maps]
+    if not any(is_convolution(layer) for layer in model.layers):
+        raise ValueError("plot_feature_maps: the model has no convolution layer (Conv2D, "
+                         "DepthwiseConv2D, SeparableConv2D or Conv2DTranspose)")
+    convs = [t for t in layer_outputs(model, image) if is_convolution(t.layer)]
+    kernels = kernel_tiles(convs[0].layer)
+    rows = [("filters of " + convs[0].name,
+             [kernels[:, :, f] for f in range(min(kernels.shape[2], max_maps))])]
+    rows += [(t.name, [t.output[:, :, c] for c in range(min(t.output.shape[2], max_maps))])
+             for t in convs]
     cols = max(len(r[1]) for r in rows)
     plt = _pyplot()
     fig, axes = plt.subplots(len(rows) + 1, cols, figsize=(1.2 * cols, 1.3 * (len(rows) + 1)),
                              squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    axes[0][0].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
+    shown = image if image.shape[-1] == 3 else image.mean(axis=-1)  # 1, 2, 4... channels
+    axes[0][0].imshow(shown, cmap="gray")
     axes[0][0].set_title("input", fontsize=8)
     axes[0][0].axis("on")  # a frame, so that white parts of the image stay visible
     axes[0][0].set_xticks([])

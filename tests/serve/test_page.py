@@ -11,61 +11,17 @@ from __future__ import annotations
 import base64
 import io
 import os
-import shutil
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1")
-
-
-def _need(ok: bool, what: str) -> None:
-    """In CI the browser tests must run: a missing piece fails there, and skips elsewhere."""
-    if not ok:
-        message = f"{what} (apt-get install chromium; pip install playwright)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message + ", not CI")
 
 
 @pytest.fixture(scope="module")
-def page(running):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    _need(sync_playwright is not None, "Playwright for Python is not installed")
-    _need(os.path.exists(CHROMIUM) or shutil.which("chromium") is not None,
-          "Debian's chromium is not installed")
-    origin = urlsplit(running.url)
-    foreign: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
-        context = browser.new_context(viewport={"width": 1200, "height": 1000})
-
-        def guard(route):  # any request to another host fails the test
-            url = urlsplit(route.request.url)
-            if (url.scheme, url.netloc) != (origin.scheme, origin.netloc):
-                foreign.append(route.request.url)
-                return route.abort()
-            return route.continue_()
-
-        context.route("**/*", guard)
-        tab = context.new_page()
-        errors: list[str] = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.goto(running.url)
-        tab.wait_for_selector("#summary:has-text('Total params')")
-        tab.foreign, tab.errors = foreign, errors
-        yield tab
-        browser.close()
-    assert foreign == [], f"the page asked other hosts: {foreign}"
+def page(running, open_page):
+    yield from open_page(running)
 
 
 def draw_seven(page) -> None:

@@ -2,6 +2,12 @@
 the top classes and every convolution and pooling layer's feature maps out, or how one
 output value was made.
 
+Layers are numbered as :func:`cnnumpy.feature_maps.layer_outputs` numbers them: a
+``Sequential``'s layers in order; a graph model's nodes in the order they run (the input
+first, a shared layer once per call). In a graph, the feature maps of the merges that add,
+subtract, multiply or average (a residual block's sum) are shown too; a concatenation's are
+not, as they are its inputs' maps, already shown.
+
 An image goes through :func:`cnnumpy.datasets.prepare_image` with the model's
 :func:`~cnnumpy.datasets.image_settings`, the conversion ``cnnumpy predict`` uses, so the page
 and the command line give the same answer for the same file.
@@ -17,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.datasets.images import image_settings, prepare_image
-from cnnumpy.feature_maps import layer_outputs
-from cnnumpy.layers import Conv2D
+from cnnumpy.feature_maps import call_name, is_convolution, kernel_tiles, layer_outputs
+from cnnumpy.layers import Concatenate
+from cnnumpy.layers.merge import Merge
 from cnnumpy.layers.pooling import _Pool2D
 from cnnumpy.serve.explain import explain, explainable
 
@@ -38,9 +45,30 @@ class BadInput(ValueError):
         self.status = status
 
 
-def _shown(layer: Any) -> bool:
-    """Feature maps are shown for every convolution and pooling layer with image outputs."""
-    return isinstance(layer, (Conv2D, _Pool2D)) and len(layer.input_shape or ()) == 3
+def _shown(layer: Any, output_shape: tuple[int, ...]) -> bool:
+    """Feature maps are shown for every convolution, pooling and merge (but concatenation)
+    layer with image outputs."""
+    return len(output_shape) == 3 and (is_convolution(layer) or isinstance(layer, _Pool2D) or (
+        isinstance(layer, Merge) and not isinstance(layer, Concatenate)))
+
+
+def _rows(model: Any) -> list[dict[str, Any]]:
+    """One row per entry of :func:`layer_outputs`: its index, name, type, output shape,
+    parameter count (on a shared layer's first call only) and the entries it reads."""
+    nodes = getattr(model, "_nodes", None)
+    if nodes is None:  # a stack: each layer reads the one before it
+        steps = [(layer, layer.compute_output_shape(layer.input_shape), 0,
+                  [model.layers[i - 1].name] if i else []) for i, layer in
+                 enumerate(model.layers)]
+    else:
+        steps = [(n.layer, n.output.shape, model.node_index(n),
+                  [call_name(t.layer, model.node_index(t.node)) for t in n.inputs])
+                 for n in nodes]
+    return [{"index": i, "name": call_name(layer, call),
+             "type": type(layer).__name__, "output_shape": [None, *shape],
+             "params": 0 if call else layer.count_params(), "connected_to": sources,
+             "shown": _shown(layer, tuple(shape)), "explainable": explainable(layer)}
+            for i, (layer, shape, call, sources) in enumerate(steps)]
 
 
 def _encode(maps: np.ndarray) -> dict[str, Any]:
@@ -62,8 +90,8 @@ class Engine:
     request runs the model at a time: layers keep caches of their last forward pass).
 
     Args:
-        model: a built ``Sequential`` (or any model with ``layers``, ``predict``,
-            ``input_shape``, ``class_names``, ``preprocessing``).
+        model: a built ``Sequential`` or a graph ``Model`` (or any model with ``layers``,
+            ``predict``, ``input_shape``, ``class_names``, ``preprocessing``).
         max_pixels: the largest ``width * height`` an image may declare.
         invert: bring images to the training images' polarity, as ``cnnumpy predict``.
     """
@@ -115,21 +143,22 @@ class Engine:
             probs = np.asarray(self.model.predict(x[np.newaxis]))[0]
             trace = layer_outputs(self.model, x)
         order = np.argsort(-probs, kind="stable")[:top]
-        layers = [{"index": t.index, "name": t.layer.name, "type": type(t.layer).__name__,
+        layers = [{"index": t.index, "name": t.name, "type": type(t.layer).__name__,
                    "explainable": explainable(t.layer), **_encode(t.output)}
-                  for t in trace if _shown(t.layer)]
+                  for t in trace if _shown(t.layer, t.output.shape)]
         return {"top": [{"label": self.class_names[c], "index": int(c),
                          "probability": float(probs[c])} for c in order],
                 "input": _encode(x), "layers": layers}
 
     def explain(self, body: bytes, layer: int, row: int, col: int,
                 channel: int) -> dict[str, Any]:
-        """How the output of layer number ``layer`` (in ``model.layers``) at
+        """How the output of layer number ``layer`` (in :func:`layer_outputs`' numbering) at
         ``(row, col, channel)`` was made for the image in ``body``
         (:func:`cnnumpy.serve.explain.explain`)."""
-        if not 0 <= layer < len(self.model.layers):
+        count = len(getattr(self.model, "_nodes", self.model.layers))
+        if not 0 <= layer < count:
             raise BadInput(f"layer {layer} does not exist: the model has layers 0 to "
-                           f"{len(self.model.layers) - 1}")
+                           f"{count - 1}")
         x = self.image(body)
         with self._lock:
             trace = layer_outputs(self.model, x)
@@ -139,21 +168,17 @@ class Engine:
             raise BadInput(str(exc)) from None
 
     def model_info(self) -> dict[str, Any]:
-        """The model's summary: each layer's name, type, output shape and parameter count,
-        the totals, the first convolution's kernels and the summary's text."""
-        from cnnumpy.summary import summary_table
-
+        """The model's summary: each layer's (each node's, in a graph) name, type, output
+        shape, parameter count and the layers it reads (:func:`_rows`), the totals, the first
+        convolution's kernels (:func:`cnnumpy.feature_maps.kernel_tiles`) and the text of
+        ``model.summary()``."""
         model = self.model
-        rows = [{"index": i, "name": layer.name, "type": type(layer).__name__,
-                 "output_shape": [None, *layer.compute_output_shape(layer.input_shape)],
-                 "params": layer.count_params(), "shown": _shown(layer),
-                 "explainable": explainable(layer)} for i, layer in enumerate(model.layers)]
-        convs = [layer for layer in model.layers if isinstance(layer, Conv2D)]
+        rows = _rows(model)
+        convs = [layer for layer in model.layers if is_convolution(layer)]
         kernels = None
         if convs:
-            kernel = np.asarray(convs[0].params["kernel"], dtype=np.float64)
-            kernels = {"layer": convs[0].name, **_encode(kernel.mean(axis=2))}
+            kernels = {"layer": convs[0].name, **_encode(kernel_tiles(convs[0]))}
         return {"name": model.name, "input_shape": list(model.input_shape),
                 "class_names": self.class_names, "image_settings": self.settings,
                 "layers": rows, "total_params": model.count_params(),
-                "first_kernels": kernels, "summary": summary_table(model)}
+                "first_kernels": kernels, "summary": model.summary(print_fn=None)}

@@ -1,7 +1,8 @@
 """How one output value of a layer was made, in the prototype notebook's terms, from the
 layer's own arrays: for a convolution the input window, the kernel, their element-wise
-products, the sum plus the bias and the activation; for pooling the window and the value that
-won (max) or their mean (average).
+products, the sum plus the bias and the activation (a depthwise convolution's window is its
+one input channel); for pooling the window and the value that won (max) or their mean
+(average). In a graph model the layer's input is its node's actual input.
 
 Each explanation also carries ``model_value``, the output the model itself computed at that
 position, so that a reader (and the tests) can check the arithmetic.
@@ -15,13 +16,15 @@ import numpy as np
 
 from cnnumpy.feature_maps import LayerOutput
 from cnnumpy.functional import activations
+from cnnumpy.functional.im2col import resolve_padding
 from cnnumpy.functional.pooling import pool_padding
-from cnnumpy.layers import AvgPool2D, Conv2D, MaxPool2D
+from cnnumpy.layers import AvgPool2D, Conv2D, DepthwiseConv2D, MaxPool2D
 
 
 def explainable(layer: Any) -> bool:
     """Whether :func:`explain` can show how ``layer``'s outputs were made."""
-    return (type(layer) is Conv2D or isinstance(layer, (MaxPool2D, AvgPool2D))) \
+    return (type(layer) in (Conv2D, DepthwiseConv2D)
+            or isinstance(layer, (MaxPool2D, AvgPool2D))) \
         and len(layer.input_shape or ()) == 3
 
 
@@ -66,24 +69,30 @@ def explain(step: LayerOutput, row: int, col: int, channel: int) -> dict[str, An
     layer = step.layer
     if not explainable(layer):
         raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}): only Conv2D, "
-                         "MaxPool2D and AvgPool2D outputs can be explained")
+                         "DepthwiseConv2D, MaxPool2D and AvgPool2D outputs can be explained")
     _check_position(step, row, col, channel)
-    base = {"layer": layer.name, "type": type(layer).__name__, "row": row, "col": col,
+    base = {"layer": step.name, "type": type(layer).__name__, "row": row, "col": col,
             "channel": channel, "model_value": float(step.output[row, col, channel])}
-    if isinstance(layer, Conv2D):
+    if isinstance(layer, (Conv2D, DepthwiseConv2D)):
         return {**base, **_explain_conv(layer, step.input, row, col, channel)}
     return {**base, **_explain_pool(layer, step.input, row, col, channel)}
 
 
-def _explain_conv(layer: Conv2D, x: np.ndarray, row: int, col: int, f: int) -> dict[str, Any]:
-    (top, _), (left, _) = layer._pads(x.shape)
+def _explain_conv(layer: Any, x: np.ndarray, row: int, col: int, f: int) -> dict[str, Any]:
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
+    (top, _), (left, _) = resolve_padding(layer._padding, x.shape[:2], layer.kernel_size,
+                                          layer.strides, layer.dilation_rate)
     rows = row * sh - top + dh * np.arange(kh)
     cols = col * sw - left + dw * np.arange(kw)
-    per_group = x.shape[2] // layer.groups
-    first = (f // (layer.filters // layer.groups)) * per_group
+    if isinstance(layer, DepthwiseConv2D):  # output c * M + m reads input channel c only
+        first, per_group = f // layer.depth_multiplier, 1
+        kernel = layer.params["kernel"][:, :, first:first + 1, f % layer.depth_multiplier]
+    else:
+        per_group = x.shape[2] // layer.groups
+        first = (f // (layer.filters // layer.groups)) * per_group
+        kernel = layer.params["kernel"][:, :, :, f]
     window, inside = _window(x[:, :, first:first + per_group], rows, cols, 0.0)
-    kernel = np.asarray(layer.params["kernel"][:, :, :, f], dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
     products = window * kernel
     total = float(products.sum())
     bias = float(layer.params["bias"][f]) if layer.use_bias else 0.0

@@ -9,7 +9,7 @@ Routes:
 - ``POST /api/predict[?top=K]``: body, an image file's bytes (PNG, JPEG, BMP or GIF);
   answer ``{"top": [{"label", "index", "probability"}...], "input": ..., "layers": [...]}``.
 - ``POST /api/explain?layer=I&row=R&col=C&channel=F``: the same body; answer how that output
-  value of layer ``I`` was made.
+  value of layer ``I`` was made (``I`` as in ``/api/model``'s rows: a graph model's nodes).
 
 Every error is a JSON ``{"error": "..."}`` with a 4xx status; the server never stops for a
 bad request.

@@ -205,6 +205,11 @@ function explainConv(r) {
   const where = `${r.layer}: filter ${r.channel} at row ${r.row}, column ${r.col}`;
   const nodes = [el("h3", "", where)];
   const sums = r.channel_sums;
+  if (r.type === "DepthwiseConv2D") {
+    nodes.push(el("p", "hint", `A depthwise convolution: each output channel reads one ` +
+      `input channel with its own kernel; filter ${r.channel} reads input channel ` +
+      `${r.input_channels[0]}.`));
+  }
   const order = sums.map((s, c) => c).sort((a, b) => Math.abs(sums[b]) - Math.abs(sums[a]));
   const shown = order.slice(0, 3);
   if (sums.length > 1) {
