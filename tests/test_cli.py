@@ -129,14 +129,14 @@ def test_resume_refuses_epochs_already_done(trained):
 def test_cosine_steps_count_global_batches_in_a_distributed_run(monkeypatch):
     import argparse
 
-    from cnnumpy import cli, distributed
+    from cnnumpy import cli_train, distributed
 
     args = argparse.Namespace(optimizer="adam", lr=None, schedule="cosine", epochs=3,
                               batch_size=10, val_split=0.2, distributed=False)
-    assert cli.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 8  # 80 / 10
+    assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 8  # 80 / 10
     monkeypatch.setattr(distributed, "size", lambda: 4)
     args.distributed = True
-    assert cli.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 2  # 80 / 40
+    assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 2  # 80 / 40
 
 
 def test_evaluate_prints_per_class_accuracy_and_confusion_matrix(trained):
