@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-site}"
-export MPLBACKEND=Agg
+unset MPLBACKEND  # the kernels' inline backend keeps every figure for the page
 doctrees="$(mktemp -d)"
 trap 'rm -rf "$doctrees"' EXIT
 python -m sphinx -b html -W --keep-going -q -E -d "$doctrees" docs "$out"

@@ -16,7 +16,9 @@ from sphinx.util import logging as sphinx_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("MPLBACKEND", "Agg")  # the notebooks' kernels inherit it
+# The notebooks' kernels inherit the environment: with MPLBACKEND=Agg they would keep no figure,
+# so they get IPython's inline backend (headless too), which puts each figure on the page.
+os.environ.pop("MPLBACKEND", None)
 
 project = "cnnumpy"
 author = "the cnnumpy authors"

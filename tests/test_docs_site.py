@@ -105,6 +105,14 @@ def test_each_notebook_page_is_built_and_ran(site, source):
     assert "Traceback" not in html
 
 
+@pytest.mark.parametrize("source", [p for p in _sources("tutorials") + _sources("guides")
+                                    if "plt." in p.read_text(encoding="utf-8")],
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_page_whose_notebook_draws_shows_its_figures(site, source):
+    html = (site / source.parent.name / f"{source.stem}.html").read_text(encoding="utf-8")
+    assert "<img" in html and ".png" in html, f"{source.name}: its figures are not on the page"
+
+
 @pytest.mark.parametrize("source", _sources("guides"), ids=lambda p: p.stem)
 def test_every_code_block_of_a_guide_is_executed(source):
     text = source.read_text(encoding="utf-8")
