@@ -84,9 +84,10 @@ class GraphPass:
                         else n.layer for n in model._nodes}
         self.passes = [Passes() for _ in model._steps]
 
-    def forward(self, x: Any, training: bool, logits: bool = False) -> Any:
+    def forward(self, x: Any, training: bool, logits: bool = False, fold: bool = False) -> Any:
         """The model's output for the batch ``x`` (before the output layer's activation when
-        ``logits``)."""
+        ``logits``); ``fold``: batch norms folded into convolutions (inference only, no
+        backward)."""
         model = self.model
         uses = dict(model._uses)
         values = {id(model.input): x}
@@ -103,7 +104,7 @@ class GraphPass:
                 h = passes.forward(runners, args[0], training, stop=len(runners) - 1)
                 y = runners[-1].forward_logits(h, training)
             else:
-                y = passes.forward(runners, args[0], training)
+                y = passes.forward(runners, args[0], training, fold=fold)
             values[id(step[-1].output)] = y
         return values[id(model.output)]
 
