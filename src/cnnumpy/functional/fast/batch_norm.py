@@ -32,6 +32,8 @@ from cnnumpy.functional.fast import compiled
 
 NO_TOP = float("inf")
 """``top`` for a plain ReLU (no upper clip)."""
+ENABLED = True
+"""Use the compiled training passes (False: the layer's NumPy code; for A/B timings)."""
 
 
 @compiled.jit
@@ -92,7 +94,7 @@ def _dx(dy, x, mean, inv_std, scale, shift, relu, top, a, b, c_, out):  # pragma
 
 def usable(x: Any) -> bool:
     """Whether the compiled passes may run on ``x`` (a C-contiguous 2-D float array)."""
-    return compiled.usable(x) and x.ndim == 2 and x.flags.c_contiguous
+    return ENABLED and compiled.usable(x) and x.ndim == 2 and x.flags.c_contiguous
 
 
 def train_forward(x: Any, gamma: Any, beta: Any, eps: float, relu: bool = False,
