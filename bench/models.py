@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import cnnumpy
+import cnnumpy.models
 from cnnumpy import layers
 
 # name: (input shape HWC, [(kind, args)], classes)
@@ -28,9 +29,43 @@ SPECS: dict[str, tuple[tuple[int, int, int], list[tuple], int]] = {
                             ("pool",), ("flatten",), ("dense", 128), ("out", 1)], 2),
 }
 
+GRAPHS: dict[str, tuple[tuple[int, int, int], int]] = {"resnet20": ((32, 32, 3), 10),
+                                                      "mobilenet": ((32, 32, 3), 10)}
+"""The graph models: name: (input shape HWC, classes)."""
 
-def build_cnnumpy(name: str, learning_rate: float = 1e-3) -> tuple[Any, tuple, int]:
+MODELS = [*SPECS, *GRAPHS]
+
+
+def shape_and_classes(name: str) -> tuple[tuple[int, int, int], int]:
+    """The input shape (HWC) and class count of any benchmark model."""
+    if name in GRAPHS:
+        return GRAPHS[name]
+    if name not in SPECS:
+        raise ValueError(f"unknown benchmark model {name!r}; known: {', '.join(MODELS)}")
+    return SPECS[name][0], SPECS[name][2]
+
+
+def _build_graph(name: str) -> Any:
+    shape, classes = GRAPHS[name]
+    if name == "resnet20":
+        return cnnumpy.models.resnet(20, classes, shape)
+    return cnnumpy.models.mobilenet_v2(0.35, classes, shape)
+
+
+def build_cnnumpy(name: str, learning_rate: float = 1e-3,
+                  dtype: str = "float32") -> tuple[Any, tuple, int]:
     """Return ``(compiled model, input shape, classes)``."""
+    if name in GRAPHS:
+        old = cnnumpy.floatx()
+        cnnumpy.set_floatx(dtype)
+        try:
+            model = _build_graph(name)
+        finally:
+            cnnumpy.set_floatx(old)
+        model.compile(cnnumpy.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+                      metrics=[])
+        shape, classes = GRAPHS[name]
+        return model, shape, classes
     shape, spec, classes = SPECS[name]
     stack = []
     for item in spec:
@@ -51,7 +86,7 @@ def build_cnnumpy(name: str, learning_rate: float = 1e-3) -> tuple[Any, tuple, i
     model = cnnumpy.Sequential(stack)
     loss = "binary_crossentropy" if classes == 2 else "sparse_categorical_crossentropy"
     model.compile(cnnumpy.optimizers.Adam(learning_rate), loss, metrics=[])
-    model.build(shape)
+    model.build(shape, dtype=dtype)
     return model, shape, classes
 
 
@@ -60,6 +95,13 @@ def build_torch(name: str, learning_rate: float = 1e-3) -> tuple[Any, Any, Any]:
     import torch
     from torch import nn
 
+    if name in GRAPHS:
+        import twins
+
+        module = twins.resnet20(GRAPHS[name][1]) if name == "resnet20" else \
+            twins.mobilenet_v2(0.35, GRAPHS[name][1])
+        opt = torch.optim.Adam(module.parameters(), lr=learning_rate)
+        return module, opt, nn.CrossEntropyLoss()
     shape, spec, classes = SPECS[name]
     h, w, c = shape
     mods: list = []
@@ -89,6 +131,8 @@ def build_torch(name: str, learning_rate: float = 1e-3) -> tuple[Any, Any, Any]:
 
 def forward_flops(name: str) -> float:
     """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers)."""
+    if name in GRAPHS:
+        return graph_flops(_build_graph(name))
     shape, spec, _ = SPECS[name]
     h, w, c = shape
     flops = 0.0
@@ -107,4 +151,22 @@ def forward_flops(name: str) -> float:
         else:
             flops += 2.0 * c * item[1]
             c = item[1]
+    return flops
+
+
+def graph_flops(model: Any) -> float:
+    """Multiply-adds x 2 of one image's forward pass through a built cnnumpy graph ``Model``:
+    its convolutions (grouped and depthwise too) and dense layers."""
+    flops = 0.0
+    for layer in model.layers:
+        kernel = layer.params.get("kernel") if layer.params else None
+        if kernel is None:
+            kernel = layer.params.get("depthwise_kernel") if layer.params else None
+        if kernel is None:
+            continue
+        out = layer.compute_output_shape(layer.input_shape)
+        positions = 1
+        for size in out[:-1]:
+            positions *= size
+        flops += 2.0 * positions * kernel.size  # each output position uses every weight once
     return flops

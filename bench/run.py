@@ -2,18 +2,21 @@
 
     python bench/run.py            # every model, train at batch 32/64/256, inference at 256
     python bench/run.py --quick    # 15 s idle: batch 64 training, 256 inference
+    python bench/run.py --models resnet20,mobilenet --quick   # only the chosen models
     python bench/run.py --env unset  # only the run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
 
 Each configuration builds the model in cnnumpy and in PyTorch (NCHW and ``channels_last``),
 with the same shapes and optimizer (Adam), warms each up, then times them interleaved (a
 block of untimed and then ``BLOCK`` timed steps of each in turn) and reports medians.
+The graph models (``resnet20``, ``mobilenet``: see ``models.py``) train at batch 32, 64 and 128.
 Training is a full step (forward, loss, backward, update); inference is a forward pass in
 inference mode. GFLOP/s count a training step as three forward passes; "peak" is the best
 float32 matrix product NumPy reaches here, measured first.
 Memory is the peak allocation of one cnnumpy training step (tracemalloc) and the growth of
 the process's resident set during one step (VmHWM after resetting it) for each framework;
-without ``--quick``, the LeNet-like model's batch-256 step is also measured in a fresh process
-per framework (bench/memory.py), the comparison to trust.
+without ``--quick``, ResNet-20's batch-128 step (the LeNet-like model's at 256 when resnet20 is
+not run) is also measured in a fresh process per framework (bench/memory.py), the comparison
+to trust.
 
 PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
 kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
@@ -27,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,10 +42,24 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import (  # noqa: E402
+    blas_description,
+    compiled_description,
+    machine_description,
+    peak_matmul_gflops,
+    usable_cpus,
+)
 from memory import FRAMEWORKS  # noqa: E402
 from memory import compare as compare_memory  # noqa: E402
 from memory import report as report_memory  # noqa: E402
-from models import SPECS, build_cnnumpy, build_torch, forward_flops  # noqa: E402
+from models import (  # noqa: E402
+    GRAPHS,
+    MODELS,
+    build_cnnumpy,
+    build_torch,
+    forward_flops,
+    shape_and_classes,
+)
 
 from cnnumpy import backend  # noqa: E402
 
@@ -55,40 +71,6 @@ SWITCH_S = 0.03
 threads spinning for a while after a step (PyTorch's OpenMP workers, OpenBLAS's); timing the
 first steps after a switch would measure each partly against the other's spinning threads,
 which never happens in real training, where one framework runs step after step."""
-
-
-def blas_description() -> str:
-    """The BLAS library, its kernel (architecture) and thread count, from threadpoolctl."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "unknown (pip install threadpoolctl to see the BLAS kernel)"
-    rows = [f"{i.get('internal_api')} {i.get('version')} kernel={i.get('architecture')} "
-            f"threads={i.get('num_threads')}" for i in threadpool_info()
-            if i.get("user_api") == "blas"]
-    return "; ".join(rows) or "no BLAS found by threadpoolctl"
-
-
-def compiled_description() -> str:
-    """Whether cnnumpy's compiled kernels (Numba) ran, and which Numba."""
-    from cnnumpy.functional.fast import compiled
-    if not compiled.REQUESTED:
-        return "off (CNNUMPY_COMPILED=0: pure NumPy)"
-    if not compiled.AVAILABLE:
-        return "off (Numba not installed: pure NumPy)"
-    import numba
-    return f"numba {numba.__version__}" + ("" if compiled.ENABLED else " installed, disabled")
-
-
-def peak_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 ``size x size`` matrix product NumPy does here, in GFLOP/s."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    b = rng.standard_normal((size, size), dtype=np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
 
 
 def _timed(fn: Any) -> float:
@@ -121,7 +103,7 @@ def make_step(framework: str, name: str, batch: int, train: bool) -> Any:
     """A zero-argument function running one step of ``framework`` (one of ``FRAMEWORKS``)
     on its own copy of the same data: a training step, or inference. PyTorch is imported only
     for a PyTorch framework."""
-    shape, _, classes = SPECS[name]
+    shape, classes = shape_and_classes(name)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, classes, batch)
@@ -190,13 +172,20 @@ def bench_config(name: str, batch: int, train: bool, repeats: int, warmup: int) 
     return result
 
 
-def run_all(quick: bool, repeats: int | None) -> dict:
+def train_batches(name: str, quick: bool) -> tuple[int, ...]:
+    """The training batch sizes of a model: 64 when quick, else 32, 64 and 256 (128 for the
+    graph models)."""
+    return (64,) if quick else (32, 64, 128 if name in GRAPHS else 256)
+
+
+def run_all(quick: bool, repeats: int | None, names: list[str] | None = None) -> dict:
     import torch
 
-    torch.set_num_threads(_usable_cpus())
+    torch.set_num_threads(usable_cpus())
     peak = peak_matmul_gflops()
-    configs = [(m, b, True) for m in SPECS for b in ((64,) if quick else (32, 64, 256))]
-    configs += [(m, 256, False) for m in SPECS]
+    names = names or MODELS
+    configs = [(m, b, True) for m in names for b in train_batches(m, quick)]
+    configs += [(m, 256, False) for m in names]
     repeats = repeats or (5 if quick else 15)
     results = []
     for name, batch, train in configs:
@@ -208,35 +197,17 @@ def run_all(quick: bool, repeats: int | None) -> dict:
         print(_row(res), flush=True)
     memory = None
     if not quick:  # each framework in a fresh process: see bench/memory.py
-        memory = {"model": "lenet", "batch": 256, "results": compare_memory("lenet", 256)}
-        print(report_memory("lenet", 256, memory["results"]), flush=True)
+        name, batch = ("resnet20", 128) if "resnet20" in names else ("lenet", 256)
+        memory = {"model": name, "batch": batch, "results": compare_memory(name, batch)}
+        print(report_memory(name, batch, memory["results"]), flush=True)
     env = {k: os.environ.get(k) for k in BLAS_VARS}
-    return {"memory": memory, "date": datetime.date.today().isoformat(), "machine": _machine(),
-            "env": env,
+    return {"memory": memory, "date": datetime.date.today().isoformat(),
+            "machine": machine_description(), "env": env,
             "blas": blas_description(), "torch": torch.__version__, "numpy": np.__version__,
             "compiled": compiled_description(),
             "torch_threads": torch.get_num_threads(),
             "cnnumpy_threads": backend.get_num_threads(), "peak_matmul_gflops": peak,
             "results": results}
-
-
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (what PyTorch gets, and cnnumpy by default)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores ({_usable_cpus()} usable), Python "
-            f"{platform.python_version()}")
 
 
 HEADER = ("| model | mode | batch | cnnumpy img/s | torch NCHW | torch channels_last | "
@@ -285,15 +256,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=None, help="cnnumpy's threads (default: "
                         "the CPUs this process may use; PyTorch always gets those)")
+    parser.add_argument("--models", default=None, help="comma-separated models to run (default "
+                        f"all: {','.join(MODELS)})")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the unset run
     args = parser.parse_args(argv)
+    names = args.models.split(",") if args.models else None
+    for name in names or ():
+        shape_and_classes(name)  # a clear error for an unknown name
     backend.set_num_threads(args.threads)
     runs = []
     if args.env in ("both", "given"):
         if not args.child:
             print("## environment as given\n")
         print("(each row as it finishes; the report follows)", flush=True)
-        runs.append(run_all(args.quick, args.repeats))
+        runs.append(run_all(args.quick, args.repeats, names))
         print("\n" + report(runs[-1]) + "\n", flush=True)
     if args.env == "unset" or (args.env == "both" and any(os.environ.get(k) for k in BLAS_VARS)):
         print("## OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (child process)\n", flush=True)
@@ -304,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
             cmd += ["--quick"] if args.quick else []
             cmd += ["--repeats", str(args.repeats)] if args.repeats else []
             cmd += ["--threads", str(args.threads)] if args.threads else []
+            cmd += ["--models", args.models] if args.models else []
             subprocess.run(cmd, env=child_env, check=True)
             runs += json.loads(child_json.read_text())
     elif args.env == "both":

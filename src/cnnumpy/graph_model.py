@@ -160,10 +160,11 @@ class Model(BaseModel):
     def _infer(self, x: Any) -> Any:
         parts = self._split(len(x), training=False)
         if parts is None:
-            return GraphPass(self).forward(x, training=False)
+            return GraphPass(self).forward(x, training=False, fold=True)
         runs = [GraphPass(self, copies=True) for _ in parts]
         return xp.concatenate(backend.parallel_map(
-            lambda i: runs[i].forward(x[parts[i]], training=False), range(len(parts))))
+            lambda i: runs[i].forward(x[parts[i]], training=False, fold=True),
+            range(len(parts))))
 
     # ----- description and config ------------------------------------------------------------
     def _summary_text(self) -> str:

@@ -87,10 +87,11 @@ class GraphPass:
         self.passes = [Passes() for _ in self.steps]
 
     def forward(self, x: Any, training: bool, logits: bool = False,
-                keep: dict[int, Any] | None = None) -> Any:
+                keep: dict[int, Any] | None = None, fold: bool = False) -> Any:
         """The model's output for the batch ``x`` (before the output layer's activation when
         ``logits``). ``keep``, a dict, gets every tensor's value by ``id(tensor)`` (nothing
-        is dropped once read)."""
+        is dropped once read); ``fold``: batch norms folded into convolutions (inference
+        only, no backward)."""
         model = self.model
         uses = dict(model._uses)
         values = {} if keep is None else keep
@@ -108,7 +109,7 @@ class GraphPass:
                 h = passes.forward(runners, args[0], training, stop=len(runners) - 1)
                 y = runners[-1].forward_logits(h, training)
             else:
-                y = passes.forward(runners, args[0], training)
+                y = passes.forward(runners, args[0], training, fold=fold)
             values[id(step[-1].output)] = y
         return values[id(model.output)]
 

@@ -13,20 +13,41 @@ own behaves as documented.
   tile its output is computed in one pass, the pooling done chunk by chunk while the
   convolution's output is in cache (:mod:`cnnumpy.functional.fast.conv_pool`). Values are those of
   the two layers; gradients too, up to the order in which float sums are added.
+* Training, a ``BatchNormalization`` followed by a ReLU (``Activation("relu")``, or ``ReLU``
+  with a ``max_value`` at most) computes both in one pass
+  (:meth:`~cnnumpy.layers.BatchNormalization.forward_relu`), and its backward goes back
+  through both; equal within float rounding.
+* At inference, when asked (``fold=True``: a graph model's ``predict``), a ``Conv2D`` or
+  ``DepthwiseConv2D`` without activation followed by ``BatchNormalization`` runs as one
+  convolution with BN folded into its kernel and bias
+  (:func:`cnnumpy.functional.fast.batch_norm.fold_into_kernel`); equal within float rounding.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 from cnnumpy.backend import xp
-from cnnumpy.functional.fast import conv_pool
+from cnnumpy.functional.fast import batch_norm, conv_pool
 from cnnumpy.functional.fast.fused import add_bias_relu, relu_grad_of_output
-from cnnumpy.layers import Conv2D, Layer, MaxPool2D
+from cnnumpy.layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    DepthwiseConv2D,
+    Layer,
+    MaxPool2D,
+    ReLU,
+)
 
 FUSE_CONV_POOL = True
 """Compute a convolution and the max pooling after it together (see the module docstring)."""
+FUSE_BN_RELU = True
+"""Compute a training BatchNormalization and the ReLU after it in one pass."""
+FOLD_BN = True
+"""Fold BatchNormalization into the convolution before it where ``forward(fold=True)``."""
 
 
 def relu_moved_after_pool(layers: Sequence[Layer]) -> frozenset[int]:
@@ -61,6 +82,30 @@ def _fusable(conv: Layer, pool: Layer) -> bool:
     return pool.padding == "valid" or (h % pool.pool_size[0] == 0 and w % pool.pool_size[1] == 0)
 
 
+def relu_clip(layer: Layer) -> tuple[bool, float | None]:
+    """``(True, top)`` when ``layer`` is exactly ``min(max(x, 0), top)`` (``top`` None: no
+    clip), else ``(False, None)``."""
+    if type(layer) is Activation and layer.activation == "relu":
+        return True, None
+    if type(layer) is ReLU and layer.negative_slope == 0 and layer.threshold == 0:
+        return True, layer.max_value
+    return False, None
+
+
+def _foldable(conv: Layer, bn: Layer) -> bool:
+    return (type(conv) in (Conv2D, DepthwiseConv2D) and type(bn) is BatchNormalization
+            and conv.built and bn.built and conv.activation is None)
+
+
+def _folded(conv: Layer, bn: BatchNormalization) -> Layer:
+    """A shallow copy of ``conv`` whose kernel and bias include ``bn`` at inference."""
+    twin = copy.copy(conv)
+    twin.params = dict(zip(("kernel", "bias"), batch_norm.fold_into_kernel(
+        conv.params["kernel"], conv.params.get("bias"), bn.params["gamma"], bn.params["beta"],
+        bn.state["moving_mean"], bn.state["moving_variance"], bn.epsilon), strict=True))
+    return twin
+
+
 class Passes:
     """Forward and backward through a list of layers, with the rewrites above.
 
@@ -73,17 +118,29 @@ class Passes:
         self._moved: frozenset[int] = frozenset()
         self._outputs: dict[int, Any] = {}  # pooled-then-ReLU outputs, for the backward masks
         self._fused: dict[int, conv_pool.ConvPoolCache] = {}  # by the pool's index
+        self._done: dict[int, str] = {}  # by index: computed with the layer before it
 
     def forward(self, layers: list[Layer], x: Any, training: bool,
-                stop: int | None = None) -> Any:
-        """Run ``layers[:stop]`` on the batch ``x`` and return the last output."""
+                stop: int | None = None, fold: bool = False) -> Any:
+        """Run ``layers[:stop]`` on the batch ``x`` and return the last output; ``fold``:
+        fold batch norms into convolutions at inference (no backward after such a pass)."""
         self._layers, self._moved, self._outputs = layers, relu_moved_after_pool(layers), {}
-        self._fused = {}
+        self._fused, self._done = {}, {}  # _done: index -> how it ran with the layer before
         count = len(layers) if stop is None else stop
         fused = conv_pool_fused(layers[:count])
         for i, layer in enumerate(layers[:count]):
-            if i in self._fused:
-                pass  # computed with the convolution before it
+            after = layers[i + 1] if i + 1 < count else None
+            relu, top = relu_clip(after) if after is not None else (False, None)
+            if i in self._fused or i in self._done:
+                pass  # computed with the layer before it
+            elif (fold and FOLD_BN and not training and after is not None and len(x)
+                  and _foldable(layer, after)):
+                x = _folded(layer, after).forward(x, training)
+                self._done[i + 1] = "folded"
+            elif (FUSE_BN_RELU and training and relu and type(layer) is BatchNormalization
+                  and i + 2 not in self._moved):
+                x = layer.forward_relu(x, training, top)
+                self._done[i + 1] = "bn_relu"
             elif i + 1 in fused and len(x):
                 x = self._conv_pool_forward(layer, layers[i + 1], x, training, i + 1)
             elif i + 1 in self._moved and i + 1 < count:
@@ -120,6 +177,12 @@ class Passes:
             if i in self._fused:
                 grad = self._conv_pool_backward(layers[i - 1], layer, grad, self._fused[i])
                 i -= 2
+                continue
+            if self._done.get(i) == "folded":
+                raise ValueError(f"{layer.label}: backward after an inference pass that folded "
+                                 "it into the convolution before it")
+            if self._done.get(i) == "bn_relu":
+                i -= 1  # the batch norm before it goes back through both
                 continue
             if i + 1 in moved and i + 1 < count:
                 grad = layer.call_backward(grad)  # its ReLU's gradient was applied above

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import column_sums, xp
+from cnnumpy.functional.fast import batch_norm as fast_bn
 from cnnumpy.layers.base import Layer
 
 
@@ -22,6 +23,11 @@ class BatchNormalization(Layer):
     ``moving = momentum * moving + (1 - momentum) * batch_stat``, using the unbiased variance
     ``var * n / (n - 1)`` for ``moving_variance`` as PyTorch does (PyTorch's momentum is
     ``1 - momentum``). Inference uses the moving statistics, which makes the layer an affine map.
+
+    With the compiled kernels, training runs :mod:`cnnumpy.functional.fast.batch_norm` (three
+    passes forward, two backward, the same numbers within float rounding), and
+    :meth:`forward_relu` applies a following ReLU in the same pass (``Sequential`` and graph
+    chains use it for a BN followed by a ReLU layer).
 
     Args:
         momentum: weight of the old moving statistics, in ``[0, 1]``.
@@ -44,6 +50,8 @@ class BatchNormalization(Layer):
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self._cache: tuple | None = None
+        self._relu: tuple[bool, float] = (False, fast_bn.NO_TOP)  # see forward_relu
+        self._relu_input: Any = None
 
     state_names = ("moving_mean", "moving_variance")
 
@@ -54,13 +62,39 @@ class BatchNormalization(Layer):
         fill = xp.ones if name in ("gamma", "moving_variance") else xp.zeros
         return fill(shape, dtype=self.dtype)
 
+    def forward_logits(self, x: Any, training: bool = False) -> Any:
+        self._relu = (False, fast_bn.NO_TOP)
+        return super().forward_logits(x, training)
+
+    def forward_relu(self, x: Any, training: bool, top: float | None = None) -> Any:
+        """``min(max(BN(x), 0), top)`` (no upper clip when ``top`` is None), in one pass with
+        the normalization where the compiled kernels run; :meth:`backward` then goes back
+        through both."""
+        self._relu = (True, fast_bn.NO_TOP if top is None else float(top))
+        return Layer.forward_logits(self, x, training)
+
     def call(self, x: Any, training: bool) -> Any:
+        y = self._call(x, training)
+        relu, top = self._relu
+        if relu and self._cache[0] is not fast_bn:  # the NumPy path: ReLU as its own pass
+            self._relu_input = y
+            y = xp.minimum(xp.maximum(y, 0), y.dtype.type(top))
+        return y
+
+    def _call(self, x: Any, training: bool) -> Any:
         # per-channel statistics over (positions, channels) with backend.column_sums
         channels = x.shape[-1]
         x2 = x.reshape(-1, channels)
         n = x2.shape[0]
         gamma, beta = self.params["gamma"], self.params["beta"]
         eps = x.dtype.type(self.epsilon)
+        if training and fast_bn.usable(x2):
+            relu, top = self._relu
+            y, mean, var, scale, shift = fast_bn.train_forward(x2, gamma, beta, self.epsilon,
+                                                               relu, top)
+            self._update_moving(mean, var, n)
+            self._cache = (fast_bn, x2, mean, var, scale, shift, relu, top)
+            return y.reshape(x.shape)
         if not training:  # an affine map with the moving statistics
             inv_std = 1 / xp.sqrt(self.state["moving_variance"] + eps)
             scale = gamma * inv_std
@@ -89,6 +123,14 @@ class BatchNormalization(Layer):
     def call_backward(self, dy: Any) -> Any:
         if self._cache is None:
             raise ValueError(f"{self.label}: backward called before forward")
+        if self._cache[0] is fast_bn:
+            _, x2, mean, var, scale, shift, relu, top = self._cache
+            dx, self.grads["gamma"], self.grads["beta"] = fast_bn.train_backward(
+                dy.reshape(x2.shape), x2, mean, var, self.epsilon, scale, shift, relu, top)
+            return dx.reshape(dy.shape)
+        if self._relu[0]:
+            z, top = self._relu_input, self._relu[1]
+            dy = dy * ((z > 0) & (z < top))
         saved, inv_std, training = self._cache
         dy2 = dy.reshape(-1, dy.shape[-1])
         n = dy2.shape[0]
