@@ -113,6 +113,25 @@ def test_model_refusals():
         cnnumpy.Model(x, z)
 
 
+def test_a_layer_built_in_a_model_is_refused_by_a_sequential_it_does_not_fit():
+    """A layer from a graph (built there) placed where its input shape differs is named at
+    add (or at the first batch of an unbuilt Sequential), not at predict's shape check;
+    where it fits, it is shared: the same weights in both models."""
+    x = cnnumpy.Input((5,))
+    dense = layers.Dense(3, name="shared_dense")
+    model = cnnumpy.Model(x, dense(x))
+    with pytest.raises(ValueError, match=r"Sequential.add: Dense 'shared_dense' does not fit.*"
+                                         r"built for input shape \(5,\).*outputs \(4,\)"):
+        cnnumpy.Sequential([layers.Dense(4, input_shape=(3,)), dense])
+    lazy = cnnumpy.Sequential([layers.Dense(4), dense])
+    with pytest.raises(ValueError, match=r"Dense 'shared_dense' is already built for input "
+                                         r"shape \(5,\).*outputs \(4,\)"):
+        lazy.predict(np.ones((2, 3), np.float32))
+    stack = cnnumpy.Sequential([layers.Dense(5, input_shape=(3,)), dense])
+    assert stack.layers[1].params["kernel"] is model.layers[1].params["kernel"]
+    assert stack.predict(np.ones((2, 3), np.float32)).shape == (2, 3)
+
+
 def test_summary_has_a_connected_to_column():
     x = cnnumpy.Input((4,), name="inp")
     shared = layers.Dense(4, name="shared")

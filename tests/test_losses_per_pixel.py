@@ -144,3 +144,20 @@ def test_an_encoder_decoder_learns_a_segmentation():
     predicted = model.predict(x_test).argmax(axis=-1)
     assert predicted.shape == masks_test.shape
     assert abs(np.mean(predicted == masks_test) - after["accuracy"]) < 1e-9
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["sparse", "one-hot"])
+def test_class_weight_with_per_pixel_labels_is_refused(one_hot):
+    """class_weight weighs whole samples (as in Keras): per-pixel labels are refused by name,
+    not flattened into one made-up label per image (which silently weighed one-hot masks by
+    their largest pixel, and asked sparse masks for weights of classes that do not exist)."""
+    x, masks = shapes_on_noise(4, size=6)
+    y = np.eye(2)[masks] if one_hot else masks
+    model = cnnumpy.Sequential([L.Conv2D(2, 3, padding="same", activation="softmax",
+                                         input_shape=(6, 6, 1))])
+    model.compile("sgd", "categorical_crossentropy" if one_hot
+                  else "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"class_weight takes one label per sample .* "
+                                         r"received y of shape \(4, 6, 6"):
+        model.fit(x, y, class_weight={0: 1.0, 1: 5.0}, verbose=0)
+    model.fit(x, y, sample_weight=np.array([1.0, 5.0, 1.0, 1.0]), verbose=0)  # per image

@@ -108,6 +108,10 @@ def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any,
         if not isinstance(class_weight, dict):
             raise TypeError(f"{where}: class_weight must be a dict "
                             f"{{class: weight}}, received {class_weight!r}")
+        if y.ndim > 2:  # as Keras: a class weight weighs a whole sample
+            raise ValueError(f"{where}: class_weight takes one label per sample (y of shape "
+                             f"(N,) or (N, classes)), received y of shape {y.shape}; for "
+                             "per-pixel labels give sample_weight per image instead")
         labels = y.reshape(len(y), -1)
         labels = np.rint(labels[:, 0]) if labels.shape[1] == 1 else labels.argmax(axis=1)
         labels = labels.astype(np.int64)

@@ -126,6 +126,10 @@ class Sequential(BaseModel):
                                      f"{tuple(shape)}")
                 layer.dtype = layer.dtype or dtype
                 layer.build(shape)
+            elif i > 0 and tuple(layer.input_shape) != tuple(shape):  # built elsewhere
+                raise ValueError(f"Sequential: {layer.label} is already built for input shape "
+                                 f"{layer.input_shape} (in another model?), but the layer "
+                                 f"before it outputs {tuple(shape)}")
             shape = layer.compute_output_shape(layer.input_shape)
 
     def _ensure_built(self, x: Any) -> None:

@@ -147,10 +147,11 @@ class BaseModel:
         """Train for ``epochs`` passes over ``(x, y)``; return the per-epoch History.
 
         ``sample_weight`` (one non-negative weight per sample) or ``class_weight`` (a dict
-        from class index to weight; float labels are rounded) scale each sample's
-        contribution to the loss. As in Keras, ``validation_split=v`` trains on the first
-        ``floor(n * (1 - v))`` samples and validates on the rest, whose ``sample_weight``
-        weighs ``val_loss``; ``validation_data`` may be ``(x, y)`` or ``(x, y, weights)``.
+        from class index to weight; float labels are rounded; one label per sample, not per
+        pixel) scale each sample's contribution to the loss. As in Keras,
+        ``validation_split=v`` trains on the first ``floor(n * (1 - v))`` samples and
+        validates on the rest, whose ``sample_weight`` weighs ``val_loss``;
+        ``validation_data`` may be ``(x, y)`` or ``(x, y, weights)``.
 
         A model loaded from a checkpoint continues exactly, with the same shuffles, dropout
         masks and augmentations as a run that never stopped, when ``initial_epoch`` is

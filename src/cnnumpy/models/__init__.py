@@ -47,8 +47,9 @@ training images left after the held-out test set. lenet's shifts were chosen on 
 of the bundled digits' training images: validation accuracy 98.25-98.75% with them, against
 97.25-98.25% without (seeds 0-3). resnet20 and mobilenet-v2-small are untuned, measured on the
 bundled digits only: resnet20 reaches 98.45% test accuracy in 4 epochs (seed 1; 97.85% in 3),
-with shifts 98.5%; mobilenet-v2-small 95.9% in 3 epochs (seed 0). Both are slow as graphs do
-not yet take the stack's fast paths (roughly 100-190 and 30-50 images/s on two busy cores)."""
+with shifts 98.5%; mobilenet-v2-small 95.9% in 3 epochs (seed 0). Both are slow (roughly
+100-190 and 30-50 images/s on two busy cores, measured before graphs took the stack's
+speed-ups)."""
 
 
 def training_defaults(name: str) -> dict[str, Any]:
