@@ -82,19 +82,20 @@ def _assert_bit_identical(weights: list[dict]) -> None:
             assert np.array_equal(other[key], value), key
 
 
-def _reference(dtype: str, batch: int, epochs: int, val_split: float, n: int = 26) -> tuple:
+def _reference(dtype: str, batch: int, epochs: int, val_split: float, n: int = 26,
+               kind: str = "plain") -> tuple:
     """One process, batch ``K * b``, seed 7 (rank 0's seed in the worker)."""
     cnnumpy.set_seed(7)
     x, y = worker.make_data(n, dtype)
-    model = worker.make_model("plain", dtype)
+    model = worker.make_model(kind, dtype)
     history = model.fit(x, y, epochs=epochs, batch_size=batch, validation_split=val_split,
                         verbose=0)
     return worker.flat_weights(model, f"{dtype}/"), history.history
 
 
 def _assert_equivalent(weights: dict, history: dict, dtype: str, batch: int, epochs: int,
-                       val_split: float, tol: float) -> None:
-    ref_weights, ref_history = _reference(dtype, batch, epochs, val_split)
+                       val_split: float, tol: float, kind: str = "plain") -> None:
+    ref_weights, ref_history = _reference(dtype, batch, epochs, val_split, kind=kind)
     for key, value in ref_weights.items():
         np.testing.assert_allclose(weights[key], value, rtol=tol, atol=tol, err_msg=key)
     assert history.keys() == ref_history.keys()
@@ -172,6 +173,17 @@ def test_four_ranks_match_one_process_with_uneven_shares(tmp_path):
     weights, logs = _ranks(tmp_path, 4)
     _assert_bit_identical(weights)
     _assert_equivalent(weights[0], logs[0]["history"]["float64"], "float64", 12, 2, 0.0, 1e-10)
+
+
+def test_a_graph_model_on_two_ranks_matches_one_process(tmp_path):
+    # cnnumpy.Model (a residual block) through fit(distributed=True): the same as Sequential.
+    proc, _ = mpirun(2, ["--out", str(tmp_path), "--kind", "graph", "--batch", "4",
+                         "--epochs", "2", "--val-split", "0.2"])
+    _ok(proc)
+    weights, logs = _ranks(tmp_path, 2)
+    _assert_bit_identical(weights)
+    _assert_equivalent(weights[0], logs[0]["history"]["float64"], "float64", 8, 2, 0.2, 1e-10,
+                       kind="graph")
 
 
 # ----- dropout, batch normalization, checkpoints and resuming --------------------------------

@@ -26,12 +26,19 @@ def make_data(n: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def make_model(kind: str, dtype: str) -> cnnumpy.Sequential:
-    stack = [layers.Conv2D(3, 3, activation="relu", input_shape=(6, 6, 1))]
-    if kind == "dropout_bn":
-        stack += [layers.BatchNormalization(momentum=0.8), layers.Dropout(0.3)]
-    stack += [layers.Flatten(), layers.Dense(3, activation="softmax")]
-    model = cnnumpy.Sequential(stack, dtype=dtype)
+def make_model(kind: str, dtype: str) -> cnnumpy.Sequential | cnnumpy.Model:
+    if kind == "graph":  # a residual block: a functional Model trains through the same fit
+        inputs = cnnumpy.Input((6, 6, 1), dtype=dtype)
+        h = layers.Conv2D(3, 3, padding="same", activation="relu")(inputs)
+        r = layers.Conv2D(3, 3, padding="same")(h)
+        h = layers.ReLU()(layers.Add()([h, r]))
+        model = cnnumpy.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(h)))
+    else:
+        stack = [layers.Conv2D(3, 3, activation="relu", input_shape=(6, 6, 1))]
+        if kind == "dropout_bn":
+            stack += [layers.BatchNormalization(momentum=0.8), layers.Dropout(0.3)]
+        stack += [layers.Flatten(), layers.Dense(3, activation="softmax")]
+        model = cnnumpy.Sequential(stack, dtype=dtype)
     model.compile(cnnumpy.optimizers.Adam(learning_rate=0.01),
                   "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -82,7 +89,7 @@ class StopOnOneRank(callbacks.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--kind", default="plain", choices=["plain", "dropout_bn"])
+    parser.add_argument("--kind", default="plain", choices=["plain", "dropout_bn", "graph"])
     parser.add_argument("--dtypes", default="float64")
     parser.add_argument("--n", type=int, default=26)
     parser.add_argument("--batch", type=int, default=4)
