@@ -40,6 +40,7 @@ class SymbolicTensor:
 
     @property
     def layer(self) -> Layer:
+        """The layer whose call produced this tensor."""
         return self.node.layer
 
     def __repr__(self) -> str:

@@ -93,14 +93,17 @@ class Sequential(BaseModel):
     # ----- building --------------------------------------------------------------------------
     @property
     def built(self) -> bool:
+        """Whether the layers have their weights (after the first call, ``build`` or loading)."""
         return bool(self.layers) and all(layer.built for layer in self.layers)
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's input shape, without the batch axis (``None`` before it is known)."""
         return self.layers[0].input_shape if self.layers else None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """One sample's output shape, without the batch axis."""
         self._require_built("output_shape")
         return self.layers[-1].compute_output_shape(self.layers[-1].input_shape)
 
@@ -184,6 +187,7 @@ class Sequential(BaseModel):
         return summary_table(self)
 
     def get_config(self) -> dict[str, Any]:
+        """The layers' configs, JSON-ready: what a model file stores beside the weights."""
         config: dict[str, Any] = {"name": self.name, "layers": [
             {"class_name": type(layer).__name__, "config": layer.get_config()}
             for layer in self.layers]}
@@ -193,5 +197,6 @@ class Sequential(BaseModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """The model that ``get_config`` describes, built, with fresh weights."""
         layers = [layer_from_config(item) for item in config.get("layers", [])]
         return cls(layers, name=config.get("name", "sequential"), dtype=config.get("dtype"))
