@@ -38,6 +38,17 @@ class Sequential(BaseModel):
 
     Shape:
         Input ``(N, *input_shape)``, output ``(N, *output_shape)``; images are NHWC.
+
+    Example:
+        >>> from cnnumpy import layers
+        >>> model = cnnumpy.Sequential([
+        ...     layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+        ...     layers.MaxPool2D(), layers.Flatten(), layers.Dense(10, activation="softmax")])
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> model.output_shape
+        (10,)
+        >>> model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape
+        (2, 10)
     """
 
     def __init__(self, layers: list[Layer] | None = None, name: str = "sequential",
