@@ -38,6 +38,7 @@ def MaxPool2D(pool_size: tuple[int, int] = (2, 2),  # noqa: N802
 
 
 def Flatten() -> layers.Flatten:  # noqa: N802
+    """Flattens each sample to a vector."""
     return layers.Flatten()
 
 
@@ -47,6 +48,7 @@ def Dense(input_size: int, output_size: int, activation: str = "relu") -> layers
 
 
 def Activation(activation: str) -> layers.Activation:  # noqa: N802
+    """An activation by name (``"relu"``, ``"softmax"``, ...)."""
     return layers.Activation(activation)
 
 
@@ -77,9 +79,11 @@ class CNN:
 
     @property
     def layers(self) -> list[layers.Layer]:
+        """The model's layers, in order."""
         return self.model.layers
 
     def add(self, layer: layers.Layer) -> None:
+        """Append a layer to the model."""
         self.model.add(layer)
 
     def predict(self, input_data: Any) -> np.ndarray:

@@ -40,6 +40,7 @@ class SymbolicTensor:
 
     @property
     def layer(self) -> Layer:
+        """The layer whose call produced this tensor."""
         return self.node.layer
 
     def __repr__(self) -> str:
@@ -95,6 +96,16 @@ def Input(shape: Any, dtype: str | None = None, name: str | None = None) -> Symb
         dtype: "float32" or "float64"; default ``cnnumpy.backend.floatx()``. Layers called on
             it (and on what follows) are built with this dtype unless they set their own.
         name: the input layer's name (default ``input_layer``, numbered when taken).
+
+    Example:
+        A residual block with the functional API:
+
+        >>> from cnnumpy import layers
+        >>> inputs = cnnumpy.Input((8, 8, 1))
+        >>> x = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+        >>> outputs = layers.Add()([x, layers.Conv2D(4, 1)(inputs)])
+        >>> cnnumpy.Model(inputs, outputs).output_shape
+        (8, 8, 4)
     """
     shape = check_shape(shape, "Input: shape")
     layer = InputLayer(shape, name=name, dtype=None if dtype is None else

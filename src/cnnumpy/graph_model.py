@@ -82,10 +82,12 @@ class Model(BaseModel):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """One sample's input shape, without the batch axis."""
         return self.input.shape
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """One sample's output shape, without the batch axis."""
         return self.output.shape
 
     def build(self, input_shape: Any = None, dtype: Any = None) -> None:

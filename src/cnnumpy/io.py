@@ -219,6 +219,17 @@ def load_model(path: str, compile: bool = True) -> Any:
     Raises:
         ModelFormatError: the file is malformed, a pickle, from a newer cnnumpy, or its
             arrays disagree with its config (all disagreements listed in one message).
+
+    Example:
+        >>> import os, tempfile
+        >>> from cnnumpy import layers
+        >>> model = cnnumpy.Sequential([layers.Dense(3, input_shape=(4,))])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> model.save(path)
+        >>> restored = cnnumpy.load_model(path)
+        >>> x = np.ones((1, 4), "float32")
+        >>> bool((restored.predict(x, verbose=0) == model.predict(x, verbose=0)).all())
+        True
     """
     from cnnumpy import graph_io, losses, optimizers
     from cnnumpy.model_file import build_graph, build_model

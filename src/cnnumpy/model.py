@@ -38,6 +38,17 @@ class Sequential(BaseModel):
 
     Shape:
         Input ``(N, *input_shape)``, output ``(N, *output_shape)``; images are NHWC.
+
+    Example:
+        >>> from cnnumpy import layers
+        >>> model = cnnumpy.Sequential([
+        ...     layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+        ...     layers.MaxPool2D(), layers.Flatten(), layers.Dense(10, activation="softmax")])
+        >>> model.compile("adam", "sparse_categorical_crossentropy")
+        >>> model.output_shape
+        (10,)
+        >>> model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0).shape
+        (2, 10)
     """
 
     def __init__(self, layers: list[Layer] | None = None, name: str = "sequential",
@@ -93,14 +104,17 @@ class Sequential(BaseModel):
     # ----- building --------------------------------------------------------------------------
     @property
     def built(self) -> bool:
+        """Whether the layers have their weights (after the first call, ``build`` or loading)."""
         return bool(self.layers) and all(layer.built for layer in self.layers)
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's input shape, without the batch axis (``None`` before it is known)."""
         return self.layers[0].input_shape if self.layers else None
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        """One sample's output shape, without the batch axis."""
         self._require_built("output_shape")
         return self.layers[-1].compute_output_shape(self.layers[-1].input_shape)
 
@@ -188,6 +202,7 @@ class Sequential(BaseModel):
         return summary_table(self)
 
     def get_config(self) -> dict[str, Any]:
+        """The layers' configs, JSON-ready: what a model file stores beside the weights."""
         config: dict[str, Any] = {"name": self.name, "layers": [
             {"class_name": type(layer).__name__, "config": layer.get_config()}
             for layer in self.layers]}
@@ -197,5 +212,6 @@ class Sequential(BaseModel):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """The model that ``get_config`` describes, built, with fresh weights."""
         layers = [layer_from_config(item) for item in config.get("layers", [])]
         return cls(layers, name=config.get("name", "sequential"), dtype=config.get("dtype"))

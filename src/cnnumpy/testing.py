@@ -66,10 +66,12 @@ class LayerReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every check passed."""
         return all(c.ok for c in self.checks)
 
     @property
     def failures(self) -> list[Check]:
+        """The checks that failed."""
         return [c for c in self.checks if not c.ok]
 
     def __getitem__(self, name: str) -> Check:
@@ -231,6 +233,11 @@ def check_layer(layer: Layer, input_shape: Any, *, torch_fn: Callable[..., Any] 
 
     Returns:
         A report; ``report.ok`` tells whether all passed, ``report.assert_ok()`` raises.
+
+    Example:
+        >>> from cnnumpy import layers
+        >>> check_layer(layers.Dense(3), (4,), checks=("shape", "config", "gradients")).ok
+        True
     """
     if not isinstance(layer, Layer):
         raise TypeError(f"check_layer: expected a cnnumpy.layers.Layer, received "

@@ -16,24 +16,31 @@ class Callback:
         self.model: Any = None
 
     def set_model(self, model: Any) -> None:
+        """Called by ``fit`` before training, with the model being trained."""
         self.model = model
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        """Called once, before the first epoch."""
         pass
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        """Called once, after the last epoch, with the last epoch's logs."""
         pass
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        """Called before each epoch (counted from 0)."""
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Called after each epoch with its logs (``loss``, the metrics, ``val_*``, ``lr``)."""
         pass
 
     def on_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Called before each training batch (counted from 0 in each epoch)."""
         pass
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Called after each training batch with its logs (``loss``)."""
         pass
 
 

@@ -20,64 +20,82 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 _GELU_C = 0.044715
 
 
-def relu(z):
+def relu(z: np.ndarray) -> np.ndarray:
+    """``max(z, 0)``.
+
+    Shape:
+        Any shape; ``y`` has the shape of ``z``.
+
+    Example:
+        >>> import numpy as np
+        >>> relu(np.array([-1.0, 0.0, 2.0]))
+        array([0., 0., 2.])
+    """
     return xp.maximum(z, 0)
 
 
-def relu_backward(dy, z, y):
+def relu_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`relu`: ``dy`` where ``z > 0``, else 0."""
     return dy * (z > 0)
 
 
-def leaky_relu(z):
+def leaky_relu(z: np.ndarray) -> np.ndarray:
+    """``z`` where ``z > 0``, else ``LEAKY_SLOPE * z``."""
     return xp.where(z > 0, z, z * z.dtype.type(LEAKY_SLOPE))
 
 
-def leaky_relu_backward(dy, z, y):
+def leaky_relu_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`leaky_relu`: ``dy`` where ``z > 0``, else ``LEAKY_SLOPE * dy``."""
     return xp.where(z > 0, dy, dy * dy.dtype.type(LEAKY_SLOPE))
 
 
-def elu(z):
+def elu(z: np.ndarray) -> np.ndarray:
+    """``z`` where ``z > 0``, else ``exp(z) - 1``."""
     return xp.where(z > 0, z, xp.expm1(xp.minimum(z, 0)))
 
 
-def elu_backward(dy, z, y):
+def elu_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`elu`: ``dy`` where ``z > 0``, else ``dy * (y + 1)``."""
     return xp.where(z > 0, dy, dy * (y + 1))
 
 
-def gelu(z):
+def gelu(z: np.ndarray) -> np.ndarray:
     """GELU, tanh approximation (PyTorch ``approximate="tanh"``, Keras ``approximate=True``)."""
     inner = _SQRT_2_OVER_PI * (z + _GELU_C * z**3)
     return 0.5 * z * (1 + xp.tanh(inner))
 
 
-def gelu_backward(dy, z, y):
+def gelu_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`gelu` (tanh approximation)."""
     inner = _SQRT_2_OVER_PI * (z + _GELU_C * z**3)
     t = xp.tanh(inner)
     dinner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * z**2)
     return dy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * dinner)
 
 
-def relu6(z):
+def relu6(z: np.ndarray) -> np.ndarray:
     """``min(max(z, 0), 6)``, as in MobileNet (PyTorch ``relu6``, Keras ``"relu6"``)."""
     return xp.clip(z, 0, 6)
 
 
-def relu6_backward(dy, z, y):
+def relu6_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`relu6`: ``dy`` where ``0 < z < 6``, else 0."""
     return dy * ((z > 0) & (z < 6))
 
 
-def swish(z):
+def swish(z: np.ndarray) -> np.ndarray:
     """``z * sigmoid(z)``, also called SiLU (PyTorch ``silu``, Keras ``"swish"``/``"silu"``)."""
     return z * sigmoid(z)
 
 
-def swish_backward(dy, z, y):
+def swish_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`swish`: ``dy * s * (1 + z * (1 - s))`` with ``s = sigmoid(z)``."""
     s = sigmoid(z)
     return dy * (s * (1 + z * (1 - s)))
 
 
-def general_relu(z, max_value: float | None = None, negative_slope: float = 0.0,
-                 threshold: float = 0.0):
+def general_relu(z: np.ndarray, max_value: float | None = None, negative_slope: float = 0.0,
+                 threshold: float = 0.0) -> np.ndarray:
     """Keras' ReLU with options (``threshold >= 0``):
 
         y = min(z, max_value)                 where z > threshold
@@ -88,8 +106,9 @@ def general_relu(z, max_value: float | None = None, negative_slope: float = 0.0,
     return xp.where(z > threshold, above, below)
 
 
-def general_relu_backward(dy, z, max_value: float | None = None, negative_slope: float = 0.0,
-                          threshold: float = 0.0):
+def general_relu_backward(dy: np.ndarray, z: np.ndarray,
+                          max_value: float | None = None, negative_slope: float = 0.0,
+                          threshold: float = 0.0) -> np.ndarray:
     """The gradient of :func:`general_relu`: 1 between ``threshold`` and ``max_value``,
     ``negative_slope`` at or below ``threshold``, 0 at or above ``max_value``."""
     inside = z > threshold
@@ -99,7 +118,7 @@ def general_relu_backward(dy, z, max_value: float | None = None, negative_slope:
     return dy * (inside + slope)
 
 
-def exp_no_underflow(a):
+def exp_no_underflow(a: np.ndarray) -> np.ndarray:
     """``exp(a)``, with ``a`` clipped from below so the result never underflows (no warning).
 
     Below ``log(tiny)`` the true value is smaller than the smallest normal number anyway.
@@ -107,50 +126,67 @@ def exp_no_underflow(a):
     return xp.exp(xp.maximum(a, _log_tiny(a.dtype)))
 
 
-def _log_tiny(dtype):
+def _log_tiny(dtype: np.dtype) -> np.floating:
     return dtype.type(np.log(np.finfo(dtype).tiny))
 
 
-def sigmoid(z):
+def sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic sigmoid, warning-free: ``sigmoid(+-1000)`` is exactly 1 and 0."""
     e = exp_no_underflow(-xp.abs(z))
     y = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
     return xp.where(z < _log_tiny(z.dtype), 0, y).astype(z.dtype, copy=False)
 
 
-def sigmoid_backward(dy, z, y):
+def sigmoid_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`sigmoid`: ``dy * y * (1 - y)``."""
     return dy * y * (1 - y)
 
 
-def tanh(z):
+def tanh(z: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent."""
     return xp.tanh(z)
 
 
-def tanh_backward(dy, z, y):
+def tanh_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`tanh`: ``dy * (1 - y**2)``."""
     return dy * (1 - y * y)
 
 
-def log_softmax(z, axis: int = -1):
+def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """``log(softmax(z))`` computed with the log-sum-exp shift: finite for any finite input."""
     shifted = z - xp.max(z, axis=axis, keepdims=True)
     return shifted - xp.log(xp.sum(exp_no_underflow(shifted), axis=axis, keepdims=True))
 
 
-def softmax(z, axis: int = -1):
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``, shifted by the maximum: no overflow, rows sum to 1.
+
+    Shape:
+        Any shape; ``y`` has the shape of ``z``.
+
+    Example:
+        >>> import numpy as np
+        >>> softmax(np.array([[0.0, 0.0], [1000.0, 0.0]]))
+        array([[0.5, 0.5],
+               [1. , 0. ]])
+    """
     shifted = z - xp.max(z, axis=axis, keepdims=True)
     e = xp.where(shifted < _log_tiny(z.dtype), 0, exp_no_underflow(shifted)).astype(z.dtype)
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def softmax_backward(dy, z, y):
+def softmax_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`softmax` along the last axis (the Jacobian-vector product)."""
     return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
 
 
-def linear(z):
+def linear(z: np.ndarray) -> np.ndarray:
+    """The identity: no activation."""
     return z
 
 
-def linear_backward(dy, z, y):
+def linear_backward(dy: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient of :func:`linear`: ``dy`` unchanged."""
     return dy
 
 
@@ -158,8 +194,8 @@ class ActivationFn(NamedTuple):
     """A named activation: its forward and backward functions."""
 
     name: str
-    forward: Callable
-    backward: Callable
+    forward: Callable[..., np.ndarray]
+    backward: Callable[..., np.ndarray]
 
 
 ACTIVATIONS: dict[str, ActivationFn] = {

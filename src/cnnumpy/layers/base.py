@@ -195,6 +195,7 @@ class Layer:
         return sum(int(math.prod(a.shape)) for a in (*self.params.values(), *self.state.values()))
 
     def count_trainable_params(self) -> int:
+        """The number of trainable weights (scalars) in this layer."""
         return sum(int(math.prod(a.shape)) for a in self.params.values())
 
     # ----- weights ---------------------------------------------------------------------------
@@ -280,9 +281,19 @@ class Layer:
         return self._act.backward(dy, z, y)
 
     def call(self, x: Any, training: bool) -> Any:
+        """The forward computation on a batch, given by each layer (``__call__`` checks and builds).
+
+        Shape:
+            ``x`` ``(batch, *input_shape)``; returns ``(batch, *output_shape)``.
+        """
         raise NotImplementedError
 
     def call_backward(self, dy: Any) -> Any:
+        """The backward computation: fills ``grads`` and returns ``dx``; never updates weights.
+
+        Shape:
+            ``dy`` ``(batch, *output_shape)``; returns ``(batch, *input_shape)``.
+        """
         raise NotImplementedError
 
     def __call__(self, x: Any, training: bool = False) -> Any:
@@ -306,4 +317,5 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        """The layer that ``get_config`` describes (``cls(**config)``), not yet built."""
         return cls(**config)

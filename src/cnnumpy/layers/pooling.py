@@ -82,6 +82,12 @@ class MaxPool2D(_Pool2D):
 
     Shape:
         (N, H, W, C) -> (N, H_out, W_out, C).
+
+    Example:
+        >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 9]], "float32")
+        >>> MaxPool2D(2)(x.reshape(1, 4, 4, 1))[0, ..., 0]
+        array([[6., 8.],
+               [3., 9.]], dtype=float32)
     """
 
     _backward = staticmethod(F.max_pool2d_backward)

@@ -76,6 +76,11 @@ class _Augmentation(Layer):
         return self.augment(x)
 
     def augment(self, x: Any) -> Any:
+        """The random transform of a training batch, given by each layer.
+
+        Shape:
+            ``x`` ``(batch, height, width, channels)``; returns the same shape.
+        """
         raise NotImplementedError
 
     def call_backward(self, dy: Any) -> Any:

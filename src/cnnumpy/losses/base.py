@@ -53,10 +53,12 @@ class Loss:
                          "applies only to the cross-entropy losses")
 
     def get_config(self) -> dict[str, Any]:
+        """The loss's constructor arguments, JSON-ready."""
         return {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
+        """The loss that ``get_config`` describes."""
         return cls(**config)
 
     # ----- internals ---------------------------------------------------------------------

@@ -96,6 +96,10 @@ class SparseCategoricalCrossentropy(_Crossentropy):
     Shape:
         y_true: ``(batch, ...)`` or ``(batch, ..., 1)`` integer labels in ``[0, classes)``
         (floats with integral values are accepted). y_pred: ``(batch, ..., classes)``.
+
+    Example:
+        >>> SparseCategoricalCrossentropy()(np.array([0]), np.array([[0.5, 0.5]]))  # log 2
+        0.693...
     """
 
     fused_activation = "softmax"

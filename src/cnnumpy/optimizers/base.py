@@ -269,6 +269,7 @@ class Optimizer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        """The optimizer that ``get_config`` describes (its state starts empty)."""
         from cnnumpy.optimizers import schedules
 
         config = dict(config)

@@ -29,10 +29,12 @@ class LearningRateSchedule:
         return f"{type(self).__name__}({args})"
 
     def get_config(self) -> dict[str, Any]:
+        """The schedule's constructor arguments, JSON-ready."""
         raise NotImplementedError
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> LearningRateSchedule:
+        """The schedule that ``get_config`` describes (``cls(**config)``)."""
         return cls(**config)
 
 
