@@ -140,7 +140,7 @@ class Sequential(BaseModel):
                                      f"{tuple(shape)}")
                 layer.dtype = layer.dtype or dtype
                 layer.build(shape)
-            elif i > 0 and tuple(layer.input_shape) != tuple(shape):  # built elsewhere
+            elif i > 0 and layer.input_shape != tuple(shape):  # built elsewhere
                 raise ValueError(f"Sequential: {layer.label} is already built for input shape "
                                  f"{layer.input_shape} (in another model?), but the layer "
                                  f"before it outputs {tuple(shape)}")

@@ -76,7 +76,8 @@ class BatchNormalization(Layer):
     def call(self, x: Any, training: bool) -> Any:
         y = self._call(x, training)
         relu, top = self._relu
-        if relu and self._cache[0] is not fast_bn:  # the NumPy path: ReLU as its own pass
+        fast = self._cache is not None and self._cache[0] is fast_bn
+        if relu and not fast:  # the NumPy path: ReLU as its own pass
             self._relu_input = y
             y = xp.minimum(xp.maximum(y, 0), y.dtype.type(top))
         return y
