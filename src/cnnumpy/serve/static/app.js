@@ -54,8 +54,10 @@ async function predict(blob, fromStroke) {
   const timing = { request_ms: t1 - t0, render_ms: t2 - t1, total_ms: t2 - t0,
     since_stroke_ms: fromStroke ? t2 - state.strokeEnd : null };
   window.cnnTimings.push(timing);
-  status(`updated in ${Math.round(timing.total_ms)} ms (server ${Math.round(timing.request_ms)}` +
-    ` ms, drawing ${Math.round(timing.render_ms)} ms)`);
+  const best = result.top[0];
+  status(`${best.label} (${(100 * best.probability).toFixed(1)}%), updated in ` +
+    `${Math.round(timing.total_ms)} ms (server ${Math.round(timing.request_ms)} ms, drawing ` +
+    `${Math.round(timing.render_ms)} ms)`);
 }
 
 function render(result) {
@@ -73,6 +75,9 @@ function render(result) {
   const seen = tiles(result.input)[0];
   seen.id = "seen";
   seen.className = "tile big";
+  seen.setAttribute("role", "img");
+  seen.setAttribute("aria-label", `the image as the model sees it, ${result.input.shape[0]} x ` +
+    `${result.input.shape[1]} pixels`);
   $("seen").replaceWith(seen);
   const maps = $("maps");
   maps.replaceChildren(...result.layers.map((layer) => {
@@ -86,12 +91,23 @@ function render(result) {
       canvas.dataset.layer = layer.index;
       canvas.dataset.channel = channel;
       canvas.title = `${layer.name}, channel ${channel}`;
-      if (layer.explainable) canvas.addEventListener("click", (e) => clickTile(e, canvas, layer));
+      canvas.setAttribute("role", layer.explainable ? "button" : "img");
+      canvas.setAttribute("aria-label", canvas.title + (layer.explainable ?
+        ": Enter explains one value, the arrow keys move it" : ""));
+      if (layer.explainable) {
+        canvas.tabIndex = 0;
+        canvas.addEventListener("click", (e) => clickTile(e, canvas, layer));
+        canvas.addEventListener("keydown", (e) => tileKey(e, canvas, layer));
+      }
       row.append(canvas);
     });
     box.append(head, row);
     return box;
   }));
+  const picked = state.selected;  // the explanation follows the new image
+  const again = picked && maps.querySelector(
+    `canvas[data-layer="${picked.layer}"][data-channel="${picked.channel}"]`);
+  if (again) choose(again, picked.row, picked.col);
   status("");
 }
 
@@ -101,20 +117,50 @@ function clickTile(event, canvas, layer) {
   const [h, w] = layer.shape;
   const row = Math.min(h - 1, Math.floor((event.clientY - rect.top) / rect.height * h));
   const col = Math.min(w - 1, Math.floor((event.clientX - rect.left) / rect.width * w));
+  choose(canvas, row, col);
+}
+
+// Keyboard: Enter or Space explains the tile's value at the last position (its centre at
+// first); the arrow keys move that position by one and explain it.
+const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+
+function tileKey(event, canvas, layer) {
+  const [h, w] = layer.shape;
+  const picked = state.selected;
+  const mine = picked && picked.layer === layer.index &&
+    picked.channel === Number(canvas.dataset.channel);
+  let [row, col] = mine ? [picked.row, picked.col] : [h >> 1, w >> 1];
+  if (event.key in MOVES && mine) {
+    row = Math.max(0, Math.min(h - 1, row + MOVES[event.key][0]));
+    col = Math.max(0, Math.min(w - 1, col + MOVES[event.key][1]));
+  } else if (!(event.key === "Enter" || event.key === " " || event.key in MOVES)) {
+    return;
+  }
+  event.preventDefault();
+  choose(canvas, row, col);
+}
+
+function choose(canvas, row, col) {
+  const layer = Number(canvas.dataset.layer);
+  const channel = Number(canvas.dataset.channel);
+  state.selected = { layer, channel, row, col };
   document.querySelectorAll(".tile.selected").forEach((t) => t.classList.remove("selected"));
   canvas.classList.add("selected");
-  explain(layer.index, row, col, Number(canvas.dataset.channel));
+  explain(layer, row, col, channel);
 }
 
 async function explain(layer, row, col, channel) {
   if (!state.blob) return;
+  const seq = state.seq;
   const url = `/api/explain?layer=${layer}&row=${row}&col=${col}&channel=${channel}`;
   const answer = await fetch(url, {
     method: "POST", body: state.blob,
     headers: { "Content-Type": state.blob.type || "application/octet-stream" },
   });
   const result = await answer.json();
+  if (seq !== state.seq) return;  // the image changed meanwhile: its own request follows
   const box = $("explain");
+  box.dataset.image = seq;
   if (!answer.ok) {
     box.replaceChildren(el("p", "error", result.error));
     return;
@@ -168,7 +214,11 @@ function setupPad() {
   $("clear").addEventListener("click", () => {
     clear();
     state.blob = null;
+    state.selected = null;
     state.seq++;
+    const seen = $("seen");
+    seen.getContext("2d").clearRect(0, 0, seen.width, seen.height);
+    status("");
     $("top").replaceChildren(el("p", "hint", "Draw something to see the model's answer."));
     $("maps").replaceChildren();
     $("explain").replaceChildren(el("p", "hint", "Click a feature-map tile above."));
@@ -193,14 +243,27 @@ async function useFile(file) {
   }
 }
 
+// A file dropped anywhere on the page is used (the browser would otherwise leave the page to
+// show it); the drop zone also opens the file picker on a click, Enter or Space.
 function setupDrop() {
   const drop = $("drop");
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
+  document.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  document.addEventListener("dragleave", (e) => {
+    if (!e.relatedTarget) drop.classList.remove("over");  // the pointer left the window
+  });
+  document.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
     useFile(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();
+    $("file").click();
   });
   $("file").addEventListener("change", (e) => useFile(e.target.files[0]));
 }
