@@ -2,8 +2,9 @@
 
 A small LeNet-5-like network (two 5x5 convolutions with max pooling, then two dense layers),
 trained with the library's own ``Sequential.fit`` on the 8,000 bundled training digits, with
-random shifts, seeded: running this script again writes the same file. It prints the
-accuracy on the 2,000 bundled test digits, which ``tests/serve/test_default_model.py`` checks.
+random shifts, seeded: running this script again writes the same weights and metadata
+(``tests/serve/test_shipping.py`` checks; the header's keys may come in another order). It
+prints the accuracy on the 2,000 bundled test digits, which ``tests/serve/test_api.py`` checks.
 
     python scripts/train_serve_model.py [--out src/cnnumpy/serve/data/digits.safetensors]
 """

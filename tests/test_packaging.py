@@ -24,3 +24,13 @@ def test_the_licence_files_exist_and_are_declared():
     assert "Zalando Research" in fashion and "MIT licence" in fashion
     build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
     assert build["requires"] == ["setuptools>=77"]  # the first to read license-files
+
+
+def test_the_core_install_reads_images_so_predict_and_serve_work_after_pip_install():
+    # `pip install cnnumpy` then `cnnumpy serve` (the shipped model, images drawn or dropped)
+    # and `cnnumpy predict MODEL photo.png` must work without an extra.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [d.split(">")[0].split("=")[0].strip().lower() for d in project["dependencies"]]
+    assert "pillow" in names
+    heavy = {"torch", "onnx", "onnxruntime", "matplotlib", "numba", "mpi4py"}
+    assert not heavy & set(names), "heavy packages stay optional extras"

@@ -196,7 +196,7 @@ def folder_options(spec: str, image_shape: tuple[int, ...] | None, color_mode: s
     try:
         color_mode, image_size, note = datasets.folder_settings(spec, color_mode, image_size)
     except ImportError:
-        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
+        raise CLIError('reading images needs Pillow: pip install pillow') from None
     print(note)
     return {"image_size": image_size, "color_mode": color_mode, "pad_to_aspect_ratio": True}
 
@@ -223,7 +223,7 @@ def load_image(path: str, settings: dict[str, Any], invert: bool = True) -> np.n
     try:
         from PIL import Image
     except ImportError:
-        raise CLIError('reading images needs Pillow: pip install "cnnumpy[images]"') from None
+        raise CLIError('reading images needs Pillow: pip install pillow') from None
     if not os.path.isfile(path):
         raise CLIError(f"{path}: no such image file")
     try:

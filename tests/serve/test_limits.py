@@ -199,3 +199,32 @@ def test_the_server_thread_survives_a_client_that_vanishes(running):
     for t in threads:
         t.join()
     assert running.json("GET", "/api/model")[0] == 200
+
+
+def test_at_most_a_few_images_are_decoded_at_once(monkeypatch, png, digits):
+    # Each decode may take hundreds of MB (an image may declare 16.7 million pixels), so the
+    # number decoded at the same time is bounded, whatever the number of requests.
+    import time
+
+    import cnnumpy
+    from cnnumpy.serve import api
+
+    engine = api.Engine(cnnumpy.load_model(serve.default_model_path()))
+    now, most, guard = [0], [0], threading.Lock()
+    prepare = api.prepare_image
+
+    def slow_prepare(*args, **kwargs):
+        with guard:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.05)
+        with guard:
+            now[0] -= 1
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(api, "prepare_image", slow_prepare)
+    body = png((digits[0][0][..., 0] * 255).astype(np.uint8))
+    with ThreadPoolExecutor(8) as pool:
+        shapes = list(pool.map(lambda _: engine.image(body).shape, range(16)))
+    assert shapes == [(28, 28, 1)] * 16
+    assert most[0] == api.DECODING

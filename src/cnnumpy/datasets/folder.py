@@ -246,7 +246,7 @@ def _import_pillow():
         from PIL import Image
     except ImportError as exc:
         raise ImportError('load_image_folder needs Pillow to read images: '
-                          'pip install "cnnumpy[images]"') from exc
+                          'pip install pillow') from exc
     return Image
 
 

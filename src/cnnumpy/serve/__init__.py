@@ -7,7 +7,7 @@ watches a CNN classify it, layer by layer.
 
 The page and every file it loads ship in the package (``static/``); it makes no request to
 any other host. The JSON API is documented in :mod:`cnnumpy.serve.server`. Reading images
-needs Pillow (``pip install "cnnumpy[serve]"``).
+needs Pillow (a dependency of cnnumpy).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def make_server(model: Any = None, host: str = "127.0.0.1", port: int = 8000,
         import PIL  # noqa: F401
     except ImportError:
         raise ImportError('cnnumpy serve reads images with Pillow: pip install '
-                          '"cnnumpy[serve]"') from None
+                          'pillow') from None
     if model is None or isinstance(model, (str, os.PathLike)):
         model = cnnumpy.load_model(model or default_model_path(), compile=False)
     return Server((host, port), Engine(model, max_pixels), max_body, verbose)

@@ -36,6 +36,9 @@ MAX_PIXELS = 4096 * 4096
 """The default limit on an image's width times height, checked from its header before the
 pixels are decoded (a small file can claim billions of pixels: a decompression bomb)."""
 
+DECODING = 2
+"""How many request images are decoded at the same time, at most."""
+
 
 class BadInput(ValueError):
     """A request the API refuses: ``status`` is the HTTP status (4xx) it answers with."""
@@ -102,6 +105,10 @@ class Engine:
         self.max_pixels = int(max_pixels)
         self.invert = invert
         self._lock = threading.Lock()
+        # a small image file may declare up to max_pixels pixels: decoding one takes up to a
+        # few hundred MB, so at most DECODING images are decoded at once (memory stays bounded
+        # whatever the number of requests)
+        self._decoding = threading.BoundedSemaphore(DECODING)
         classes = model.output_shape[-1]
         names = list(model.class_names or [])
         self.class_names = names if len(names) == classes else [str(c) for c in range(classes)]
@@ -129,7 +136,8 @@ class Engine:
                 raise BadInput(f"image of {opened.width} x {opened.height} = {pixels:,} pixels "
                                f"is over the limit of {self.max_pixels:,} pixels", 413)
             try:
-                return prepare_image(opened, self.settings, self.invert)
+                with self._decoding:
+                    return prepare_image(opened, self.settings, self.invert)
             except (OSError, SyntaxError, ValueError, EOFError) as exc:
                 raise BadInput(f"the {opened.format} image could not be decoded "
                                f"({exc})") from None

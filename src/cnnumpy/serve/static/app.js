@@ -6,68 +6,9 @@ const $ = (id) => document.getElementById(id);
 const state = { blob: null, seq: 0, timer: 0, strokeEnd: 0, selected: null };
 window.cnnTimings = [];  // per update: {request_ms, render_ms, total_ms, since_stroke_ms}
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function fmt(v) {
-  if (v === null || v === undefined) return "pad";
-  const a = Math.abs(v);
-  return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(1) : v.toFixed(2);
-}
-
 function status(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
-}
-
-// Bytes of an encoded map set (channel-major, one byte per value) as greyscale canvases.
-function decode(enc) {
-  const raw = atob(enc.data);
-  const bytes = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-  return bytes;
-}
-
-function tile(bytes, offset, h, w, cls) {
-  const canvas = el("canvas", "tile" + (cls ? " " + cls : ""));
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  const img = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    const v = bytes[offset + i];
-    img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
-    img.data[4 * i + 3] = 255;
-  }
-  ctx.putImageData(img, 0, 0);
-  return canvas;
-}
-
-function tiles(enc, cls) {
-  const [h, w, c] = enc.shape;
-  const bytes = decode(enc);
-  const out = [];
-  for (let k = 0; k < c; k++) out.push(tile(bytes, k * h * w, h, w, cls));
-  return out;
-}
-
-function scale(enc) {
-  const box = el("span", "scale-box");
-  const bar = el("canvas", "scale");
-  bar.width = 100;
-  bar.height = 1;
-  const ctx = bar.getContext("2d");
-  const grad = ctx.createLinearGradient(0, 0, 100, 0);
-  grad.addColorStop(0, "#000");
-  grad.addColorStop(1, "#fff");
-  ctx.fillStyle = grad;
-  ctx.fillRect(0, 0, 100, 1);
-  box.append(el("span", "", fmt(enc.min) + " "), bar, el("span", "", " " + fmt(enc.max)));
-  return box;
 }
 
 // ---- the model summary and the first layer's kernels (once) ----
@@ -113,8 +54,10 @@ async function predict(blob, fromStroke) {
   const timing = { request_ms: t1 - t0, render_ms: t2 - t1, total_ms: t2 - t0,
     since_stroke_ms: fromStroke ? t2 - state.strokeEnd : null };
   window.cnnTimings.push(timing);
-  status(`updated in ${Math.round(timing.total_ms)} ms (server ${Math.round(timing.request_ms)}` +
-    ` ms, drawing ${Math.round(timing.render_ms)} ms)`);
+  const best = result.top[0];
+  status(`${best.label} (${(100 * best.probability).toFixed(1)}%), updated in ` +
+    `${Math.round(timing.total_ms)} ms (server ${Math.round(timing.request_ms)} ms, drawing ` +
+    `${Math.round(timing.render_ms)} ms)`);
 }
 
 function render(result) {
@@ -132,6 +75,9 @@ function render(result) {
   const seen = tiles(result.input)[0];
   seen.id = "seen";
   seen.className = "tile big";
+  seen.setAttribute("role", "img");
+  seen.setAttribute("aria-label", `the image as the model sees it, ${result.input.shape[0]} x ` +
+    `${result.input.shape[1]} pixels`);
   $("seen").replaceWith(seen);
   const maps = $("maps");
   maps.replaceChildren(...result.layers.map((layer) => {
@@ -145,12 +91,23 @@ function render(result) {
       canvas.dataset.layer = layer.index;
       canvas.dataset.channel = channel;
       canvas.title = `${layer.name}, channel ${channel}`;
-      if (layer.explainable) canvas.addEventListener("click", (e) => clickTile(e, canvas, layer));
+      canvas.setAttribute("role", layer.explainable ? "button" : "img");
+      canvas.setAttribute("aria-label", canvas.title + (layer.explainable ?
+        ": Enter explains one value, the arrow keys move it" : ""));
+      if (layer.explainable) {
+        canvas.tabIndex = 0;
+        canvas.addEventListener("click", (e) => clickTile(e, canvas, layer));
+        canvas.addEventListener("keydown", (e) => tileKey(e, canvas, layer));
+      }
       row.append(canvas);
     });
     box.append(head, row);
     return box;
   }));
+  const picked = state.selected;  // the explanation follows the new image
+  const again = picked && maps.querySelector(
+    `canvas[data-layer="${picked.layer}"][data-channel="${picked.channel}"]`);
+  if (again) choose(again, picked.row, picked.col);
   status("");
 }
 
@@ -160,20 +117,50 @@ function clickTile(event, canvas, layer) {
   const [h, w] = layer.shape;
   const row = Math.min(h - 1, Math.floor((event.clientY - rect.top) / rect.height * h));
   const col = Math.min(w - 1, Math.floor((event.clientX - rect.left) / rect.width * w));
+  choose(canvas, row, col);
+}
+
+// Keyboard: Enter or Space explains the tile's value at the last position (its centre at
+// first); the arrow keys move that position by one and explain it.
+const MOVES = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+
+function tileKey(event, canvas, layer) {
+  const [h, w] = layer.shape;
+  const picked = state.selected;
+  const mine = picked && picked.layer === layer.index &&
+    picked.channel === Number(canvas.dataset.channel);
+  let [row, col] = mine ? [picked.row, picked.col] : [h >> 1, w >> 1];
+  if (event.key in MOVES && mine) {
+    row = Math.max(0, Math.min(h - 1, row + MOVES[event.key][0]));
+    col = Math.max(0, Math.min(w - 1, col + MOVES[event.key][1]));
+  } else if (!(event.key === "Enter" || event.key === " " || event.key in MOVES)) {
+    return;
+  }
+  event.preventDefault();
+  choose(canvas, row, col);
+}
+
+function choose(canvas, row, col) {
+  const layer = Number(canvas.dataset.layer);
+  const channel = Number(canvas.dataset.channel);
+  state.selected = { layer, channel, row, col };
   document.querySelectorAll(".tile.selected").forEach((t) => t.classList.remove("selected"));
   canvas.classList.add("selected");
-  explain(layer.index, row, col, Number(canvas.dataset.channel));
+  explain(layer, row, col, channel);
 }
 
 async function explain(layer, row, col, channel) {
   if (!state.blob) return;
+  const seq = state.seq;
   const url = `/api/explain?layer=${layer}&row=${row}&col=${col}&channel=${channel}`;
   const answer = await fetch(url, {
     method: "POST", body: state.blob,
     headers: { "Content-Type": state.blob.type || "application/octet-stream" },
   });
   const result = await answer.json();
+  if (seq !== state.seq) return;  // the image changed meanwhile: its own request follows
   const box = $("explain");
+  box.dataset.image = seq;
   if (!answer.ok) {
     box.replaceChildren(el("p", "error", result.error));
     return;
@@ -181,66 +168,6 @@ async function explain(layer, row, col, channel) {
   box.replaceChildren(...(result.kind === "conv" ? explainConv(result) : explainPool(result)));
   box.dataset.value = result.value;
   box.dataset.modelValue = result.model_value;
-}
-
-function grid(caption, values, inside, winner) {
-  const table = el("table", "grid");
-  table.append(el("caption", "", caption));
-  values.forEach((line, i) => {
-    const tr = el("tr");
-    line.forEach((v, j) => {
-      const td = el("td", "", fmt(v));
-      if (inside && !inside[i][j]) td.className = "pad";
-      if (winner && winner[0] === i && winner[1] === j) td.className = "win";
-      tr.append(td);
-    });
-    table.append(tr);
-  });
-  return table;
-}
-
-const channelOf = (a, c) => a.map((line) => line.map((v) => v[c]));
-
-function explainConv(r) {
-  const where = `${r.layer}: filter ${r.channel} at row ${r.row}, column ${r.col}`;
-  const nodes = [el("h3", "", where)];
-  const sums = r.channel_sums;
-  if (r.type === "DepthwiseConv2D") {
-    nodes.push(el("p", "hint", `A depthwise convolution: each output channel reads one ` +
-      `input channel with its own kernel; filter ${r.channel} reads input channel ` +
-      `${r.input_channels[0]}.`));
-  }
-  const order = sums.map((s, c) => c).sort((a, b) => Math.abs(sums[b]) - Math.abs(sums[a]));
-  const shown = order.slice(0, 3);
-  if (sums.length > 1) {
-    nodes.push(el("p", "hint", `The window has ${sums.length} input channels; the ` +
-      `${shown.length} that add the most are shown (their sums: ` +
-      shown.map((c) => `channel ${r.input_channels[0] + c}: ${fmt(sums[c])}`).join(", ") +
-      `). Every channel's products are added up.`));
-  }
-  for (const c of shown) {
-    const grids = el("div", "grids");
-    const name = sums.length > 1 ? ` (channel ${r.input_channels[0] + c})` : "";
-    grids.append(grid("input window" + name, channelOf(r.window, c), r.inside),
-      grid("kernel" + name, channelOf(r.kernel, c)),
-      grid("window x kernel" + name, channelOf(r.products, c), r.inside));
-    nodes.push(grids);
-  }
-  const act = r.activation === "linear" ? "" : `${r.activation}(${fmt(r.pre_activation)}) = `;
-  nodes.push(el("p", "formula", `sum of products ${fmt(r.sum)} + bias ${fmt(r.bias)} = ` +
-    `${fmt(r.pre_activation)}; ${act}${fmt(r.value)}`));
-  nodes.push(el("p", "hint result", `The model computed ${fmt(r.model_value)} here.`));
-  return nodes;
-}
-
-function explainPool(r) {
-  const where = `${r.layer}: channel ${r.channel} at row ${r.row}, column ${r.col}`;
-  const how = r.kind === "max_pool" ? `the largest value in the window wins: ${fmt(r.value)}`
-    : `the mean of the ${r.count} values in the window: ${fmt(r.value)}`;
-  return [el("h3", "", where),
-    grid("input window", r.window, r.inside, r.kind === "max_pool" ? r.winner : null),
-    el("p", "formula", how),
-    el("p", "hint result", `The model computed ${fmt(r.model_value)} here.`)];
 }
 
 // ---- drawing: pointer events cover mouse, pen and touch ----
@@ -287,7 +214,11 @@ function setupPad() {
   $("clear").addEventListener("click", () => {
     clear();
     state.blob = null;
+    state.selected = null;
     state.seq++;
+    const seen = $("seen");
+    seen.getContext("2d").clearRect(0, 0, seen.width, seen.height);
+    status("");
     $("top").replaceChildren(el("p", "hint", "Draw something to see the model's answer."));
     $("maps").replaceChildren();
     $("explain").replaceChildren(el("p", "hint", "Click a feature-map tile above."));
@@ -312,14 +243,27 @@ async function useFile(file) {
   }
 }
 
+// A file dropped anywhere on the page is used (the browser would otherwise leave the page to
+// show it); the drop zone also opens the file picker on a click, Enter or Space.
 function setupDrop() {
   const drop = $("drop");
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
+  document.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  });
+  document.addEventListener("dragleave", (e) => {
+    if (!e.relatedTarget) drop.classList.remove("over");  // the pointer left the window
+  });
+  document.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
     useFile(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener("click", () => $("file").click());
+  drop.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();
+    $("file").click();
   });
   $("file").addEventListener("change", (e) => useFile(e.target.files[0]));
 }
