@@ -201,7 +201,7 @@ def test_bad_arguments(tmp_path, kwargs, match):
 def test_missing_pillow_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     monkeypatch.delitem(sys.modules, "PIL.Image", raising=False)
-    with pytest.raises(ImportError, match=r'pip install "cnnumpy\[images\]"'):
+    with pytest.raises(ImportError, match=r'pip install pillow'):
         load_image_folder(tmp_path)
 
 
