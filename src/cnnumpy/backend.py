@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,12 +79,12 @@ def rng() -> np.random.Generator:
     return _rng
 
 
-def rng_state() -> dict:
+def rng_state() -> dict[str, Any]:
     """Return the generator's state (a JSON-friendly dict), for checkpoints."""
-    return _rng.bit_generator.state
+    return dict(_rng.bit_generator.state)  # already a fresh dict: NumPy builds it per call
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore the generator's state saved by :func:`rng_state`."""
     _rng.bit_generator.state = state
 
@@ -184,8 +184,8 @@ def _executor() -> ThreadPoolExecutor:
     global _pool, _pool_key
     key = (_num_threads, os.getpid())  # a forked child cannot use its parent's threads
     with _blas_lock:
-        if _pool_key != key:
-            if _pool is not None and _pool_key[1] == key[1]:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key is not None and _pool_key[1] == key[1]:
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(_num_threads, thread_name_prefix="cnnumpy")
             _pool_key = key

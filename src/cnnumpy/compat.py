@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnumpy import io, layers
 from cnnumpy.callbacks import Callback
+from cnnumpy.layers import Layer
 from cnnumpy.model import Sequential
 from cnnumpy.optimizers import Adam
 
@@ -60,7 +61,7 @@ class _PrintEveryTenth(Callback):
         self.epochs, self.n_outputs = epochs, n_outputs
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch % 10 == 0 or epoch == self.epochs - 1:
+        if logs is not None and (epoch % 10 == 0 or epoch == self.epochs - 1):
             # The notebook's loss sums squared errors over outputs; Keras' MSE averages them.
             print(f"Epoch {epoch + 1}/{self.epochs}, Loss: {logs['loss'] * self.n_outputs:.4f}")
 
@@ -78,11 +79,11 @@ class CNN:
         self.model.compile(Adam(learning_rate=learning_rate, epsilon=1e-8), "mse", metrics=[])
 
     @property
-    def layers(self) -> list[layers.Layer]:
+    def layers(self) -> list[Layer]:
         """The model's layers, in order."""
         return self.model.layers
 
-    def add(self, layer: layers.Layer) -> None:
+    def add(self, layer: Layer) -> None:
         """Append a layer to the model."""
         self.model.add(layer)
 
@@ -102,7 +103,7 @@ class CNN:
         elif y.ndim == 1:
             y = y.reshape(-1, 1)
         n_outputs = int(np.prod(y.shape[1:]))
-        callbacks = [_PrintEveryTenth(epochs, n_outputs)] if verbose else []
+        callbacks: list[Callback] = [_PrintEveryTenth(epochs, n_outputs)] if verbose else []
         self.model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks)
 
     def save_model(self, filename: str) -> None:

@@ -22,7 +22,7 @@ class LayerOutput(NamedTuple):
         a list of arrays for a merge layer.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # a public field's name, shadowing tuple.index
     layer: Any
     input: Any
     output: np.ndarray

@@ -33,7 +33,7 @@ class SymbolicTensor:
         node: the :class:`Node` that produces it.
     """
 
-    def __init__(self, shape: tuple[int, ...], dtype: Any, node: Node | None = None) -> None:
+    def __init__(self, shape: tuple[int, ...], dtype: Any, node: Node) -> None:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.node = node
@@ -68,6 +68,8 @@ class InputLayer(Layer):
     Shape:
         ``(N, *shape)`` -> ``(N, *shape)``.
     """
+
+    input_shape: tuple[int, ...]  # never None: __init__ requires a shape
 
     def __init__(self, shape: Any = None, *, name: str | None = None,
                  dtype: str | None = None, input_shape: Any = None) -> None:
@@ -109,7 +111,7 @@ def Input(shape: Any, dtype: str | None = None, name: str | None = None) -> Symb
     """
     shape = check_shape(shape, "Input: shape")
     layer = InputLayer(shape, name=name, dtype=None if dtype is None else
-                       backend.as_float_dtype(dtype, "Input"))
+                       backend.as_float_dtype(dtype, "Input").name)
     node = Node(layer, [], shape, layer.dtype)
     return node.output
 
@@ -151,7 +153,7 @@ def call_layer(layer: Layer, inputs: Any) -> SymbolicTensor:
     shape: Any = shapes if merge else shapes[0]
     sources = ", ".join(_describe(t) for t in tensors)
     if layer.built:
-        expected = layer.input_shape
+        expected: Any = layer.input_shape  # a list of shapes for a merge layer
         if (list(map(tuple, expected)) if merge else tuple(expected)) != shape:
             raise ValueError(f"{layer.label} was built for input shape {expected}, but is "
                              f"called on {sources}")

@@ -152,11 +152,12 @@ class Model(BaseModel):
 
     def _backward_outputs(self, grad: Any, logits: bool) -> None:
         needs = needs_input_grad(self)
-        if self._parts is None:
+        parts = self._parts
+        if parts is None:
             self._passes[0].backward(grad, logits, needs)
         else:
             backend.parallel_map(lambda i: self._passes[i].backward(
-                grad[self._parts[i]], logits, needs), range(len(self._parts)))
+                grad[parts[i]], logits, needs), range(len(parts)))
         sum_grads(self, self._passes)
 
     def _infer(self, x: Any) -> Any:

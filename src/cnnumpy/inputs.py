@@ -130,14 +130,16 @@ def sample_weights(y: Any, class_weight: dict | None, sample_weight: Any,
     return w
 
 
-def validation_count(n: int, validation_split: float) -> int:
+def validation_count(n: int,
+                     validation_split: float | np.integer[Any] | np.floating[Any]) -> int:
     """How many of ``n`` samples ``validation_split`` sets aside: as in Keras, training
     keeps the first ``floor(n * (1 - validation_split))`` and validation the rest."""
     return n - int(math.floor(n * (1.0 - validation_split)))
 
 
 def split_validation(model: Any, x: Any, y: Any, validation_split: Any, validation_data: Any,
-                     sample_weight: Any = None) -> tuple[Any, Any, Any]:
+                     sample_weight: Any = None
+                     ) -> tuple[Any, Any, tuple[Any, Any, Any] | None]:
     """``(x_train, y_train, (x_val, y_val, w_val) or None)``: ``validation_data`` checked
     (a pair, or a triple with sample weights), or the last ``validation_split`` share of
     ``(x, y)`` with the same share of ``sample_weight`` (one weight per sample, or None)."""
@@ -146,7 +148,8 @@ def split_validation(model: Any, x: Any, y: Any, validation_split: Any, validati
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError(f"{where}: validation_data must be a pair (x_val, y_val) "
                              "or a triple (x_val, y_val, sample_weight_val)")
-        x_val, y_val = check_arrays(model, *validation_data[:2], "fit (validation_data)")
+        x_val, y_val = check_arrays(model, validation_data[0], validation_data[1],
+                                    "fit (validation_data)")
         w_val = None if len(validation_data) == 2 else sample_weights(
             y_val, None, validation_data[2], f"{where} (validation_data)")
         return x, y, (x_val, y_val, w_val)

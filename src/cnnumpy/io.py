@@ -125,9 +125,9 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
                                    "them")
         from cnnumpy.model_file import looks_like
 
-        kind = looks_like(data) if len(data) >= 8 else None
-        if kind is not None:
-            raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file "
+        other = looks_like(data) if len(data) >= 8 else None
+        if other is not None:
+            raise ModelFormatError(f"{path}: this is {other}, not a cnnumpy model file "
                                    "(a .safetensors file written by cnnumpy)")
     if len(data) < 8:
         raise ModelFormatError(f"{path}: too short to be a model file ({len(data)} bytes)")
@@ -292,8 +292,8 @@ def _assign_optimizer_state(model: Any, tensors: dict[str, np.ndarray], meta: di
     state: dict[int, dict[str, np.ndarray]] = {}
     for key, arr in tensors.items():
         if key.startswith("optimizer."):
-            _, index, slot = key.split(".", 2)
-            state.setdefault(int(index), {})[slot] = arr
+            _, number, slot = key.split(".", 2)
+            state.setdefault(int(number), {})[slot] = arr
     params = model.trainable_weights()[0]
     if state and len(state) != len(params):
         raise ValueError(f"optimizer state for {len(state)} parameters, the model has "

@@ -8,22 +8,23 @@ against one probability per output.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from cnnumpy.backend import xp
 
 
-def sparse_categorical_accuracy(y_true, y_pred) -> float:
+def sparse_categorical_accuracy(y_true: Any, y_pred: Any) -> float:
     """Fraction of rows whose highest score is at the integer label."""
     labels = xp.asarray(y_true).reshape(-1)
     return float(xp.mean(xp.argmax(y_pred, axis=-1).reshape(-1) == labels))
 
 
-def categorical_accuracy(y_true, y_pred) -> float:
+def categorical_accuracy(y_true: Any, y_pred: Any) -> float:
     """Fraction of rows whose highest score is where the one-hot target is highest."""
     return float(xp.mean(xp.argmax(y_pred, axis=-1) == xp.argmax(y_true, axis=-1)))
 
 
-def _as_output_shape(y_true, y_pred):
+def _as_output_shape(y_true: Any, y_pred: Any) -> Any:
     """``y_true`` shaped like ``y_pred``: labels ``(N, ...)`` for outputs ``(N, ..., 1)`` get
     the last axis back, as the losses accept them (never broadcast into an N x N table)."""
     y_true = xp.asarray(y_true)
@@ -37,7 +38,7 @@ def _as_output_shape(y_true, y_pred):
     return y_true
 
 
-def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
+def binary_accuracy(y_true: Any, y_pred: Any, threshold: float = 0.5) -> float:
     """Fraction of outputs on the same side of ``threshold`` as the 0/1 target.
 
     Shape:

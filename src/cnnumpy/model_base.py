@@ -48,6 +48,37 @@ class BaseModel:
         # restores it (and any fit drops it), so load-then-fit continues exactly.
         self.rng_state: dict | None = None
 
+    # ----- what a subclass provides (see the module docstring) -------------------------------
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One sample's output shape, without the batch axis."""
+        raise NotImplementedError
+
+    @property
+    def _output_layer(self) -> Layer:
+        """The layer that computes the model's output."""
+        raise NotImplementedError
+
+    def _require_built(self, what: str) -> None:
+        """A ValueError naming ``what`` when the model has no weights yet."""
+        raise NotImplementedError
+
+    def _outputs(self, x: Any, training: bool, logits: bool) -> Any:
+        """The forward pass of one training or evaluation batch."""
+        raise NotImplementedError
+
+    def _backward_outputs(self, grad: Any, logits: bool) -> None:
+        """Fill every layer's ``grads`` from the gradient of ``_outputs``' result."""
+        raise NotImplementedError
+
+    def _infer(self, x: Any) -> Any:
+        """The inference output of one batch."""
+        raise NotImplementedError
+
+    def _summary_text(self) -> str:
+        """The table ``summary`` prints."""
+        raise NotImplementedError
+
     def _where(self, method: str) -> str:
         """``Class.method``, as error messages name it."""
         return f"{type(self).__name__}.{method}"
@@ -90,8 +121,13 @@ class BaseModel:
         self.stop_training = False
 
     def _require_compiled(self, what: str) -> None:
+        self._compiled(what)
+
+    def _compiled(self, what: str) -> tuple[losses.Loss, optimizers.Optimizer]:
+        """The loss and the optimizer; a ValueError naming ``what`` before ``compile``."""
         if self.loss is None or self.optimizer is None:
             raise ValueError(f"{self._where(what)}: call compile(optimizer, loss) first")
+        return self.loss, self.optimizer
 
     @property
     def _fused(self) -> bool:
@@ -105,12 +141,13 @@ class BaseModel:
                       sample_weight: Any = None) -> tuple[Any, float, Any]:
         """``(predictions, loss, d loss / d output)`` for one batch (the gradient of the
         output before its activation when that is folded into the loss)."""
-        fused = self._fused
-        z = self._outputs(x, training, fused)
-        if fused:
-            value, grad = self.loss.with_logits().value_and_grad(y, z, sample_weight)
-            return activations.get(self._output_layer.activation).forward(z), value, grad
-        value, grad = self.loss.value_and_grad(y, z, sample_weight)
+        loss, _ = self._compiled("train_step")
+        fused = loss.fused_activation if self._fused else None  # the output's activation
+        z = self._outputs(x, training, fused is not None)
+        if fused is not None:
+            value, grad = loss.with_logits().value_and_grad(y, z, sample_weight)
+            return activations.ACTIVATIONS[fused].forward(z), value, grad
+        value, grad = loss.value_and_grad(y, z, sample_weight)
         return z, value, grad
 
     def _backward(self, grad: Any) -> None:
@@ -119,10 +156,11 @@ class BaseModel:
 
     def train_step(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[Any, float]:
         """One update on one batch: forward, loss, backward, optimizer step."""
+        _, optimizer = self._compiled("train_step")
         with backend.single_threaded_blas():  # the kernels' own threads use the cores
             y_pred, value, grad = self._forward_loss(x, y, True, sample_weight)
             self._backward(grad)
-            self.optimizer.apply(*self.trainable_weights())
+            optimizer.apply(*self.trainable_weights())
         return y_pred, value
 
     def _metric_fns(self, y_pred_shape: tuple) -> dict:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy.io import atomic_write
+from cnnumpy.files import atomic_write
 
 
 def _pyplot() -> Any:

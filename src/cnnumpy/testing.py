@@ -266,7 +266,7 @@ def check_layer(layer: Layer, input_shape: Any, *, torch_fn: Callable[..., Any] 
         if "gradients" in wanted:
             report.checks += _guard_many("gradients", lambda: gradient_checks(
                 _float64_copy(layer), x.copy(), training, seed, max_elements))
-        if "torch" in wanted:
+        if "torch" in wanted and torch_fn is not None:  # "torch" is only wanted with one
             from cnnumpy._testing_torch import torch_checks
 
             report.checks += _guard_many("torch", lambda: torch_checks(

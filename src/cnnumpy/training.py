@@ -162,7 +162,7 @@ def _fit(model: Any, x: Any, y: Any, *, epochs: int, batch_size: int,
                     f"{where}: the loss became {value} at epoch {epoch + 1}, batch "
                     f"{batch + 1}; try a lower learning rate or check the data for NaN/Inf")
         logs = {k: v / max(seen, 1) for k, v in totals.items()}
-        if parallel:
+        if shared_rng is not None:  # parallel
             backend.set_rng_state(shared_rng)  # back on the stream all ranks share
             dist.average_state(model)  # e.g. BatchNormalization's moving statistics
         if val is not None:
@@ -275,7 +275,7 @@ def _root_only(cb: Callback) -> bool:
     return isinstance(cb, (ModelCheckpoint, CSVLogger)) or bool(getattr(cb, "root_only", False))
 
 
-def _enter_rank_stream() -> dict:
+def _enter_rank_stream() -> dict[str, Any]:
     """Switch the library generator to a stream of this rank's own for the epoch's batches
     (dropout masks and augmentations differ between ranks) and return the shared state,
     which every rank restores at the epoch's end, so the next shuffle is the same everywhere.

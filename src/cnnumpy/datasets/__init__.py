@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from cnnumpy.datasets.images import (
     prepare_image,
 )
 from cnnumpy.datasets.mnist import load_fashion_mnist, load_mnist
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 
 def load_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -64,7 +68,8 @@ def load_fashion_mnist_sample() -> tuple[tuple[np.ndarray, np.ndarray],
     return _load_bundled(resources.files("cnnumpy.datasets") / "data" / "fashion")
 
 
-def _load_bundled(root) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _load_bundled(root: Traversable
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     with resources.as_file(root) as folder:
         train = load_idx(str(folder / "train-images-idx3-ubyte.gz"),
                          str(folder / "train-labels-idx1-ubyte.gz"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def _list_images(root: str, report: _Reporter) -> tuple[list, list[str]]:
         raise DatasetError(f"{root}: no such folder")
     real_root = os.path.realpath(root)
     skipped: list[str] = []
-    classes = []
+    classes: list[tuple[str, str, list[tuple[str, str]]]] = []
     for name, path in _entries(root, skipped):
         if not os.path.isdir(path):
             skipped.append(path)  # a README beside the class folders
@@ -223,8 +224,8 @@ def _is_image_file(path: str, report: _Reporter) -> bool:
     return False
 
 
-def _read_image(image_module, path: str, color_mode: str, image_size: tuple[int, int] | None,
-                pad: bool = False) -> np.ndarray:
+def _read_image(image_module: Any, path: str, color_mode: str,
+                image_size: tuple[int, int] | None, pad: bool = False) -> np.ndarray:
     """Decode one image to float32 (H, W, C) in [0, 1], or raise ``_Unreadable``."""
     try:
         with image_module.open(path) as im:
@@ -241,7 +242,8 @@ def _read_image(image_module, path: str, color_mode: str, image_size: tuple[int,
     return pixels
 
 
-def _import_pillow():
+def _import_pillow() -> Any:
+    """``PIL.Image``, or an ImportError saying how to install Pillow."""
     try:
         from PIL import Image
     except ImportError as exc:
@@ -250,7 +252,9 @@ def _import_pillow():
     return Image
 
 
-def _check_args(image_size, color_mode, validation_split, seed, on_error):
+def _check_args(image_size: Any, color_mode: Any, validation_split: Any, seed: Any,
+                on_error: Any) -> tuple[int, int] | None:
+    """``image_size`` as ``(height, width)`` (or None); a ValueError for any bad argument."""
     where = "load_image_folder"
     if image_size is not None:
         ok = (isinstance(image_size, (tuple, list)) and len(image_size) == 2

@@ -138,6 +138,9 @@ def image_settings(model: Sequential) -> dict[str, Any]:
     else its input shape's size and channels without a background (never inverted)."""
     if model.preprocessing is not None:
         return dict(model.preprocessing)
+    if model.input_shape is None:
+        raise ValueError(f"image_settings: the model {model.name!r} has no input shape yet; "
+                         "build it or give its first layer input_shape")
     h, w, c = model.input_shape
     return {"color_mode": "rgb" if c == 3 else "grayscale", "image_size": [h, w],
             "background": None}
@@ -149,6 +152,8 @@ def check_settings(settings: Any, input_shape: tuple[int, ...] | None = None,
     ``image_size`` and ``background`` (see the module docstring) that fits ``input_shape``."""
     ok = isinstance(settings, dict) and set(settings) == {"color_mode", "image_size",
                                                           "background"}
+    size: Any
+    level: Any
     size, level = (settings.get("image_size"), settings.get("background")) if ok else (0, 0)
     ok = ok and settings["color_mode"] in COLOR_MODES and isinstance(size, (list, tuple)) \
         and len(size) == 2 and all(type(v) is int and v > 0 for v in size) \
@@ -243,7 +248,7 @@ def folder_settings(root: str | os.PathLike, color_mode: str = "auto",
     else:
         notes.append(color_mode)
     if image_size is None:
-        image_size = max(sizes, key=sizes.get) if sizes else (28, 28)
+        image_size = max(sizes, key=sizes.__getitem__) if sizes else (28, 28)
         others = sum(sizes.values()) - sizes.get(image_size, 0)
         notes.append(f"{image_size[0]}x{image_size[1]} (the most common size"
                      + (f"; {others:,} other images padded and resized" if others else "")

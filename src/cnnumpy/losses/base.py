@@ -151,7 +151,7 @@ class MeanSquaredError(Loss):
         y_true and y_pred: ``(batch, ...)``, the same shape.
     """
 
-    def _compute(self, y_true, y_pred, need_grad):
+    def _compute(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
         diff = y_pred - y_true
         per_sample = diff[0].size
         losses = xp.mean((diff * diff).reshape(len(diff), -1), axis=1)

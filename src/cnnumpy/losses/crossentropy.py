@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cnnumpy.backend import xp
 from cnnumpy.functional.activations import exp_no_underflow, log_softmax, sigmoid, softmax
 from cnnumpy.losses.base import EPSILON, _check_class_axis, _Crossentropy
@@ -20,7 +22,7 @@ class BinaryCrossentropy(_Crossentropy):
 
     fused_activation = "sigmoid"
 
-    def _targets(self, y_true, y_pred):
+    def _targets(self, y_true: Any, y_pred: Any) -> Any:
         y_true = super()._targets(y_true, y_pred)
         outside = ~((y_true >= 0) & (y_true <= 1))  # NaN counts as outside
         if xp.any(outside):
@@ -28,7 +30,7 @@ class BinaryCrossentropy(_Crossentropy):
                              f"{float(y_true[outside][0])} in y_true")
         return y_true
 
-    def _compute(self, y_true, y_pred, need_grad):
+    def _compute(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
         n = y_pred[0].size  # elements per sample: the loss averages over them
         batch = len(y_pred)
         if self.from_logits:
@@ -56,7 +58,7 @@ class CategoricalCrossentropy(_Crossentropy):
 
     fused_activation = "softmax"
 
-    def _targets(self, y_true, y_pred):
+    def _targets(self, y_true: Any, y_pred: Any) -> Any:
         name = type(self).__name__
         _check_class_axis(name, y_pred)
         y_true = self._real(y_true)
@@ -73,7 +75,7 @@ class CategoricalCrossentropy(_Crossentropy):
                          f"y_pred, received y_true {y_true.shape} and y_pred {y_pred.shape}"
                          f"{hint}")
 
-    def _compute(self, y_true, y_pred, need_grad):
+    def _compute(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
         batch = len(y_pred)
         count = y_pred[0].size // y_pred.shape[-1]  # positions per sample (1 for (N, C))
         if self.from_logits:
@@ -104,7 +106,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     fused_activation = "softmax"
 
-    def _targets(self, y_true, y_pred):
+    def _targets(self, y_true: Any, y_pred: Any) -> Any:
         name = type(self).__name__
         _check_class_axis(name, y_pred)
         labels = xp.asarray(y_true)
@@ -132,7 +134,7 @@ class SparseCategoricalCrossentropy(_Crossentropy):
                              f"{classes} classes, received label {value}")
         return labels.astype(xp.int64)
 
-    def _compute(self, labels, y_pred, need_grad):
+    def _compute(self, labels: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
         batch = len(y_pred)
         count = labels[0].size  # positions per sample (1 for (N, C) predictions)
         onehot = (xp.arange(y_pred.shape[-1]) == labels[..., None]).astype(y_pred.dtype)
