@@ -119,6 +119,15 @@ def test_number_of_inputs_is_checked():
         layers.Add().forward(np.zeros((2, 3)))
 
 
+
+def test_build_takes_weights_like_any_layer_and_a_merge_has_none():
+    layer = layers.Add()
+    with pytest.raises(ValueError, match=r"Add 'add.*': weights do not match: unexpected 'k'"):
+        layer.build([(3,), (3,)], weights={"k": np.zeros(3)})
+    layer.build([(3,), (3,)], weights={})
+    assert layer.built and layer.input_shape == [(3,), (3,)] and layer.get_weights() == {}
+
+
 def test_float32_by_default_and_config_round_trip():
     for name, cls in MERGE_LAYERS.items():
         layer = cls(name=f"m_{name}") if name != "Concatenate" else cls(axis=2, name="cat")

@@ -98,6 +98,18 @@ class Layer:
         return f"{type(self).__name__} {self.name!r}"
 
     # ----- shapes and building -------------------------------------------------------------
+    def _built_shape(self) -> tuple[int, ...]:
+        """The per-sample input shape, set by ``build``; a ValueError before."""
+        if self.input_shape is None:
+            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
+        return self.input_shape
+
+    def _built_dtype(self) -> np.dtype:
+        """The weights' dtype, set by ``build``; a ValueError before."""
+        if self.dtype is None:
+            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
+        return self.dtype
+
     def _split_batch(self, input_shape: Any) -> tuple[bool, tuple[int, ...]]:
         shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else input_shape
         has_batch = isinstance(shape, tuple) and len(shape) > 0 and shape[0] is None
@@ -236,9 +248,10 @@ class Layer:
                 raise ValueError(f"{self.label}: expected a batch of inputs (batch, ...), "
                                  f"received shape {x.shape}")
             self.build(x.shape[1:])
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+        shape = self._built_shape()
+        if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
             raise ValueError(f"{self.label}: expected input of shape (batch, "
-                             f"{', '.join(map(str, self.input_shape))}), received {x.shape}")
+                             f"{', '.join(map(str, shape))}), received {x.shape}")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
     def forward(self, x: Any, training: bool = False) -> Any:
@@ -254,7 +267,7 @@ class Layer:
         """The output before the layer's activation (for fused softmax/sigmoid losses)."""
         x = self._check_input(x)
         if len(x) == 0:  # no samples: an empty output of the right shape; no kernel runs
-            z = xp.zeros((0, *self._output_shape(self.input_shape)), dtype=self.dtype)
+            z = xp.zeros((0, *self._output_shape(self._built_shape())), dtype=self.dtype)
         else:
             z = self.call(x, training)
         self._output_of_forward = z.shape
@@ -268,7 +281,7 @@ class Layer:
                              f"last forward's output), received {tuple(np.shape(dy))}")
         if expected is not None and expected[0] == 0:  # an empty batch: nothing to add up
             self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
-            return xp.zeros((0, *self.input_shape), dtype=self.dtype)
+            return xp.zeros((0, *self._built_shape()), dtype=self.dtype)
         return self.call_backward(self._activation_backward(dy))
 
     def _activation_backward(self, dy: Any) -> Any:

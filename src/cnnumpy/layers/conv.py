@@ -9,6 +9,13 @@ import numpy as np
 from cnnumpy import initializers
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
+from cnnumpy.functional.im2col import (
+    Pads,
+    as_pair,
+    conv_output_size,
+    normalize_padding,
+    resolve_padding,
+)
 from cnnumpy.layers.base import Layer
 
 
@@ -20,7 +27,7 @@ def _to_json(value: Any) -> Any:
 
 
 def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value > 0)
 
 
 class Conv2D(Layer):
@@ -63,10 +70,10 @@ class Conv2D(Layer):
             raise ValueError(f"{where}: use_bias must be True or False, "
                              f"received use_bias={use_bias!r}")
         self.filters = int(filters)
-        self.kernel_size = conv.as_pair(kernel_size, "kernel_size", where)
-        self.strides = conv.as_pair(strides, "strides", where)
-        self.dilation_rate = conv.as_pair(dilation_rate, "dilation_rate", where)
-        self._padding = conv.normalize_padding(padding, where)
+        self.kernel_size = as_pair(kernel_size, "kernel_size", where)
+        self.strides = as_pair(strides, "strides", where)
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate", where)
+        self._padding = normalize_padding(padding, where)
         # Keep the form the user chose (for the config), with strings lower-cased.
         self.padding = padding.lower() if isinstance(padding, str) else _to_json(padding)
         self.groups = int(groups)
@@ -77,9 +84,9 @@ class Conv2D(Layer):
         self._cache: conv.ConvCache | None = None
         self._relu_inside = False  # the last forward applied the ReLU inside the convolution
 
-    def _pads(self, input_shape: tuple[int, ...]) -> conv.Pads:
-        return conv.resolve_padding(self._padding, input_shape[:2], self.kernel_size,
-                                    self.strides, self.dilation_rate)
+    def _pads(self, input_shape: tuple[int, ...]) -> Pads:
+        return resolve_padding(self._padding, (input_shape[0], input_shape[1]),
+                               self.kernel_size, self.strides, self.dilation_rate)
 
     def _output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:
@@ -94,8 +101,8 @@ class Conv2D(Layer):
                              f"groups={self.groups}")
         (top, bottom), (left, right) = self._pads(input_shape)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.strides, self.dilation_rate
-        out_h = conv.conv_output_size(height, kh, sh, top, bottom, dh)
-        out_w = conv.conv_output_size(width, kw, sw, left, right, dw)
+        out_h = conv_output_size(height, kh, sh, top, bottom, dh)
+        out_w = conv_output_size(width, kw, sw, left, right, dw)
         if out_h < 1 or out_w < 1:
             raise ValueError(
                 f"{self.label}: kernel_size={self.kernel_size} with dilation_rate="
@@ -104,12 +111,13 @@ class Conv2D(Layer):
         return out_h, out_w, self.filters
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        shapes = {"kernel": (*self.kernel_size, input_shape[2] // self.groups, self.filters)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "kernel": (*self.kernel_size, input_shape[2] // self.groups, self.filters)}
         return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
 
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
         if name == "bias":
-            return initializers.zeros(shape, dtype=self.dtype)
+            return initializers.zeros(shape, dtype=self._built_dtype())
         return initializers.get(self.kernel_initializer)(shape, dtype=self.dtype)
 
     def forward(self, x: Any, training: bool = False) -> Any:

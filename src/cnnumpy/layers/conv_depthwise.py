@@ -10,12 +10,30 @@ import numpy as np
 
 from cnnumpy import initializers
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, conv_depthwise
+from cnnumpy.functional import conv_depthwise
+from cnnumpy.functional.im2col import (
+    Pads,
+    as_pair,
+    conv_output_size,
+    normalize_padding,
+    resolve_padding,
+)
 from cnnumpy.layers.base import Layer
 from cnnumpy.layers.conv import _is_positive_int, _to_json
 
 
-class DepthwiseConv2D(Layer):
+class _ConvArgs(Layer):
+    """The arguments every convolution here stores (by :func:`_store_conv_args`), as Conv2D."""
+
+    kernel_size: tuple[int, int]
+    strides: tuple[int, int]
+    dilation_rate: tuple[int, int]
+    padding: Any  # the user's form, for the config
+    _padding: str | Pads  # the normalized form, for the kernels
+    use_bias: bool
+
+
+class DepthwiseConv2D(_ConvArgs):
     """Depthwise 2-D convolution: each input channel convolved with its own
     ``depth_multiplier`` kernels (Conv2D with ``groups`` equal to the input channels).
 
@@ -59,14 +77,15 @@ class DepthwiseConv2D(Layer):
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         channels = input_shape[2]
-        shapes = {"kernel": (*self.kernel_size, channels, self.depth_multiplier)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "kernel": (*self.kernel_size, channels, self.depth_multiplier)}
         if self.use_bias:
             shapes["bias"] = (channels * self.depth_multiplier,)
         return shapes
 
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
         if name == "bias":
-            return initializers.zeros(shape, dtype=self.dtype)
+            return initializers.zeros(shape, dtype=self._built_dtype())
         return initializers.get(self.depthwise_initializer)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:
@@ -92,7 +111,7 @@ class DepthwiseConv2D(Layer):
         return config
 
 
-class SeparableConv2D(Layer):
+class SeparableConv2D(_ConvArgs):
     """Depthwise-separable 2-D convolution, as Keras: a depthwise convolution (no bias), then
     a 1x1 convolution to ``filters`` channels with the bias, then the activation.
 
@@ -139,13 +158,14 @@ class SeparableConv2D(Layer):
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         channels, multiplier = input_shape[2], self.depth_multiplier
-        shapes = {"depthwise_kernel": (*self.kernel_size, channels, multiplier),
-                  "pointwise_kernel": (1, 1, channels * multiplier, self.filters)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "depthwise_kernel": (*self.kernel_size, channels, multiplier),
+            "pointwise_kernel": (1, 1, channels * multiplier, self.filters)}
         return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
 
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
         if name == "bias":
-            return initializers.zeros(shape, dtype=self.dtype)
+            return initializers.zeros(shape, dtype=self._built_dtype())
         init = self.depthwise_initializer if name == "depthwise_kernel" \
             else self.pointwise_initializer
         return initializers.get(init)(shape, dtype=self.dtype)
@@ -179,30 +199,30 @@ class SeparableConv2D(Layer):
 # ----- shared by both (and by nothing else) -------------------------------------------------
 
 
-def _store_conv_args(layer: Layer, where: str, kernel_size: Any, strides: Any, padding: Any,
+def _store_conv_args(layer: _ConvArgs, where: str, kernel_size: Any, strides: Any, padding: Any,
                      dilation_rate: Any, use_bias: Any) -> None:
     """Validate and store the arguments every convolution takes, as Conv2D does."""
     if not isinstance(use_bias, (bool, np.bool_)):
         raise ValueError(f"{where}: use_bias must be True or False, received use_bias={use_bias!r}")
-    layer.kernel_size = conv.as_pair(kernel_size, "kernel_size", where)
-    layer.strides = conv.as_pair(strides, "strides", where)
-    layer.dilation_rate = conv.as_pair(dilation_rate, "dilation_rate", where)
-    layer._padding = conv.normalize_padding(padding, where)
+    layer.kernel_size = as_pair(kernel_size, "kernel_size", where)
+    layer.strides = as_pair(strides, "strides", where)
+    layer.dilation_rate = as_pair(dilation_rate, "dilation_rate", where)
+    layer._padding = normalize_padding(padding, where)
     layer.padding = padding.lower() if isinstance(padding, str) else _to_json(padding)
     layer.use_bias = bool(use_bias)
 
 
-def _conv_hw(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, int]:
+def _conv_hw(layer: _ConvArgs, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """``(Ho, Wo)`` of the (depthwise) convolution, or a ValueError naming the layer."""
     if len(input_shape) != 3:
         raise ValueError(f"{layer.label}: expected per-sample input of shape (height, width, "
                          f"channels), received {input_shape}")
     height, width = input_shape[:2]
-    (top, bottom), (left, right) = conv.resolve_padding(
+    (top, bottom), (left, right) = resolve_padding(
         layer._padding, (height, width), layer.kernel_size, layer.strides, layer.dilation_rate)
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.strides, layer.dilation_rate
-    out_h = conv.conv_output_size(height, kh, sh, top, bottom, dh)
-    out_w = conv.conv_output_size(width, kw, sw, left, right, dw)
+    out_h = conv_output_size(height, kh, sh, top, bottom, dh)
+    out_w = conv_output_size(width, kw, sw, left, right, dw)
     if out_h < 1 or out_w < 1:
         raise ValueError(
             f"{layer.label}: kernel_size={layer.kernel_size} with dilation_rate="
@@ -211,7 +231,7 @@ def _conv_hw(layer: Any, input_shape: tuple[int, ...]) -> tuple[int, int]:
     return out_h, out_w
 
 
-def _conv_config(layer: Any) -> dict[str, Any]:
+def _conv_config(layer: _ConvArgs) -> dict[str, Any]:
     return dict(kernel_size=list(layer.kernel_size), strides=list(layer.strides),
                 padding=layer.padding, dilation_rate=list(layer.dilation_rate),
                 use_bias=layer.use_bias, activation=layer.activation)

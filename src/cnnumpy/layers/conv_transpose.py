@@ -8,12 +8,12 @@ from cnnumpy import initializers
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv_transpose
 from cnnumpy.functional.im2col import _is_int
-from cnnumpy.layers.base import Layer, _name_counters
+from cnnumpy.layers.base import _name_counters
 from cnnumpy.layers.conv import _is_positive_int
-from cnnumpy.layers.conv_depthwise import _conv_config, _store_conv_args
+from cnnumpy.layers.conv_depthwise import _conv_config, _ConvArgs, _store_conv_args
 
 
-class Conv2DTranspose(Layer):
+class Conv2DTranspose(_ConvArgs):
     """Transposed 2-D convolution (sometimes called deconvolution): the input gradient of a
     Conv2D with the same kernel size, strides, padding and dilation, as in Keras; with
     strides above 1 it upsamples. PyTorch's ``conv_transpose2d`` computes the same values
@@ -82,12 +82,13 @@ class Conv2DTranspose(Layer):
         return (*out_hw, self.filters)
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        shapes = {"kernel": (*self.kernel_size, self.filters, input_shape[2])}
+        shapes: dict[str, tuple[int, ...]] = {
+            "kernel": (*self.kernel_size, self.filters, input_shape[2])}
         return {**shapes, "bias": (self.filters,)} if self.use_bias else shapes
 
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
         if name == "bias":
-            return initializers.zeros(shape, dtype=self.dtype)
+            return initializers.zeros(shape, dtype=self._built_dtype())
         return initializers.get(self.kernel_initializer)(shape, dtype=self.dtype)
 
     def call(self, x: Any, training: bool) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-        shapes = {"kernel": (input_shape[-1], self.units)}
+        shapes: dict[str, tuple[int, ...]] = {"kernel": (input_shape[-1], self.units)}
         return {**shapes, "bias": (self.units,)} if self.use_bias else shapes
 
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
@@ -111,7 +112,7 @@ class Dense(Layer):
         x2 = self._x.reshape(-1, self._x.shape[-1])
         dy2 = dy.reshape(-1, self.units)
         kernel = self.params["kernel"]
-        products = [lambda: x2.T @ dy2]
+        products: list[Callable[[], Any]] = [lambda: x2.T @ dy2]
         if self.needs_input_grad:
             products.append(lambda: dy @ kernel.T)
         # The two products are independent: side by side on the library's threads when big

@@ -29,6 +29,8 @@ class Merge(Layer):
 
     min_inputs = 2
     max_inputs: int | None = None
+    input_shape: Any
+    """A list of per-sample shapes, one per input, once built (one shape for other layers)."""
 
     def __init__(self, *, name: str | None = None, dtype: str | None = None) -> None:
         super().__init__(name=name, dtype=dtype)
@@ -58,7 +60,11 @@ class Merge(Layer):
                              f"{', '.join(str(s) for s in shapes)}")
         return shapes[0]
 
-    def build(self, input_shape: Any) -> None:
+    def build(self, input_shape: Any, weights: dict[str, Any] | None = None) -> None:
+        """Check the list of input shapes; ``weights``, as for any layer, must name the
+        layer's arrays: a merge layer has none."""
+        if weights:
+            self._check_weights(weights, {})
         shapes = self._shapes(input_shape)
         self._output_shape_of(shapes)
         if self.dtype is None:
@@ -118,6 +124,12 @@ class Merge(Layer):
     def _merge_backward(self, dy: Any) -> list[Any]:
         raise NotImplementedError
 
+    def _cached(self) -> list[Any]:
+        """What the last ``_merge`` kept for ``_merge_backward``."""
+        if self._cache is None:
+            raise ValueError(f"{self.label}: backward called before forward")
+        return self._cache
+
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"name": self.name}
         if self.dtype is not None:
@@ -136,7 +148,7 @@ class Add(Merge):
         return z
 
     def _merge_backward(self, dy: Any) -> list[Any]:
-        return [dy.copy() for _ in range(self._cache[0])]
+        return [dy.copy() for _ in range(self._cached()[0])]
 
 
 class Subtract(Merge):
@@ -162,7 +174,7 @@ class Multiply(Merge):
         return z
 
     def _merge_backward(self, dy: Any) -> list[Any]:
-        xs = self._cache
+        xs = self._cached()
         grads = []
         for i in range(len(xs)):
             g = dy.copy()
@@ -185,7 +197,7 @@ class Average(Merge):
         return z
 
     def _merge_backward(self, dy: Any) -> list[Any]:
-        n = self._cache[0]
+        n = self._cached()[0]
         return [dy / n for _ in range(n)]
 
 
@@ -236,7 +248,7 @@ class Concatenate(Merge):
         return xp.concatenate(xs, axis=axis)
 
     def _merge_backward(self, dy: Any) -> list[Any]:
-        axis, bounds = self._cache
+        axis, bounds = self._cached()
         return [xp.ascontiguousarray(part) for part in xp.split(dy, bounds, axis=axis)]
 
     def get_config(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,10 @@ def _check_image_shape(layer: Layer, input_shape: tuple[int, ...]) -> None:
 class _Pool2D(Layer):
     """Shared arguments, shapes and config of the windowed pools."""
 
-    _forward = staticmethod(F.max_pool2d_forward)
-    _backward = staticmethod(F.max_pool2d_backward)
+    # (x, pool_size, strides, padding) -> (y, cache); (dy, cache) -> dx
+    _forward: Callable[[Any, Any, Any, str], tuple[Any, tuple]] = staticmethod(
+        F.max_pool2d_forward)
+    _backward: Callable[[Any, tuple], Any] = staticmethod(F.max_pool2d_backward)
 
     def __init__(self, pool_size: int | tuple[int, int] = 2,
                  strides: int | tuple[int, int] | None = None, padding: str = "valid", *,

@@ -16,20 +16,22 @@ Margins = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
 
 
 def _margins(value: Any, arg: str, cls: str) -> Margins:
     """Keras' three forms as ``((top, bottom), (left, right))``: an int (all four sides), a
     pair ``(rows, cols)`` (both sides of each axis) or a pair of pairs."""
     if _is_count(value):
-        return ((int(value),) * 2,) * 2
+        return (int(value), int(value)), (int(value), int(value))
     if isinstance(value, (tuple, list)) and len(value) == 2:
         if all(_is_count(v) for v in value):
-            return tuple((int(v), int(v)) for v in value)
+            rows, cols = int(value[0]), int(value[1])
+            return (rows, rows), (cols, cols)
         if all(isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_count(q) for q in v)
                for v in value):
-            return tuple((int(v[0]), int(v[1])) for v in value)
+            (top, bottom), (left, right) = value
+            return (int(top), int(bottom)), (int(left), int(right))
     raise ValueError(f"{cls}: {arg} must be a non-negative int, a pair (rows, cols) or "
                      f"((top, bottom), (left, right)) of non-negative ints, "
                      f"received {arg}={value!r}")
@@ -104,7 +106,7 @@ class ZeroPadding2D(Layer):
 
     def call_backward(self, dy: Any) -> Any:
         (top, _), (left, _) = self.padding
-        h, w, _ = self.input_shape
+        h, w, _ = self._built_shape()
         return dy[:, top:top + h, left:left + w]
 
     def get_config(self) -> dict[str, Any]:
@@ -139,7 +141,7 @@ class Cropping2D(Layer):
 
     def call(self, x: Any, training: bool) -> Any:
         (top, bottom), (left, right) = self.cropping
-        h, w, _ = self.input_shape
+        h, w, _ = self._built_shape()
         return x[:, top:h - bottom, left:w - right]
 
     def call_backward(self, dy: Any) -> Any:
@@ -166,8 +168,8 @@ class Reshape(Layer):
     def __init__(self, target_shape: Any, *, input_shape: Any = None, name: str | None = None,
                  dtype: str | None = None) -> None:
         cls = type(self).__name__
-        dims = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else None
-        ok = dims is not None and len(dims) > 0 and all(
+        dims = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else ()
+        ok = len(dims) > 0 and all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and (d > 0 or d == -1)
             for d in dims) and list(dims).count(-1) <= 1
         if not ok:
@@ -188,10 +190,10 @@ class Reshape(Layer):
         return self.target_shape
 
     def call(self, x: Any, training: bool) -> Any:
-        return x.reshape(len(x), *self._output_shape(self.input_shape))
+        return x.reshape(len(x), *self._output_shape(self._built_shape()))
 
     def call_backward(self, dy: Any) -> Any:
-        return dy.reshape(len(dy), *self.input_shape)
+        return dy.reshape(len(dy), *self._built_shape())
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
