@@ -13,6 +13,7 @@ Conv2DTranspose        ConvTranspose (pads: what Keras' padding cuts; output_pad
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,8 @@ def _grouped_conv(g: Any, layer: Any, shape: tuple[int, ...], kernel: np.ndarray
                   bias_key: str | None) -> None:
     """One Conv node of ``kernel`` (kh, kw, 1, C * M), one group per input channel."""
     (top, bottom), (left, right) = resolve_padding(
-        layer.padding, shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate)
+        layer.padding, (shape[0], shape[1]), layer.kernel_size, layer.strides,
+        layer.dilation_rate)
     inputs = [g.const(f"{layer.name}/depthwise_kernel", kernel.transpose(3, 2, 0, 1))]
     if bias_key is not None:
         inputs.append(g.const(f"{layer.name}/bias", _weight(layer, bias_key)))
@@ -79,6 +81,7 @@ def conv_transpose(g: Any, layer: layers.Conv2DTranspose, shape: tuple[int, ...]
             pads=[*begins, *ends], output_padding=added)
 
 
-CONVERTERS = {layers.DepthwiseConv2D: depthwise, layers.SeparableConv2D: depthwise,
-              layers.Conv2DTranspose: conv_transpose}
+CONVERTERS: dict[type, Callable[[Any, Any, tuple[int, ...]], None]] = {
+    layers.DepthwiseConv2D: depthwise, layers.SeparableConv2D: depthwise,
+    layers.Conv2DTranspose: conv_transpose}
 """The layer classes this module exports, each with the function that adds its nodes."""

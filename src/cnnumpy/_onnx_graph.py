@@ -21,7 +21,7 @@ Concatenate            Concat (the axis moved to where it stands in NCHW for NCH
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from cnnumpy.graph import InputLayer
 from cnnumpy.layers.merge import Add, Average, Concatenate, Merge, Multiply, Subtract
@@ -56,7 +56,7 @@ def merge(g: Any, layer: Merge, states: list[tuple[str, int, str]]) -> None:
     elif kind is Average:
         g.x = g.op("Mean", names, base)
     else:  # Concatenate (the classes in MERGES)
-        axis = layer._sample_axis(rank - 1) + 1
+        axis = cast(Concatenate, layer)._sample_axis(rank - 1) + 1
         if rank == 4 and layout == "NCHW":
             axis = _NCHW_FROM_NHWC.index(axis)
         g.x = g.op("Concat", names, base, axis=axis)

@@ -62,7 +62,7 @@ from cnnumpy import (
     _onnx_conv,
     _onnx_graph,
     _onnx_reshaping,
-    io,
+    files,
     layers,
 )
 from cnnumpy.functional.conv import resolve_padding
@@ -134,7 +134,8 @@ def _f32(layer: layers.Layer, key: str) -> np.ndarray:
 def _conv(g: _Graph, layer: layers.Conv2D, shape: tuple[int, ...]) -> None:
     g.to_layout("NCHW", layer.name)
     (top, bottom), (left, right) = resolve_padding(
-        layer.padding, shape[:2], layer.kernel_size, layer.strides, layer.dilation_rate)
+        layer.padding, (shape[0], shape[1]), layer.kernel_size, layer.strides,
+        layer.dilation_rate)
     inputs = [g.const(f"{layer.name}/kernel", _f32(layer, "kernel").transpose(3, 2, 0, 1))]
     if layer.use_bias:
         inputs.append(g.const(f"{layer.name}/bias", _f32(layer, "bias")))
@@ -295,4 +296,4 @@ def export(model: Any, path: str | os.PathLike, opset: int | None = None) -> Non
     """
     proto = to_onnx(model, opset)
     onnx.checker.check_model(proto, full_check=True)
-    io.atomic_write(os.fspath(path), proto.SerializeToString())
+    files.atomic_write(os.fspath(path), proto.SerializeToString())

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from cnnumpy.backend import xp
 from cnnumpy.functional.fast import batch_norm, conv_pool
@@ -92,9 +92,9 @@ def relu_clip(layer: Layer) -> tuple[bool, float | None]:
     return False, None
 
 
-def _foldable(conv: Layer, bn: Layer) -> bool:
-    return (type(conv) in (Conv2D, DepthwiseConv2D) and type(bn) is BatchNormalization
-            and conv.built and bn.built and conv.activation is None)
+def _foldable(conv: Layer, bn: BatchNormalization) -> bool:
+    return (type(conv) in (Conv2D, DepthwiseConv2D) and conv.built and bn.built
+            and conv.activation is None)
 
 
 def _folded(conv: Layer, bn: BatchNormalization) -> Layer:
@@ -134,15 +134,16 @@ class Passes:
             if i in self._fused or i in self._done:
                 pass  # computed with the layer before it
             elif (fold and FOLD_BN and not training and after is not None and len(x)
-                  and _foldable(layer, after)):
+                  and type(after) is BatchNormalization and _foldable(layer, after)):
                 x = _folded(layer, after).forward(x, training)
                 self._done[i + 1] = "folded"
             elif (FUSE_BN_RELU and training and relu and type(layer) is BatchNormalization
                   and i + 2 not in self._moved):
                 x = layer.forward_relu(x, training, top)
                 self._done[i + 1] = "bn_relu"
-            elif i + 1 in fused and len(x):
-                x = self._conv_pool_forward(layer, layers[i + 1], x, training, i + 1)
+            elif i + 1 in fused and len(x):  # a Conv2D and a MaxPool2D (conv_pool_fused)
+                x = self._conv_pool_forward(cast(Conv2D, layer), cast(MaxPool2D, layers[i + 1]),
+                                            x, training, i + 1)
             elif i + 1 in self._moved and i + 1 < count:
                 x = layer.forward_logits(x, training)  # its ReLU comes after the pool
             else:
@@ -175,7 +176,8 @@ class Passes:
                     raise ValueError(f"{layer.label}: backward called before a training forward")
                 grad = relu_grad_of_output(grad, self._outputs[i])
             if i in self._fused:
-                grad = self._conv_pool_backward(layers[i - 1], layer, grad, self._fused[i])
+                grad = self._conv_pool_backward(  # a Conv2D and a MaxPool2D (conv_pool_fused)
+                    cast(Conv2D, layers[i - 1]), cast(MaxPool2D, layer), grad, self._fused[i])
                 i -= 2
                 continue
             if self._done.get(i) == "folded":

@@ -65,7 +65,7 @@ def sample(x: Any, taps: list[tuple], fill: float = 0.0) -> Any:
     """
     n = xp.arange(x.shape[0])[:, None, None]
     out = xp.zeros((*taps[0][0].shape, x.shape[3]), dtype=x.dtype)
-    total = 0.0
+    total: Any = 0.0  # becomes an array of the summed weights
     for rows, cols, weight in taps:
         out += weight.astype(x.dtype)[..., None] * x[n, rows, cols]
         total = total + weight

@@ -45,6 +45,12 @@ from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for 
     resolve_padding,
 )
 
+__all__ = [  # with the geometry re-exported from im2col
+    "CHUNK_BYTES", "DX_AS_CONV", "DX_AS_CONV_MIN_CHANNELS", "FEW_CHANNELS", "ConvCache",
+    "InputGrad", "Pads", "as_pair", "col2im", "conv2d_backward", "conv2d_forward",
+    "conv_output_size", "im2col", "normalize_padding", "output_hw", "patch_matrix",
+    "resolve_padding", "sum_in_order"]
+
 CHUNK_BYTES = 4 * 2**20
 """Target size of one chunk's patch matrix: small enough to stay in cache while multiplied."""
 
@@ -323,7 +329,8 @@ def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,
               for span, (before, after) in zip(spans, pads, strict=True)]
     crop = tuple(slice(max(-b, 0), dy.shape[1 + a] - max(-e, 0))
                  for a, (b, e) in enumerate(widths))
-    return _pad(dy[:, crop[0], crop[1]], tuple((max(b, 0), max(e, 0)) for b, e in widths))
+    (top, bottom), (left, right) = ((max(b, 0), max(e, 0)) for b, e in widths)
+    return _pad(dy[:, crop[0], crop[1]], ((top, bottom), (left, right)))
 
 
 def _flipped_kernel(kernel: Any) -> Any:

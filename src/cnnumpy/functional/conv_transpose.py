@@ -23,10 +23,10 @@ from cnnumpy.functional.conv import (
     InputGrad,
     Pads,
     _chunks,
-    _pair,
     conv2d_backward,
     conv2d_forward,
 )
+from cnnumpy.functional.im2col import _pair
 
 
 def transpose_geometry(size: int, kernel: int, stride: int = 1, dilation: int = 1,

@@ -20,8 +20,8 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _is_int(value: Any, minimum: int) -> bool:
-    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-            and value >= minimum)
+    return bool(isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+                and value >= minimum)
 
 
 def as_pair(value: Any, name: str, where: str) -> tuple[int, int]:
@@ -46,11 +46,12 @@ def normalize_padding(padding: Any, where: str = "padding") -> str | Pads:
     if _is_int(padding, 0):
         return ((int(padding),) * 2,) * 2
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(_is_int(p, 0) for p in padding):
-            return tuple((int(p), int(p)) for p in padding)
+        pad_h, pad_w = padding
+        if _is_int(pad_h, 0) and _is_int(pad_w, 0):
+            return (int(pad_h), int(pad_h)), (int(pad_w), int(pad_w))
         if all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q, 0) for q in p)
                for p in padding):
-            return tuple((int(p[0]), int(p[1])) for p in padding)
+            return (int(pad_h[0]), int(pad_h[1])), (int(pad_w[0]), int(pad_w[1]))
     raise ValueError(f"{where}: padding must be 'valid', 'same', a non-negative int, a pair "
                      f"(pad_h, pad_w) or ((top, bottom), (left, right)), "
                      f"received padding={padding!r}")
@@ -73,7 +74,7 @@ def resolve_padding(padding: Any, in_hw: tuple[int, int], kernel_hw: int | tuple
     mode = normalize_padding(padding)
     if mode == "valid":
         return (0, 0), (0, 0)
-    if mode == "same":
+    if isinstance(mode, str):  # "same"
         k, s, d = _pair(kernel_hw), _pair(strides), _pair(dilation)
         return _same_pads(in_hw[0], k[0], s[0], d[0]), _same_pads(in_hw[1], k[1], s[1], d[1])
     return mode
@@ -138,7 +139,7 @@ def col2im(cols: Any, x_shape: tuple[int, ...], strides: int | tuple[int, int] =
         cols: (N, Ho, Wo, kh, kw, C); result: x_shape = (N, H, W, C).
     """
     kernel_hw, strides, dilation = cols.shape[3:5], _pair(strides), _pair(dilation)
-    pads = resolve_padding(padding, x_shape[1:3], kernel_hw, strides, dilation)
+    pads = resolve_padding(padding, (x_shape[1], x_shape[2]), kernel_hw, strides, dilation)
     return _scatter_taps(lambda i, j: cols[:, :, :, i, j], x_shape, kernel_hw, strides, pads,
                          dilation, cols.dtype)
 

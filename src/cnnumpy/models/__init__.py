@@ -82,6 +82,7 @@ def get(name: str, input_shape: tuple[int, ...], num_classes: int) -> Sequential
             raise ValueError(f"model config {name!r} is not valid JSON ({exc})") from None
     if not isinstance(config, dict):
         raise ValueError(f"model config {name!r} must be a JSON object")
+    model: Sequential | Model
     if is_graph_config(config):
         try:
             model = Model.from_config(config)

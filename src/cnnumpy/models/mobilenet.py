@@ -33,7 +33,7 @@ from cnnumpy.graph_model import Model
 # (expansion, filters, stride, repeats) per group of blocks, Keras' block_0 ... block_16
 _BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 3), (6, 64, 2, 4), (6, 96, 1, 3),
            (6, 160, 2, 3), (6, 320, 1, 1))
-_BN = {"momentum": 0.9, "epsilon": 1e-3}
+_BN_MOMENTUM, _BN_EPSILON = 0.9, 1e-3
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -47,7 +47,7 @@ def _conv_bn_relu6(x: Any, filters: int, name: str, bn: str, relu: str | None,
                    kernel: int = 1, stride: int = 1) -> Any:
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       kernel_initializer="he_normal", name=name)(x)
-    x = layers.BatchNormalization(**_BN, name=bn)(x)
+    x = layers.BatchNormalization(_BN_MOMENTUM, _BN_EPSILON, name=bn)(x)
     return x if relu is None else layers.ReLU(6.0, name=relu)(x)
 
 
@@ -60,7 +60,7 @@ def _inverted_residual(x: Any, expansion: int, filters: int, stride: int, block:
                            prefix + "expand_relu")
     h = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                                depthwise_initializer="he_normal", name=prefix + "depthwise")(h)
-    h = layers.BatchNormalization(**_BN, name=prefix + "depthwise_BN")(h)
+    h = layers.BatchNormalization(_BN_MOMENTUM, _BN_EPSILON, name=prefix + "depthwise_BN")(h)
     h = layers.ReLU(6.0, name=prefix + "depthwise_relu")(h)
     h = _conv_bn_relu6(h, filters, prefix + "project", prefix + "project_BN", None)
     if stride == 1 and channels == filters:

@@ -25,14 +25,14 @@ from cnnumpy import layers
 from cnnumpy.graph import Input
 from cnnumpy.graph_model import Model
 
-_BN = {"momentum": 0.9, "epsilon": 1e-5}  # torch's BatchNorm2d defaults in Keras' terms
+_BN_MOMENTUM, _BN_EPSILON = 0.9, 1e-5  # torch's BatchNorm2d defaults in Keras' terms
 
 
 def _conv_bn(x: Any, filters: int, kernel: int, stride: int, padding: int, conv: str,
              bn: str) -> Any:
     x = layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                       kernel_initializer="he_normal", name=conv)(x)
-    return layers.BatchNormalization(**_BN, name=bn)(x)
+    return layers.BatchNormalization(_BN_MOMENTUM, _BN_EPSILON, name=bn)(x)
 
 
 def _basic_block(x: Any, filters: int, stride: int, name: str) -> Any:

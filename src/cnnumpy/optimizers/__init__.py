@@ -14,8 +14,8 @@ from cnnumpy.optimizers.base import Optimizer, clip_by_global_norm, clip_by_norm
 from cnnumpy.optimizers.rmsprop import RMSprop, rmsprop_update
 from cnnumpy.optimizers.sgd import SGD, sgd_update
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
-                                          "rmsprop": RMSprop}
+OPTIMIZERS: dict[str, type[SGD | Adam | AdamW | RMSprop]] = {
+    "sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 """The names :func:`get`, :func:`serialize` and :func:`deserialize` use."""
 
 

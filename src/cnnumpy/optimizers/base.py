@@ -225,7 +225,7 @@ class Optimizer:
             raise ValueError(f"{where}: received state for {len(entries)} parameters, "
                              f"the optimizer has {len(self.state)}")
         expected = set(self._slot_names())
-        new_state = {}
+        new_state: dict[int, dict[str, Any]] = {}
         for i in range(len(entries)):
             slots = entries[i]
             if not isinstance(slots, dict) or set(slots) != expected:
@@ -257,7 +257,7 @@ class Optimizer:
         """
         from cnnumpy.optimizers import schedules  # here: schedules imports this module
 
-        lr = self.learning_rate
+        lr: float | Callable[[int], float] | dict[str, Any] = self.learning_rate
         if callable(lr):
             if not isinstance(lr, schedules.LearningRateSchedule):
                 raise TypeError(f"{type(self).__name__}.get_config: cannot serialize "

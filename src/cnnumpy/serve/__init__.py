@@ -51,7 +51,7 @@ def make_server(model: Any = None, host: str = "127.0.0.1", port: int = 8000,
         raise ImportError('cnnumpy serve reads images with Pillow: pip install '
                           'pillow') from None
     if model is None or isinstance(model, (str, os.PathLike)):
-        model = cnnumpy.load_model(model or default_model_path(), compile=False)
+        model = cnnumpy.load_model(os.fspath(model or default_model_path()), compile=False)
     return Server((host, port), Engine(model, max_pixels), max_body, verbose)
 
 

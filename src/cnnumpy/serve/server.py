@@ -25,7 +25,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from cnnumpy.serve.api import BadInput, Engine
@@ -248,7 +248,8 @@ class Server(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         """The address the server listens on, ``http://host:port/``."""
-        host, port = self.server_address[:2]
+        # an AF_INET or AF_INET6 server's address starts with (host, port), host a str
+        host, port = cast(tuple[str, int], self.server_address[:2])
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/"
 

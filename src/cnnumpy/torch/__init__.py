@@ -35,8 +35,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("cnnumpy.torch needs PyTorch: pip install torch") from exc
 
-from cnnumpy.torch._export import AvgPool2dSame, to_torch
+from cnnumpy.torch._export import to_torch
 from cnnumpy.torch._graph import GraphModule
 from cnnumpy.torch._import import from_torch
+from cnnumpy.torch._modules import AvgPool2dSame
 
 __all__ = ["AvgPool2dSame", "GraphModule", "from_torch", "to_torch"]

@@ -76,7 +76,7 @@ def _to_cnnumpy_order(x: torch.Tensor, hwc: tuple) -> torch.Tensor:
     return x.reshape(len(x), c, h, w).permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
-class GraphModule(nn.Module):
+class GraphModule(nn.Module):  # type: ignore[misc]  # torch is Any to mypy (not followed)
     """A graph model's PyTorch twin: one submodule per layer, run in the graph's order.
 
     Args:
@@ -133,7 +133,8 @@ def _merge_op(layer: Merge, rank: int) -> Any:
 def graph_to_torch(model: Any, dtype: torch.dtype, modules_of: Any) -> GraphModule:
     """The :class:`GraphModule` of ``model``; ``modules_of(layer, shape, flattened)`` gives
     a single-input layer's PyTorch modules, its activation included."""
-    plan, names, numbers = flat_plan(model), {}, {id(model.input): 0}
+    names: dict[int, str] = {}
+    plan, numbers = flat_plan(model), {id(model.input): 0}
     steps: list[tuple] = []
     net = GraphModule(steps, 0, None)
     for node in model._nodes:
@@ -190,7 +191,7 @@ def pair_by_name(targets: list[tuple], sources: list[Any]) -> tuple[list[tuple],
         if not found:
             return None
         claims[id(layer)] = found
-    pairs, problems, used = [], [], set()
+    pairs, problems, used = [], [], set[str]()
     for layer in {id(t[0]): t[0] for t in targets}.values():
         mine = [t for t in targets if t[0] is layer]
         found = claims[id(layer)]

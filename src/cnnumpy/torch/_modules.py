@@ -8,7 +8,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 
-class AvgPool2dSame(nn.Module):
+class AvgPool2dSame(nn.Module):  # type: ignore[misc]  # torch is Any to mypy (not followed)
     """Average pooling over zero-padded NCHW images that divides by the number of real
     elements in each window, with any (also asymmetric) padding.
 
@@ -36,7 +36,7 @@ class AvgPool2dSame(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, pads={self.pads}"
 
 
-class KerasReLU(nn.Module):
+class KerasReLU(nn.Module):  # type: ignore[misc]  # torch is Any to mypy (not followed)
     """Keras' ReLU: ``min(x, max_value)`` above ``threshold``, ``negative_slope * (x -
     threshold)`` elsewhere (see :class:`cnnumpy.layers.ReLU`)."""
 
@@ -53,7 +53,7 @@ class KerasReLU(nn.Module):
                 f"threshold={self.threshold}")
 
 
-class ReshapeNHWC(nn.Module):
+class ReshapeNHWC(nn.Module):  # type: ignore[misc]  # torch is Any to mypy (not followed)
     """cnnumpy's Reshape (row-major over channels-last samples) between NCHW tensors.
 
     Args:

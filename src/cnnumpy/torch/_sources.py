@@ -64,17 +64,19 @@ def _from_state_dict(state: Mapping[str, Any]) -> list[Source]:
 
 
 def _from_module(module: nn.Module) -> list[Source]:
-    sources, pads = [], [0, 0, 0, 0]
+    sources: list[Source] = []
+    pads = (0, 0, 0, 0)
     for name, mod in module.named_modules():
         own = dict(mod.named_parameters(recurse=False))
         own.update(mod.named_buffers(recurse=False))
         own.pop("num_batches_tracked", None)
         if own:
-            sources.append(Source(name, {k: _numpy(v) for k, v in own.items()}, mod, tuple(pads)))
+            sources.append(Source(name, {k: _numpy(v) for k, v in own.items()}, mod, pads))
         if type(mod) is nn.ZeroPad2d:  # the padding of the Conv2d right after it, if any
-            pads = list(mod.padding)
+            left, right, top, bottom = mod.padding
+            pads = (left, right, top, bottom)
         elif own or not list(mod.children()):
-            pads = [0, 0, 0, 0]
+            pads = (0, 0, 0, 0)
     return sources
 
 

@@ -35,12 +35,18 @@ REQUESTED = os.environ.get("CNNUMPY_COMPILED", "1") != "0"
 """False when the environment sets ``CNNUMPY_COMPILED=0``: Numba is then not even imported
 (importing it takes about 0.15 s)."""
 
-numba: Any = None
-if REQUESTED:
+
+def _import_numba() -> Any:
+    if not REQUESTED:
+        return None
     try:
         import numba
     except ImportError:  # the pure-NumPy paths run instead
-        pass
+        return None
+    return numba
+
+
+numba: Any = _import_numba()
 
 AVAILABLE = numba is not None
 """Whether Numba was imported: installed, and not switched off by the environment."""

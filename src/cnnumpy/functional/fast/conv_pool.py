@@ -69,7 +69,7 @@ class ConvPoolCache(NamedTuple):
     conv_hw: tuple[int, int]
     first: Any
     has_bias: bool
-    parts: list[slice] | None = None
+    parts: list[slice]
     patches: dict[int, Any] | None = None
     transformed_kernel: Any = None  # the Winograd path's, else None
     algorithm: Any = None  # and its module of transforms
@@ -141,7 +141,7 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
         return y, _winograd_forward(algorithm, x, kernel, bias, pads, (ho, wo), y, first)
     patch_bytes = ho * wo * kh * kw * c * x.itemsize  # per image
     parts = conv._chunks(n, patch_bytes)
-    keep = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
+    keep: dict[int, Any] | None = {} if training and n * patch_bytes <= KEEP_PATCHES_BYTES else None
 
     def work(part: slice) -> None:
         cols = _window_patches(_pad(x[part], pads), (kh, kw), strides, dilation, pool, (h2, w2))
@@ -226,7 +226,8 @@ def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads
     parts = conv._chunks(n, winograd.image_bytes(algorithm.VALUES, tiles, kernel.shape[2], f,
                                                  x.itemsize))
     v_bytes = algorithm.VALUES * tiles * kernel.shape[2] * x.itemsize  # per image
-    keep = {} if first is not None and n * v_bytes <= KEEP_PATCHES_BYTES else None
+    keep: dict[int, Any] | None = ({} if first is not None and n * v_bytes <= KEEP_PATCHES_BYTES
+                                   else None)
 
     def work(part: slice) -> None:
         v = algorithm.input_transform(_pad(x[part], pads), tiles_hw)

@@ -140,7 +140,7 @@ def backward(dy: Any, cache: Any, need_dx: bool) -> tuple[Any, Any, Any]:
                 if dxpad is not None:
                     xp.multiply(dy5, weights[i, j], out=product)
                     dxpad[tap] += product[..., 0] if m == 1 else product.sum(axis=-1)
-        if dxpad is not None:
+        if dx is not None and dxpad is not None:
             dx[part] = dxpad[:, top:top + h, left:left + w]
         return dkernel, (backend.column_sums(dy_part.reshape(-1, f)) if has_bias else None)
 

@@ -83,7 +83,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int], y
     (ph, pw), (n, h2, w2, _) = pool, y.shape
     wide_t = xp.ascontiguousarray(wide_kernel(kernel, pool).T)
     field_bytes = wide_t.shape[1] * h2 * w2 * x.itemsize  # per image
-    keep = {} if training and n * field_bytes <= keep_bytes else None
+    keep: dict[int, Any] | None = {} if training and n * field_bytes <= keep_bytes else None
     firsts: dict[int, Any] | None = {} if training else None
     index_type = xp.min_scalar_type(ph * pw - 1)
     bias_column = None if bias is None else xp.asarray(bias, dtype=y.dtype).reshape(f, 1)

@@ -60,7 +60,7 @@ def algorithm(kernel_shape: tuple[int, ...], strides: tuple[int, int],
     if not (ENABLED and tuple(strides) == (1, 1) and tuple(dilation) == (1, 1)
             and kernel_shape[2] >= MIN_CHANNELS):
         return None
-    return _BY_SIZE.get(tuple(kernel_shape[:2]))
+    return _BY_SIZE.get((kernel_shape[0], kernel_shape[1]))
 
 
 def image_bytes(values: int, tiles: int, channels: int, filters: int, itemsize: int) -> int:
