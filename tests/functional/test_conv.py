@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from cnnumpy.functional import conv
+from cnnumpy.functional import _conv_input_grad, conv
 
 # ----- a naive reference: one output pixel, one filter, one kernel tap at a time ---------------
 
@@ -151,8 +151,8 @@ def test_stride_one_input_gradient_both_ways_matches_naive_loops(seed, dx_as_con
     """The input gradient as a convolution of the padded dy with the flipped kernel, and as
     one product per kernel tap, over paddings narrower and wider than the kernel's reach;
     patches gathered in either layout (offset-major up to FEW_CHANNELS channels)."""
-    monkeypatch.setattr(conv, "DX_AS_CONV", dx_as_conv)
-    monkeypatch.setattr(conv, "DX_AS_CONV_MIN_CHANNELS", 1)  # these inputs have 1-3 channels
+    monkeypatch.setattr(_conv_input_grad, "DX_AS_CONV", dx_as_conv)
+    monkeypatch.setattr(_conv_input_grad, "DX_AS_CONV_MIN_CHANNELS", 1)  # inputs: 1-3 channels
     monkeypatch.setattr(conv, "CHUNK_BYTES", [1, 900, 2**22][seed % 3])
     monkeypatch.setattr(conv, "FEW_CHANNELS", [0, 2, 64, 1][seed % 4])
     rng = np.random.default_rng(seed)

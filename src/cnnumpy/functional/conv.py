@@ -10,7 +10,8 @@ pads a chunk, gathers its receptive fields into one small matrix (``im2col``: a 
 then one contiguous copy of a few MiB) and multiplies it by the kernel while the matrix is in
 cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
 reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
-chunk order. The input gradient is :class:`InputGrad`. A convolution followed by max pooling
+chunk order. The input gradient is :class:`InputGrad`
+(:mod:`cnnumpy.functional._conv_input_grad`). A convolution followed by max pooling
 is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
 (:mod:`cnnumpy.functional.fast.pointwise`).
 
@@ -24,6 +25,11 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.functional._conv_input_grad import (  # noqa: F401 (re-exported)
+    DX_AS_CONV,
+    DX_AS_CONV_MIN_CHANNELS,
+    InputGrad,
+)
 from cnnumpy.functional.conv_grouped import (
     conv_grouped,
     grouped_input_grad,
@@ -53,16 +59,6 @@ __all__ = [  # with the geometry re-exported from im2col
 
 CHUNK_BYTES = 4 * 2**20
 """Target size of one chunk's patch matrix: small enough to stay in cache while multiplied."""
-
-DX_AS_CONV = True
-"""Compute a stride-1 input gradient as a convolution of the padded output gradient with the
-flipped kernel (one product per chunk) rather than one small product per kernel tap, when
-the input has at least :data:`DX_AS_CONV_MIN_CHANNELS` channels."""
-
-DX_AS_CONV_MIN_CHANNELS = 32
-"""Below this many input channels the convolution's product is too narrow (its output has
-one column per input channel) to beat the per-tap products."""
-
 
 FEW_CHANNELS = 3
 """Up to this many input channels, patches are gathered offset-major (see :func:`_patches`).
@@ -267,77 +263,3 @@ def sum_in_order(parts: list[tuple[Any, Any]], has_bias: bool) -> tuple[Any, Any
         if has_bias:
             dbias += db
     return dkernel, dbias
-
-
-class InputGrad:
-    """The input gradient of an ungrouped convolution, added a chunk of images at a time.
-
-    For stride 1 and at least :data:`DX_AS_CONV_MIN_CHANNELS` input channels it is a
-    convolution of ``dy`` (see :func:`_pad_for_input_grad`), written straight into each
-    chunk's rows of ``dx``; otherwise ``dy @ kernel[i, j].T`` is added back at each kernel
-    offset (i, j) of a padded gradient, cropped at the end.
-    """
-
-    def __init__(self, kernel: Any, x_shape: tuple[int, ...], strides: tuple[int, int],
-                 pads: Pads, dilation: tuple[int, int], dtype: Any) -> None:
-        kh, kw, c, f = kernel.shape
-        self.kernel_hw, self.strides, self.pads, self.dilation = (kh, kw), strides, pads, dilation
-        self.x_shape = x_shape
-        self.by_conv = DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
-        self.gathered = max(c, f) if self.by_conv else c  # patch values per kernel tap
-        if self.by_conv:
-            self.dx = xp.empty(x_shape, dtype=dtype)
-            self.flipped = _flipped_kernel(kernel)
-        else:
-            (top, bottom), (left, right) = pads
-            padded = (x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right, c)
-            self.dxpad = xp.zeros(padded, dtype=dtype)
-            self.taps = xp.ascontiguousarray(kernel.transpose(0, 1, 3, 2))  # [i, j]: (F, C)
-
-    def add(self, part: slice, dy_part: Any) -> None:
-        """Add the input gradient of images ``part`` from their output gradient ``dy_part``
-        (N, Ho, Wo, F). Chunks may run concurrently: each writes only its own images."""
-        c = self.x_shape[3]
-        if self.by_conv:
-            dy_padded = _pad_for_input_grad(dy_part, self.kernel_hw, self.pads, self.dilation)
-            cols = _patches(dy_padded, self.kernel_hw, (1, 1), self.dilation)
-            xp.matmul(cols, self.flipped, out=self.dx[part].reshape(-1, c))
-            return
-        dy_flat = dy_part.reshape(-1, dy_part.shape[3])
-        shape = (*dy_part.shape[:3], c)
-        _add_taps(self.dxpad[part], lambda i, j: (dy_flat @ self.taps[i, j]).reshape(shape),
-                  self.kernel_hw, self.strides, self.dilation)
-
-    def result(self) -> Any:
-        """The input gradient (N, H, W, C), once every chunk has been added."""
-        if self.by_conv:
-            return self.dx
-        (top, _), (left, _) = self.pads
-        return self.dxpad[:, top:top + self.x_shape[1], left:left + self.x_shape[2]]
-
-
-def _pad_for_input_grad(dy: Any, kernel_hw: tuple[int, int], pads: Pads,
-                        dilation: tuple[int, int]) -> Any:
-    """For stride 1, ``dx`` is the "valid" convolution of ``dy``, padded by ``span - 1 - pad``
-    on each side (cropped where that is negative), with :func:`_flipped_kernel`. This pads.
-
-    Shape:
-        dy: (N, Ho, Wo, F) -> (N, H + span_h - 1, W + span_w - 1, F).
-    """
-    spans = ((kernel_hw[0] - 1) * dilation[0], (kernel_hw[1] - 1) * dilation[1])
-    widths = [(span - before, span - after)
-              for span, (before, after) in zip(spans, pads, strict=True)]
-    crop = tuple(slice(max(-b, 0), dy.shape[1 + a] - max(-e, 0))
-                 for a, (b, e) in enumerate(widths))
-    (top, bottom), (left, right) = ((max(b, 0), max(e, 0)) for b, e in widths)
-    return _pad(dy[:, crop[0], crop[1]], ((top, bottom), (left, right)))
-
-
-def _flipped_kernel(kernel: Any) -> Any:
-    """The kernel flipped in both spatial axes with its channel axes swapped, as a matrix.
-
-    Shape:
-        kernel: (kh, kw, C, F) -> (kh * kw * F, C).
-    """
-    return xp.ascontiguousarray(
-        kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, kernel.shape[2]))
