@@ -15,14 +15,15 @@ Subclasses implement ``_output_shape(input_shape)``, ``call(x, training)`` and
 ``call_backward(dy)``; a layer with weights also ``weight_shapes(input_shape)`` (the shape of
 each array, computed without allocating) and ``_initial_value(name, shape)``. The base adds
 input checks, lazy building, building from given arrays (a model file's), the optional
-activation and the config round trip.
+activation and the config round trip; ``label``, the weight accessors (``get_weights``,
+``set_weights``, ``count_params``) and ``check_shape`` come from
+:mod:`cnnumpy.layers._base_weights`.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import math
 import re
 from collections import defaultdict
 from typing import Any
@@ -32,6 +33,8 @@ import numpy as np
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import activations
+from cnnumpy.layers._base_weights import _LayerWeights
+from cnnumpy.layers._base_weights import check_shape as check_shape
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
 
@@ -40,19 +43,7 @@ def _snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
-def check_shape(shape: Any, where: str) -> tuple[int, ...]:
-    """Return ``shape`` as a tuple of positive ints, or raise a ValueError naming ``where``."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise ValueError(f"{where}: expected a shape (tuple of ints), received {shape!r}") from None
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0:
-            raise ValueError(f"{where}: shape dimensions must be positive ints, received {shape!r}")
-    return tuple(int(d) for d in dims)
-
-
-class Layer:
+class Layer(_LayerWeights):
     """Base class of all layers.
 
     Args:
@@ -91,11 +82,6 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
-
-    @property
-    def label(self) -> str:
-        """How errors name this layer, e.g. ``Conv2D 'conv2d_1'``."""
-        return f"{type(self).__name__} {self.name!r}"
 
     # ----- shapes and building -------------------------------------------------------------
     def _built_shape(self) -> tuple[int, ...]:
@@ -199,40 +185,6 @@ class Layer:
     def _initial_value(self, name: str, shape: tuple[int, ...]) -> Any:
         """The initial array for the weight ``name`` of the given shape."""
         raise NotImplementedError(f"{self.label}: no initial value for {name!r}")
-
-    def count_params(self) -> int:
-        """Number of weights, trainable and not (BatchNormalization's moving statistics count)."""
-        if not self.built:
-            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
-        return sum(int(math.prod(a.shape)) for a in (*self.params.values(), *self.state.values()))
-
-    def count_trainable_params(self) -> int:
-        """The number of trainable weights (scalars) in this layer."""
-        return sum(int(math.prod(a.shape)) for a in self.params.values())
-
-    # ----- weights ---------------------------------------------------------------------------
-    def get_weights(self) -> dict[str, Any]:
-        """All arrays that define the layer: ``params`` then ``state``."""
-        return {**self.params, **self.state}
-
-    def set_weights(self, weights: dict[str, Any]) -> None:
-        """Replace the layer's arrays; names, shapes and dtypes must match the built layer."""
-        if not self.built:
-            raise ValueError(f"{self.label} is not built yet: call build(input_shape) first")
-        self._check_weights(weights, {k: v.shape for k, v in self.get_weights().items()})
-        for k, arr in weights.items():
-            target = self.params if k in self.params else self.state
-            target[k] = xp.array(arr, dtype=self.dtype)
-
-    def _check_weights(self, weights: dict[str, Any], expected: dict[str, tuple]) -> None:
-        problems = [f"missing {k!r}" for k in expected if k not in weights]
-        problems += [f"unexpected {k!r}" for k in weights if k not in expected]
-        for k, arr in weights.items():
-            if k in expected and tuple(np.shape(arr)) != tuple(expected[k]):
-                problems.append(f"{k!r} has shape {tuple(np.shape(arr))}, "
-                                f"expected {tuple(expected[k])}")
-        if problems:
-            raise ValueError(f"{self.label}: weights do not match: " + "; ".join(problems))
 
     # ----- forward and backward --------------------------------------------------------------
     def _check_input(self, x: Any) -> Any:
