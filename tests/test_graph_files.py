@@ -266,7 +266,7 @@ def test_graph_config_bombs_are_refused_fast_and_small(saved, bomb):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5, f"refused after {elapsed:.2f} s of CPU time"
+    assert elapsed < 2.0, f"refused after {elapsed:.2f} s of CPU time"  # 4 s and GBs before
     assert peak < 4_000_000, f"peak allocation {peak:,} bytes"
     assert cnnumpy.backend.rng_state() == state
 
