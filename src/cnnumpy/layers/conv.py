@@ -30,6 +30,19 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value > 0)
 
 
+def kernel_bias_backward(layer: Layer, backward: Any, dy: Any) -> Any:
+    """``call_backward`` of a convolution with a ``kernel`` and an optional ``bias``:
+    ``backward(dy, cache, need_dx=...)`` gives ``(dx, d_kernel, d_bias)``; fills ``grads``."""
+    cache = getattr(layer, "_cache", None)
+    if cache is None:
+        raise ValueError(f"{layer.label}: backward called before forward")
+    dx, layer.grads["kernel"], dbias = backward(xp.asarray(dy, dtype=layer.dtype), cache,
+                                                need_dx=layer.needs_input_grad)
+    if "bias" in layer.params:
+        layer.grads["bias"] = dbias
+    return dx
+
+
 class Conv2D(Layer):
     """2-D convolution over channels-last images (a cross-correlation, as in every framework).
 
@@ -143,14 +156,7 @@ class Conv2D(Layer):
         return dy if self._relu_inside else super()._activation_backward(dy)
 
     def call_backward(self, dy: Any) -> Any:
-        if self._cache is None:
-            raise ValueError(f"{self.label}: backward called before forward")
-        dy = xp.asarray(dy, dtype=self.dtype)
-        dx, self.grads["kernel"], dbias = conv.conv2d_backward(
-            dy, self._cache, need_dx=self.needs_input_grad)
-        if self.use_bias:
-            self.grads["bias"] = dbias
-        return dx
+        return kernel_bias_backward(self, conv.conv2d_backward, dy)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -19,7 +19,7 @@ from cnnumpy.functional.im2col import (
     resolve_padding,
 )
 from cnnumpy.layers.base import Layer
-from cnnumpy.layers.conv import _is_positive_int, _to_json
+from cnnumpy.layers.conv import _is_positive_int, _to_json, kernel_bias_backward
 
 
 class _ConvArgs(Layer):
@@ -95,14 +95,7 @@ class DepthwiseConv2D(_ConvArgs):
         return y
 
     def call_backward(self, dy: Any) -> Any:
-        if self._cache is None:
-            raise ValueError(f"{self.label}: backward called before forward")
-        dy = xp.asarray(dy, dtype=self.dtype)
-        dx, self.grads["kernel"], dbias = conv_depthwise.depthwise_conv2d_backward(
-            dy, self._cache, need_dx=self.needs_input_grad)
-        if self.use_bias:
-            self.grads["bias"] = dbias
-        return dx
+        return kernel_bias_backward(self, conv_depthwise.depthwise_conv2d_backward, dy)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

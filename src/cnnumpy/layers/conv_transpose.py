@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from cnnumpy import initializers
-from cnnumpy.backend import xp
 from cnnumpy.functional import conv_transpose
 from cnnumpy.functional.im2col import _is_int
 from cnnumpy.layers.base import _name_counters
-from cnnumpy.layers.conv import _is_positive_int
+from cnnumpy.layers.conv import _is_positive_int, kernel_bias_backward
 from cnnumpy.layers.conv_depthwise import _conv_config, _ConvArgs, _store_conv_args
 
 
@@ -98,14 +97,7 @@ class Conv2DTranspose(_ConvArgs):
         return y
 
     def call_backward(self, dy: Any) -> Any:
-        if self._cache is None:
-            raise ValueError(f"{self.label}: backward called before forward")
-        dy = xp.asarray(dy, dtype=self.dtype)
-        dx, self.grads["kernel"], dbias = conv_transpose.conv_transpose2d_backward(
-            dy, self._cache, need_dx=self.needs_input_grad)
-        if self.use_bias:
-            self.grads["bias"] = dbias
-        return dx
+        return kernel_bias_backward(self, conv_transpose.conv_transpose2d_backward, dy)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
