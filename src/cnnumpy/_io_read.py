@@ -1,17 +1,72 @@
 """Reading a model file's bytes: the framing, the header and the tensor table are checked
 before the safetensors parser sees them, so a malformed, hostile or foreign file (a pickle, a
 PyTorch state dict, another format) is refused with a :class:`cnnumpy.io.ModelFormatError`
-naming it. Used by :func:`cnnumpy.io.load_model`.
+naming it. Used by :func:`cnnumpy.io.load_model`. It imports nothing of cnnumpy's: the
+error class, the format's name and the JSON reading live here, and :mod:`cnnumpy.io`
+re-exports them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+from typing import Any
 
 import numpy as np
 
-from cnnumpy.io import FORMAT, MAX_HEADER_BYTES, ModelFormatError, _loads
+FORMAT = "cnnumpy"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class ModelFormatError(ValueError):
+    """A model file is malformed, unsafe, or does not match its own config."""
+
+
+def _no_duplicates(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise ModelFormatError(f"duplicate keys {dupes} in JSON")
+    return dict(pairs)
+
+
+def _loads(text: str, what: str, path: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {what}: {exc}") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: {what} is nested too deeply") from None
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
+
+
+_MAGIC = [  # (first bytes, what a file starting with them is)
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
+    (b"\x1f\x8b", "a gzip file"), (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"), (b"%PDF", "a PDF document"),
+]
+
+
+def looks_like(data: bytes) -> str | None:
+    """What a file that is not a safetensors file looks like, from its first bytes, or None."""
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    head = data[:1024]
+    if head[:1] == b"\x08" and (b"onnx" in head.lower() or head[2:3] in (b"\x12", b"\x3a")):
+        return "an ONNX file"  # a protobuf ModelProto: ir_version, then producer or graph
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of the sample
+            return None
+        text = head[:exc.start].decode("utf-8")
+    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
+        return "JSON text" if text.lstrip()[:1] in ("{", "[") else "a text file"
+    return None
 
 
 def _parse_header(data: bytes, path: str) -> dict[str, str]:
@@ -26,8 +81,6 @@ def _parse_header(data: bytes, path: str) -> dict[str, str]:
             raise ModelFormatError(f"{path}: this is {kind}, not a cnnumpy model file; pickles "
                                    "can run arbitrary code when opened, so cnnumpy never loads "
                                    "them")
-        from cnnumpy.model_file import looks_like
-
         other = looks_like(data) if len(data) >= 8 else None
         if other is not None:
             raise ModelFormatError(f"{path}: this is {other}, not a cnnumpy model file "

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy._testing_grads import Check, compare
 from cnnumpy.layers import Layer
-from cnnumpy.testing import Check, compare
 
 ATOL = 1e-8
 RTOL = 1e-6

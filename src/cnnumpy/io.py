@@ -24,36 +24,11 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy._io_read import FORMAT, _loads, _read_tensors
+from cnnumpy._io_read import ModelFormatError as ModelFormatError  # re-exported: its public home
 from cnnumpy.files import atomic_write, check_folder
 
-FORMAT = "cnnumpy"
 FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-class ModelFormatError(ValueError):
-    """A model file is malformed, unsafe, or does not match its own config."""
-
-
-def _no_duplicates(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
-    dupes = sorted({k for k in keys if keys.count(k) > 1})
-    if dupes:
-        raise ModelFormatError(f"duplicate keys {dupes} in JSON")
-    return dict(pairs)
-
-
-def _loads(text: str, what: str, path: str) -> Any:
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
-    except ModelFormatError as exc:
-        raise ModelFormatError(f"{path}: {what}: {exc}") from None
-    except RecursionError:
-        raise ModelFormatError(f"{path}: {what} is nested too deeply") from None
-    except ValueError as exc:
-        raise ModelFormatError(f"{path}: {what} is not valid JSON ({exc})") from None
-
-
 def check_writable(path: str, model: Any = None, where: str = "check_writable") -> None:
     """Check, before a long job, that a model file can be written at ``path``.
 
@@ -129,7 +104,6 @@ def load_model(path: str, compile: bool = True) -> Any:
         True
     """
     from cnnumpy import graph_io, losses, optimizers
-    from cnnumpy._io_read import _read_tensors  # it imports this module
     from cnnumpy.model_file import build_graph, build_model
 
     meta, tensors = _read_tensors(path)  # a cnnumpy model file's

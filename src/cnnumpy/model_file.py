@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
-from cnnumpy.io import ModelFormatError
+from cnnumpy._io_read import ModelFormatError
 
 MAX_LAYERS = 1000
 """The most layers a model file may declare."""
@@ -34,33 +34,6 @@ MAX_LAYERS = 1000
 MAX_SAMPLE_ELEMENTS = 2**28
 """The most elements a layer's input or output may have per sample in a model file's config
 (1 GiB per image in float32; LeNet on 28x28 digits needs 25,088)."""
-
-_MAGIC = [  # (first bytes, what a file starting with them is)
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"), (b"BM", "a BMP image"),
-    (b"\x1f\x8b", "a gzip file"), (b"\x93NUMPY", "a NumPy .npy file"),
-    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model?)"), (b"%PDF", "a PDF document"),
-]
-
-
-def looks_like(data: bytes) -> str | None:
-    """What a file that is not a safetensors file looks like, from its first bytes, or None."""
-    for magic, kind in _MAGIC:
-        if data.startswith(magic):
-            return kind
-    head = data[:1024]
-    if head[:1] == b"\x08" and (b"onnx" in head.lower() or head[2:3] in (b"\x12", b"\x3a")):
-        return "an ONNX file"  # a protobuf ModelProto: ir_version, then producer or graph
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 3:  # not just a character cut at the end of the sample
-            return None
-        text = head[:exc.start].decode("utf-8")
-    if text and all(c.isprintable() or c in "\t\n\r\f" for c in text):
-        return "JSON text" if text.lstrip()[:1] in ("{", "[") else "a text file"
-    return None
-
 
 def build_model(config: Any, tensors: dict[str, np.ndarray], path: str) -> Any:
     """A built Sequential from a file's ``model_config`` and its ``layers.*`` tensors.
