@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnumpy.backend import xp
+from cnnumpy.functional.fast import compiled_im2col
 from cnnumpy.functional.im2col import Pads, _add_taps, _pad
 
 DX_AS_CONV = True
@@ -25,10 +26,14 @@ one column per input channel) to beat the per-tap products."""
 class InputGrad:
     """The input gradient of an ungrouped convolution, added a chunk of images at a time.
 
-    For stride 1 and at least :data:`DX_AS_CONV_MIN_CHANNELS` input channels it is a
-    convolution of ``dy`` (see :func:`_pad_for_input_grad`), written straight into each
-    chunk's rows of ``dx``; otherwise ``dy @ kernel[i, j].T`` is added back at each kernel
-    offset (i, j) of a padded gradient, cropped at the end.
+    Where the compiled kernels apply (:func:`cnnumpy.functional.fast.compiled_im2col.
+    scatters`: more than ``FEW_CHANNELS`` input channels), each chunk's patch gradients
+    ``dy @ kernel^T`` (one product) are added back where the patches came from, straight
+    into the chunk's images of ``dx`` (col2im). Otherwise, for stride 1 and at least
+    :data:`DX_AS_CONV_MIN_CHANNELS` input channels it is a convolution of ``dy`` (see
+    :func:`_pad_for_input_grad`), written straight into each chunk's rows of ``dx``; else
+    ``dy @ kernel[i, j].T`` is added back at each kernel offset (i, j) of a padded gradient,
+    cropped at the end.
     """
 
     def __init__(self, kernel: Any, x_shape: tuple[int, ...], strides: tuple[int, int],
@@ -36,9 +41,14 @@ class InputGrad:
         kh, kw, c, f = kernel.shape
         self.kernel_hw, self.strides, self.pads, self.dilation = (kh, kw), strides, pads, dilation
         self.x_shape = x_shape
-        self.by_conv = DX_AS_CONV and strides == (1, 1) and c >= DX_AS_CONV_MIN_CHANNELS
+        self.by_col2im = compiled_im2col.scatters(kernel)
+        self.by_conv = (not self.by_col2im and DX_AS_CONV and strides == (1, 1)
+                        and c >= DX_AS_CONV_MIN_CHANNELS)
         self.gathered = max(c, f) if self.by_conv else c  # patch values per kernel tap
-        if self.by_conv:
+        if self.by_col2im:
+            self.dx = xp.empty(x_shape, dtype=dtype)
+            self.kernel_t = xp.ascontiguousarray(kernel.reshape(-1, f).T.astype(dtype))
+        elif self.by_conv:
             self.dx = xp.empty(x_shape, dtype=dtype)
             self.flipped = _flipped_kernel(kernel)
         else:
@@ -51,6 +61,13 @@ class InputGrad:
         """Add the input gradient of images ``part`` from their output gradient ``dy_part``
         (N, Ho, Wo, F). Chunks may run concurrently: each writes only its own images."""
         c = self.x_shape[3]
+        if self.by_col2im:
+            cols = dy_part.reshape(-1, dy_part.shape[3]) @ self.kernel_t
+            dx = self.dx[part]
+            dx[...] = 0
+            compiled_im2col.add_patches(cols, self.pads, self.kernel_hw, self.strides,
+                                        self.dilation, dy_part.shape[1:3], dx)
+            return
         if self.by_conv:
             dy_padded = _pad_for_input_grad(dy_part, self.kernel_hw, self.pads, self.dilation)
             from cnnumpy.functional import conv  # it imports this module
@@ -65,7 +82,7 @@ class InputGrad:
 
     def result(self) -> Any:
         """The input gradient (N, H, W, C), once every chunk has been added."""
-        if self.by_conv:
+        if self.by_col2im or self.by_conv:
             return self.dx
         (top, _), (left, _) = self.pads
         return self.dxpad[:, top:top + self.x_shape[1], left:left + self.x_shape[2]]

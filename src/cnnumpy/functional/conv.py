@@ -35,7 +35,7 @@ from cnnumpy.functional.conv_grouped import (
     grouped_input_grad,
     grouped_kernel_grad,
 )
-from cnnumpy.functional.fast import fused
+from cnnumpy.functional.fast import compiled_im2col, fused
 from cnnumpy.functional.im2col import (  # noqa: F401 (some are re-exported for callers)
     Pads,
     _add_taps,
@@ -74,6 +74,23 @@ def _patches(xpad: Any, kernel_hw: tuple[int, int], strides: tuple[int, int],
     """
     view = im2col(xpad, kernel_hw, strides, "valid", dilation)  # (N, Ho, Wo, kh, kw, C)
     return patch_matrix(view, (0, 1, 2))
+
+
+def _gather(x: Any, pads: Pads, kernel_hw: tuple[int, int], strides: tuple[int, int],
+            dilation: tuple[int, int]) -> Any:
+    """The receptive fields of a chunk of images padded by ``pads``, as :func:`_patches` of
+    the padded chunk: gathered in one pass, without the padded copy, where
+    :mod:`cnnumpy.functional.fast.compiled_im2col` applies.
+
+    Shape:
+        x: (N, H, W, C) -> (N * Ho * Wo, kh * kw * C).
+    """
+    if compiled_im2col.applies(x):
+        (top, bottom), (left, right) = pads
+        padded_hw = (x.shape[1] + top + bottom, x.shape[2] + left + right)
+        out_hw = output_hw(padded_hw, kernel_hw, strides, dilation)
+        return compiled_im2col.patches(x, pads, kernel_hw, strides, dilation, out_hw)
+    return _patches(_pad(x, pads), kernel_hw, strides, dilation)
 
 
 def patch_matrix(view: Any, row_axes: tuple[int, ...]) -> Any:
@@ -117,7 +134,7 @@ def _conv_chunked(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads
     y = xp.empty((n, ho, wo, f), dtype=x.dtype)
 
     def work(part: slice) -> None:
-        cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
+        cols = _gather(x[part], pads, (kh, kw), strides, dilation)
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         xp.matmul(cols, flat_kernel, out=out)
         fused.add_bias_relu(out, bias, relu)
@@ -239,7 +256,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     dx = InputGrad(kernel, x_shape, strides, pads, dilation, x.dtype) if need_dx else None
 
     def work(part: slice) -> Any:
-        cols = _patches(_pad(x[part], pads), (kh, kw), strides, dilation)
+        cols = _gather(x[part], pads, (kh, kw), strides, dilation)
         dy_part = dy[part] if relu_output is None else fused.relu_grad_of_output(
             dy[part], relu_output[part])
         dy_flat = dy_part.reshape(-1, f)
