@@ -8,9 +8,11 @@ Kernels are ``(kh, kw, C // groups, filters)``. An ungrouped convolution works t
 a few images at a time, on the library's threads (:func:`cnnumpy.backend.parallel_map`): it
 pads a chunk, gathers its receptive fields into one small matrix (``im2col``: a strided view,
 then one contiguous copy of a few MiB) and multiplies it by the kernel while the matrix is in
-cache (about twice as fast as one patch matrix for the whole batch). Backward keeps only a
-reference to the input and gathers each chunk again; per-chunk kernel gradients are summed in
-chunk order. The input gradient is :class:`InputGrad`
+cache (about twice as fast as one patch matrix for the whole batch). Where Numba runs, a
+compiled kernel writes the patch matrix straight from the unpadded chunk instead
+(:mod:`cnnumpy.functional.fast.compiled_im2col`). Backward keeps only a reference to the
+input and gathers each chunk again; per-chunk kernel gradients are summed in chunk order.
+The input gradient is :class:`InputGrad`
 (:mod:`cnnumpy.functional._conv_input_grad`). A convolution followed by max pooling
 is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
 (:mod:`cnnumpy.functional.fast.pointwise`).

@@ -70,6 +70,16 @@ def test_add_patches_is_col2im(kernel_hw, strides, pads, dilation):
     assert im2col(x, kernel_hw, strides, pads, dilation).shape[1:3] == out_hw
 
 
+def test_add_patches_refuses_patches_that_do_not_fit():
+    dx = np.zeros((2, 5, 5, 4))
+    with pytest.raises(ValueError, match="add_patches"):
+        compiled_im2col.add_patches(np.zeros((2 * 25, 35)), ((1, 1), (1, 1)), (3, 3), (1, 1),
+                                    (1, 1), (5, 5), dx)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        compiled_im2col.add_patches(np.zeros((2 * 4, 9)), ((0, 0), (0, 0)), (3, 3), (1, 1),
+                                    (1, 1), (2, 2), np.zeros((2, 4, 4, 1))[:, ::-1])
+
+
 def test_applies_only_to_contiguous_float_arrays_of_more_than_few_channels(monkeypatch):
     from cnnumpy.functional.fast import compiled
 

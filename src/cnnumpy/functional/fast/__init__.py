@@ -13,6 +13,8 @@ reader should start from; the modules here compute the same numbers another way:
 * :mod:`~cnnumpy.functional.fast.compiled`: the Numba switch (``CNNUMPY_COMPILED=0`` turns it
   off) and small compiled kernels; :mod:`~cnnumpy.functional.fast.compiled_winograd`: the
   Winograd transforms compiled;
+* :mod:`~cnnumpy.functional.fast.compiled_im2col`: an ungrouped convolution's patches
+  gathered in one compiled pass, and their adjoint for its input gradient;
 * :mod:`~cnnumpy.functional.fast.fused`: a convolution's bias and ReLU in one pass.
 * :mod:`~cnnumpy.functional.fast.pointwise`: 1x1 convolutions as plain matrix products;
   :mod:`~cnnumpy.functional.fast.depthwise`: depthwise convolutions directly, tap by tap
