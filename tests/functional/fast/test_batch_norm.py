@@ -140,3 +140,12 @@ def test_training_fuses_bn_and_relu(monkeypatch):
     assert g0.keys() == g1.keys() and len(g0) == 13
     for key in g0:
         np.testing.assert_allclose(g1[key], g0[key], **CLOSE, err_msg=str(key))
+
+
+def test_predict_applies_the_relu_after_a_folded_batch_norm_in_place(monkeypatch):
+    model = _model()
+    x = np.random.default_rng(4).standard_normal((5, 6, 6, 4)) * 3  # some values above 6
+    expected = model.forward(x, training=False)  # layer by layer, no folding
+    _no_calls(monkeypatch, L.ReLU)  # each ReLU follows a BN folded into its convolution
+    _no_calls(monkeypatch, L.Activation)
+    np.testing.assert_allclose(model.predict(x, batch_size=5), expected, **CLOSE)
