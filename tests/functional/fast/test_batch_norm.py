@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import cnnumpy
+from cnnumpy import backend, passes
 from cnnumpy import layers as L
-from cnnumpy import passes
-from cnnumpy.functional.fast import compiled
+from cnnumpy.functional.fast import batch_norm, compiled
 
 pytest.importorskip("numba")
 CLOSE = dict(rtol=1e-10, atol=1e-12)
@@ -46,10 +46,13 @@ def _reference(x, dy, top, monkeypatch):
     return y, dx, bn
 
 
+@pytest.mark.parametrize("parallel_min", [2**60, 1])  # 1: one slice of rows per thread
 @pytest.mark.parametrize("top", [None, np.inf, 6.0])
-def test_compiled_training_equals_reference(top, monkeypatch):
+def test_compiled_training_equals_reference(top, parallel_min, monkeypatch):
     x, dy = _data()
     y_ref, dx_ref, ref = _reference(x, dy, top, monkeypatch)
+    monkeypatch.setattr(batch_norm, "PARALLEL_MIN", parallel_min)
+    monkeypatch.setattr(backend, "_num_threads", 3)  # uneven slices
     bn = _bn()
     if top is None:
         y = bn.forward(x, training=True)
