@@ -13,9 +13,10 @@ One slice of the batch per thread (:func:`cnnumpy.backend.parallel_map`).
 
 Where the NumPy path (:mod:`cnnumpy.functional.fast.depthwise`) makes one whole-chunk pass
 per tap and step (multiply, add; for the input gradient also a strided add), this reads the
-input and ``dy`` rows once per tap while they are in cache. MobileNetV2 (alpha 0.35, 32x32
-inputs, batch 64, two threads): its 17 depthwise layers took 17 ms forward and 35 ms
-backward, against 55 and 137 ms by the NumPy path.
+input and ``dy`` rows once per tap while they are in cache. Nine depthwise 3x3 layers of the
+shapes in MobileNetV2 (alpha 0.35, 32x32 inputs; batch 64, stride 1 and 2, 16-576 channels,
+two threads) took 17 ms forward and 35 ms backward in all, against 55 and 137 ms by the NumPy
+path.
 
 Applies to depth multiplier 1 (``M == 1``); any kernel size, stride, padding and dilation.
 Must equal: :func:`cnnumpy.functional.fast.depthwise.forward` and ``backward`` with
