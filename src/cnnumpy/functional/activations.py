@@ -118,6 +118,11 @@ def general_relu_backward(dy: np.ndarray, z: np.ndarray,
                           threshold: float = 0.0) -> np.ndarray:
     """The gradient of :func:`general_relu`: 1 between ``threshold`` and ``max_value``,
     ``negative_slope`` at or below ``threshold``, 0 at or above ``max_value``."""
+    if negative_slope == 0:  # ReLU, ReLU6: a mask, no slope term
+        inside = z > threshold
+        if max_value is not None:
+            inside &= z < max_value
+        return dy * inside
     inside = z > threshold
     if max_value is not None:
         inside &= z < max_value
