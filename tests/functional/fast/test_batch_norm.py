@@ -152,3 +152,16 @@ def test_predict_applies_the_relu_after_a_folded_batch_norm_in_place(monkeypatch
     _no_calls(monkeypatch, L.ReLU)  # each ReLU follows a BN folded into its convolution
     _no_calls(monkeypatch, L.Activation)
     np.testing.assert_allclose(model.predict(x, batch_size=5), expected, **CLOSE)
+
+
+@pytest.mark.parametrize("parallel_min", [2**60, 1])
+def test_one_pass_statistics_keep_their_digits_far_from_zero(parallel_min, monkeypatch):
+    monkeypatch.setattr(batch_norm, "PARALLEL_MIN", parallel_min)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3000, 3)) * [0.01, 1, 100] + [1e4, -3e3, 0]).astype(np.float32)
+    x[0, 2] = 1e5  # the first row, by which the sums are shifted, an outlier
+    _, mean, var, _, _ = batch_norm.train_forward(x, np.ones(3, np.float32),
+                                                  np.zeros(3, np.float32), 1e-3)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-9)

@@ -1,12 +1,12 @@
 """Batch normalization in few passes: training statistics, normalization and an optional
-ReLU (or ReLU6) in three passes over the activations, its backward in two; and BN folded into
+ReLU (or ReLU6) in two passes over the activations, its backward in two; and BN folded into
 the convolution before it, for inference.
 
 Training (``x`` of shape (rows, C), statistics per column):
 
-* :func:`train_forward`: the mean (one pass), the biased variance from centred squares (a
-  second pass, summed in float64), then ``y = relu?(x * scale + shift)`` with
-  ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - mean * scale`` (a third pass that
+* :func:`train_forward`: the mean and the biased variance (one pass: float64 sums of the
+  values and their squares, shifted by the first row), then ``y = relu?(x * scale + shift)`` with
+  ``scale = gamma / sqrt(var + eps)`` and ``shift = beta - mean * scale`` (a second pass that
   reads ``x`` and writes ``y``). NumPy's version takes seven passes and three temporaries.
   Nothing but ``x`` is kept for the backward: ``x_hat`` is recomputed there.
 * :func:`train_backward`: one pass for both reductions (``sum(g)`` and ``sum(g * x_hat)``,
@@ -42,22 +42,20 @@ spent 135 of about 370 ms in its 52 BN layers' passes, on one thread. Measured o
 that other processes kept busy, the step was as fast (508 against 521 ms) with this bound and
 slower (602 ms) with 2**16: handing the small passes to a helper thread cost more than it
 saved there."""
-_NO_MEAN = np.zeros(0)
 
 
 @compiled.jit
-def _sums(x, mean, squares):  # pragma: no cover (compiled)
-    """Per column: ``sum(x)`` (``squares`` False) or ``sum((x - mean)**2)``, in float64."""
+def _shifted_sums(x, shift):  # pragma: no cover (compiled)
+    """Per column, in float64: ``sum(x - shift)`` and ``sum((x - shift)**2)``."""
     rows, c = x.shape
-    total = np.zeros(c, np.float64)
+    s1 = np.zeros(c, np.float64)
+    s2 = np.zeros(c, np.float64)
     for r in range(rows):
         for k in range(c):
-            if squares:
-                d = x[r, k] - mean[k]
-                total[k] += d * d
-            else:
-                total[k] += x[r, k]
-    return total
+            d = x[r, k] - shift[k]
+            s1[k] += d
+            s2[k] += d * d
+    return s1, s2
 
 
 @compiled.jit
@@ -116,12 +114,14 @@ def _summed(parts: list[Any]) -> Any:
 
 
 def _stats(x: Any) -> tuple[Any, Any]:
-    """The mean and biased variance of each column (float64), from centred squares."""
-    parts = _row_parts(x)
-    mean = _summed(backend.parallel_map(lambda p: _sums(x[p], _NO_MEAN, False), parts))
-    mean /= x.shape[0]
-    sq = _summed(backend.parallel_map(lambda p: _sums(x[p], mean, True), parts))
-    return mean, sq / x.shape[0]
+    """The mean and biased variance of each column (float64) in one pass: sums of ``x`` and
+    its squares shifted by the first row (a value of each column, so the variance loses no
+    digits to a mean far from 0; within 1e-12 of the centred two-pass sums)."""
+    n = x.shape[0]
+    shift = x[0].astype(np.float64)
+    sums = backend.parallel_map(lambda p: _shifted_sums(x[p], shift), _row_parts(x))
+    m = _summed([s1 for s1, _ in sums]) / n
+    return shift + m, np.maximum(_summed([s2 for _, s2 in sums]) / n - m * m, 0)
 
 
 def usable(x: Any) -> bool:
