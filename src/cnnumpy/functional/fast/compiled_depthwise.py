@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy import backend
+from cnnumpy.functional import conv
 from cnnumpy.functional.fast import compiled
 from cnnumpy.functional.im2col import Pads
 
@@ -193,8 +194,6 @@ def backward(dy: Any, x: Any, kernel: Any, strides: tuple[int, int], pads: Pads,
                   geometry, dkernel, dbias, dx[part] if dx is not None else no_dx)
         return dkernel, dbias
 
-    parts = backend.parallel_map(work, _parts(x.shape[0]))
-    dkernel = sum(p[0] for p in parts[1:]) + parts[0][0]
-    dbias = sum(p[1] for p in parts[1:]) + parts[0][1]
+    dkernel, dbias = conv.sum_in_order(backend.parallel_map(work, _parts(x.shape[0])), True)
     return (dx, dkernel.astype(x.dtype).reshape(kernel.shape),
             dbias.astype(x.dtype) if has_bias else None)
