@@ -21,6 +21,8 @@ own behaves as documented.
   ``DepthwiseConv2D`` without activation followed by ``BatchNormalization`` runs as one
   convolution with BN folded into its kernel and bias
   (:func:`cnnumpy.functional.fast.batch_norm.fold_into_kernel`); equal within float rounding.
+  A ReLU after that batch norm (as in the training rewrite) is then applied in place to the
+  convolution's output.
 """
 
 from __future__ import annotations
@@ -106,6 +108,14 @@ def _folded(conv: Layer, bn: BatchNormalization) -> Layer:
     return twin
 
 
+def _relu_in_place(x: Any, top: float | None) -> None:
+    """``x = min(max(x, 0), top)`` in place (no clip where ``top`` is None)."""
+    if top is None:
+        add_bias_relu(x, None, True)
+    else:
+        xp.clip(x, x.dtype.type(0), x.dtype.type(top), out=x)
+
+
 class Passes:
     """Forward and backward through a list of layers, with the rewrites above.
 
@@ -137,6 +147,12 @@ class Passes:
                   and type(after) is BatchNormalization and _foldable(layer, after)):
                 x = _folded(layer, after).forward(x, training)
                 self._done[i + 1] = "folded"
+                then = layers[i + 2] if i + 2 < count else None
+                relu, top = relu_clip(then) if then is not None and then.built \
+                    and then.dtype == x.dtype else (False, None)
+                if relu:  # the ReLU after the batch norm, in place on the convolution's output
+                    _relu_in_place(x, top)
+                    self._done[i + 2] = "folded"
             elif (FUSE_BN_RELU and training and relu and type(layer) is BatchNormalization
                   and i + 2 not in self._moved):
                 x = layer.forward_relu(x, training, top)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import cnnumpy
+from cnnumpy import backend, passes
 from cnnumpy import layers as L
-from cnnumpy import passes
-from cnnumpy.functional.fast import compiled
+from cnnumpy.functional.fast import batch_norm, compiled
 
 pytest.importorskip("numba")
 CLOSE = dict(rtol=1e-10, atol=1e-12)
@@ -46,10 +46,13 @@ def _reference(x, dy, top, monkeypatch):
     return y, dx, bn
 
 
+@pytest.mark.parametrize("parallel_min", [2**60, 1])  # 1: one slice of rows per thread
 @pytest.mark.parametrize("top", [None, np.inf, 6.0])
-def test_compiled_training_equals_reference(top, monkeypatch):
+def test_compiled_training_equals_reference(top, parallel_min, monkeypatch):
     x, dy = _data()
     y_ref, dx_ref, ref = _reference(x, dy, top, monkeypatch)
+    monkeypatch.setattr(batch_norm, "PARALLEL_MIN", parallel_min)
+    monkeypatch.setattr(backend, "_num_threads", 3)  # uneven slices
     bn = _bn()
     if top is None:
         y = bn.forward(x, training=True)
@@ -140,3 +143,25 @@ def test_training_fuses_bn_and_relu(monkeypatch):
     assert g0.keys() == g1.keys() and len(g0) == 13
     for key in g0:
         np.testing.assert_allclose(g1[key], g0[key], **CLOSE, err_msg=str(key))
+
+
+def test_predict_applies_the_relu_after_a_folded_batch_norm_in_place(monkeypatch):
+    model = _model()
+    x = np.random.default_rng(4).standard_normal((5, 6, 6, 4)) * 3  # some values above 6
+    expected = model.forward(x, training=False)  # layer by layer, no folding
+    _no_calls(monkeypatch, L.ReLU)  # each ReLU follows a BN folded into its convolution
+    _no_calls(monkeypatch, L.Activation)
+    np.testing.assert_allclose(model.predict(x, batch_size=5), expected, **CLOSE)
+
+
+@pytest.mark.parametrize("parallel_min", [2**60, 1])
+def test_one_pass_statistics_keep_their_digits_far_from_zero(parallel_min, monkeypatch):
+    monkeypatch.setattr(batch_norm, "PARALLEL_MIN", parallel_min)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3000, 3)) * [0.01, 1, 100] + [1e4, -3e3, 0]).astype(np.float32)
+    x[0, 2] = 1e5  # the first row, by which the sums are shifted, an outlier
+    _, mean, var, _, _ = batch_norm.train_forward(x, np.ones(3, np.float32),
+                                                  np.zeros(3, np.float32), 1e-3)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-9)

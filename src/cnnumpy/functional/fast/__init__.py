@@ -18,7 +18,8 @@ reader should start from; the modules here compute the same numbers another way:
 * :mod:`~cnnumpy.functional.fast.fused`: a convolution's bias and ReLU in one pass.
 * :mod:`~cnnumpy.functional.fast.pointwise`: 1x1 convolutions as plain matrix products;
   :mod:`~cnnumpy.functional.fast.depthwise`: depthwise convolutions directly, tap by tap
-  (both chosen by :func:`cnnumpy.functional.conv.conv2d_forward`).
+  (both chosen by :func:`cnnumpy.functional.conv.conv2d_forward`);
+  :mod:`~cnnumpy.functional.fast.compiled_depthwise`: the depthwise convolution compiled.
 
 Each module's docstring names the reference it must equal and the test that checks it; the
 tests are in ``tests/functional/fast/``.

@@ -12,7 +12,8 @@ vectorized over the images, positions and channels, a Python loop over the taps 
 kernel gradient is, per tap, the sum over images and positions of the slice times ``dy``; the
 input gradient adds ``dy`` times the tap's weights back into the slice (summed over ``M``).
 The work goes a few images at a time (:data:`CHUNK_BYTES` of output, so that the running sum
-stays in cache across the taps) over the library's threads.
+stays in cache across the taps) over the library's threads. With one filter per channel and
+Numba, :mod:`cnnumpy.functional.fast.compiled_depthwise` computes it instead (3-4x faster).
 
 Must equal: the grouped im2col path of :func:`cnnumpy.functional.conv.conv2d_forward` and
 :func:`cnnumpy.functional.conv.conv2d_backward` (set :data:`ENABLED` to False), within float
@@ -29,7 +30,7 @@ from typing import Any
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import fused
+from cnnumpy.functional.fast import compiled_depthwise, fused
 from cnnumpy.functional.im2col import Pads, _pad, im2col, output_hw
 
 ENABLED = True
@@ -79,6 +80,9 @@ def forward(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], pads: Pads
     m = f // c
     (top, bottom), (left, right) = pads
     ho, wo = output_hw((h + top + bottom, w + left + right), (kh, kw), strides, dilation)
+    if compiled_depthwise.applies(x, kernel):
+        return compiled_depthwise.forward(x, kernel, bias, strides, pads, dilation, relu,
+                                          (ho, wo))
     weights = kernel.reshape(kh, kw, c, m)
     y = xp.empty((n, ho, wo, f), dtype=x.dtype)
 
@@ -115,6 +119,9 @@ def backward(dy: Any, cache: Any, need_dx: bool) -> tuple[Any, Any, Any]:
     n, h, w, c = x_shape
     m = f // c
     (top, _), (left, _) = pads
+    if compiled_depthwise.applies(x, kernel):
+        return compiled_depthwise.backward(dy, x, kernel, strides, pads, dilation,
+                                           relu_output, has_bias, need_dx)
     dy = dy.astype(x.dtype, copy=False)
     ho, wo = dy.shape[1:3]
     weights = kernel.reshape(kh, kw, c, m)
