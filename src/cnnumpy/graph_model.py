@@ -154,10 +154,10 @@ class Model(BaseModel):
         needs = needs_input_grad(self)
         parts = self._parts
         if parts is None:
-            self._passes[0].backward(grad, logits, needs)
+            self._passes[0].backward(grad, logits, needs, release=True)
         else:
             backend.parallel_map(lambda i: self._passes[i].backward(
-                grad[parts[i]], logits, needs), range(len(parts)))
+                grad[parts[i]], logits, needs, release=True), range(len(parts)))
         sum_grads(self, self._passes)
 
     def _infer(self, x: Any) -> Any:

@@ -22,16 +22,19 @@ chains and batch slices off, then on, in two runs: training at batch 128 2,664 a
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 from cnnumpy.graph import Node, SymbolicTensor
-from cnnumpy.layers import Layer
-from cnnumpy.layers.merge import Merge
-from cnnumpy.passes import Passes
+from cnnumpy.layers import BatchNormalization, Layer
+from cnnumpy.layers.merge import Add, Merge
+from cnnumpy.passes import Passes, relu_clip
 
 REWRITE_CHAINS = True
 """Group single-consumer runs of nodes into chains that :class:`Passes` rewrites; False runs
 every node on its own (for A/B tests and timings)."""
+FUSE_ADD_RELU = True
+"""Compute an ``Add`` and the ReLU after it in one pass (:meth:`Add.forward_relu`), and their
+backward with the sum of the output's gradients in one pass."""
 
 
 def chains(nodes: list[Node], output: SymbolicTensor) -> list[list[Node]]:
@@ -51,15 +54,27 @@ def chains(nodes: list[Node], output: SymbolicTensor) -> list[list[Node]]:
             continue
         step = [node]
         taken.add(id(node))
-        while REWRITE_CHAINS and not isinstance(step[-1].layer, Merge) \
-                and step[-1].output is not output:
+        while REWRITE_CHAINS and step[-1].output is not output:
             users = consumers.get(id(step[-1].output), [])
-            if len(users) != 1 or isinstance(users[0].layer, Merge):
+            if len(users) != 1 or isinstance(users[0].layer, Merge) or (
+                    isinstance(step[-1].layer, Merge) and not _add_relu(node.layer,
+                                                                        users[0].layer)):
                 break
             step.append(users[0])
             taken.add(id(users[0]))
         steps.append(step)
     return steps
+
+
+def _add_relu(merge: Layer, layer: Layer) -> bool:
+    """Whether ``layer`` after the merge ``merge`` is a ReLU computed with it (an ``Add``)."""
+    return type(merge) is Add and relu_clip(layer) == (True, None)
+
+
+def _total(pieces: list[Any]) -> Any:
+    """The sum of a tensor's gradients from its consumers, in order (a new array for
+    several)."""
+    return pieces[0] if len(pieces) == 1 else sum(pieces[1:], pieces[0])
 
 
 def _twin(layer: Layer) -> Layer:
@@ -85,6 +100,7 @@ class GraphPass:
         self.runners = {id(n): _twin(n.layer) if copies or len(model._calls[id(n.layer)]) > 1
                         else n.layer for n in model._nodes}
         self.passes = [Passes() for _ in self.steps]
+        self.fused: set[int] = set()  # the steps whose Add and ReLU ran as one, by index
 
     def forward(self, x: Any, training: bool, logits: bool = False,
                 keep: dict[int, Any] | None = None, fold: bool = False) -> Any:
@@ -96,16 +112,21 @@ class GraphPass:
         uses = dict(model._uses)
         values = {} if keep is None else keep
         values[id(model.input)] = x
-        for step, passes in zip(self.steps, self.passes, strict=True):
+        self.fused = set()
+        for k, (step, passes) in enumerate(zip(self.steps, self.passes, strict=True)):
             args = [values[id(t)] for t in step[0].inputs]
-            for t in step[0].inputs:  # drop what no later node reads
+            into = None  # an input that no later node reads and no layer keeps: writable
+            for i, t in enumerate(step[0].inputs):  # drop what no later node reads
                 uses[id(t)] -= 1
                 if uses[id(t)] == 0 and t is not model.output and keep is None:
                     values.pop(id(t))
+                    if type(t.layer) is BatchNormalization:  # keeps its input, not output
+                        into = i if into is None else into
             runners = [self.runners[id(n)] for n in step]
+            out = logits and step[-1].output is model.output
             if isinstance(runners[0], Merge):
-                y = runners[0].forward(args, training)
-            elif logits and step[-1].output is model.output:
+                y = self._merge_forward(k, runners, args, training, out, fold, into)
+            elif out:
                 h = passes.forward(runners, args[0], training, stop=len(runners) - 1)
                 y = runners[-1].forward_logits(h, training)
             else:
@@ -113,30 +134,75 @@ class GraphPass:
             values[id(step[-1].output)] = y
         return values[id(model.output)]
 
-    def backward(self, dy: Any, logits: bool, needs: dict[int, bool] | None) -> Any:
+    def _merge_forward(self, k: int, runners: list[Layer], args: list[Any], training: bool,
+                       logits: bool, fold: bool, into: int | None) -> Any:
+        """A step that starts with a merge: the merge (with the ReLU after it, in one pass,
+        where that applies), then the rest of the chain."""
+        head, tail = cast(Merge, runners[0]), runners[1:]
+        relu = tail[0] if tail else None
+        if (FUSE_ADD_RELU and relu is not None and head.built and relu.built
+                and relu.dtype == head.dtype and not (logits and len(tail) == 1)):
+            y = cast(Add, head).forward_relu(args, training, into)
+            self.fused.add(k)
+            tail = tail[1:]
+        else:
+            y = head.forward(args, training)
+        if not tail:
+            return y
+        passes = self.passes[k]
+        if logits:
+            return tail[-1].forward_logits(
+                passes.forward(tail, y, training, stop=len(tail) - 1), training)
+        return passes.forward(tail, y, training, fold=fold)
+
+    def _step_backward(self, k: int, runners: list[Layer], pieces: list[Any],
+                       logits: bool) -> list[Any]:
+        """Back through step ``k`` from its output's gradients (one per consumer); returns
+        the gradients of its inputs (None where not needed)."""
+        head = 0 if not isinstance(runners[0], Merge) else 2 if k in self.fused else 1
+        g: Any = None
+        if head < len(runners):  # back through the (rest of the) chain
+            g = _total(pieces)
+            if logits:
+                g = runners[-1].call_backward(g)
+            g = self.passes[k].backward(g, stop=len(runners) - head - 1 if logits else None)
+            if g is None:
+                return [None] * len(self.steps[k][0].inputs)
+            pieces = [g]
+        if head == 2:  # the fan-out's sum, the ReLU's mask and the Add's in one pass
+            return cast(Add, runners[0]).backward_relu(pieces)
+        if head == 1:
+            return runners[0].backward(_total(pieces))
+        return [g]
+
+    def backward(self, dy: Any, logits: bool, needs: dict[int, bool] | None,
+                 release: bool = False) -> Any:
         """Back from ``dy``, the gradient of the last forward's output; fills the runners'
         ``grads`` and returns the input gradient (None when no node needed it). ``needs``
-        says, by ``id(node)``, whether a node's input gradient is needed (None: all)."""
+        says, by ``id(node)``, whether a node's input gradient is needed (None: all);
+        ``release``: each step's forward caches are dropped once its backward ran."""
         model = self.model
-        grads = {id(model.output): dy}
-        for step, passes in zip(self.steps[::-1], self.passes[::-1], strict=True):
-            g = grads.pop(id(step[-1].output), None)
-            if g is None:  # nothing downstream needed it (no weights on the way)
+        grads: dict[int, list[Any]] = {id(model.output): [dy]}  # each consumer's gradient
+        count = len(self.steps)
+        for k in range(count - 1, -1, -1):
+            step, passes = self.steps[k], self.passes[k]
+            pieces = grads.pop(id(step[-1].output), None)
+            if pieces is None:  # nothing downstream needed it (no weights on the way)
                 continue
             runners = [self.runners[id(n)] for n in step]
             for node, runner in zip(step, runners, strict=True):
                 runner.needs_input_grad = True if needs is None else needs[id(node)]
-            if isinstance(runners[0], Merge):
-                dxs = runners[0].backward(g)
-            elif logits and step[-1].output is model.output:
-                g = runners[-1].call_backward(g)
-                dxs = [passes.backward(g, stop=len(runners) - 1)]
-            else:
-                dxs = [passes.backward(g)]
+            out = logits and step[-1].output is model.output
+            dxs = self._step_backward(k, runners, pieces, out)
+            if release:
+                passes.release()
+                for runner in runners:
+                    runner.release()
             for t, d in zip(step[0].inputs, dxs, strict=True):
-                if d is not None:  # a new array for a tensor with several consumers
-                    grads[id(t)] = d if id(t) not in grads else grads[id(t)] + d
-        return grads.get(id(model.input))
+                if d is not None:  # summed (into a new array) by the tensor's own step
+                    grads.setdefault(id(t), []).append(d)
+        pieces = grads.get(id(model.input))
+        return None if pieces is None else _total(pieces)
 
 
 def node_outputs(model: Any, x: Any) -> dict[int, Any]:

@@ -178,6 +178,11 @@ class Passes:
             conv.dilation_rate, pool.pool_size, training)
         return y
 
+    def release(self) -> None:
+        """Drop what the last forward kept for its backward (the layers keep their own
+        caches: :meth:`Layer.release`)."""
+        self._outputs, self._fused = {}, {}
+
     def backward(self, grad: Any, stop: int | None = None) -> Any:
         """Back through the last forward's ``layers[:stop]`` from the gradient of their last
         output; returns the input gradient (None once no earlier layer has weights, as layers

@@ -37,6 +37,8 @@ from cnnumpy.layers._base_weights import _LayerWeights
 from cnnumpy.layers._base_weights import check_shape as check_shape
 
 _name_counters: dict[str, itertools.count] = defaultdict(itertools.count)
+_CACHES = ("_cache", "_act_cache", "_relu_input", "_relu_output", "_x", "_mask")
+"""The attributes in which layers keep what their backward needs (:meth:`Layer.release`)."""
 
 
 def _snake_case(name: str) -> str:
@@ -235,6 +237,13 @@ class Layer(_LayerWeights):
             self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
             return xp.zeros((0, *self._built_shape()), dtype=self.dtype)
         return self.call_backward(self._activation_backward(dy))
+
+    def release(self) -> None:
+        """Drop what the last forward kept for its backward (a training step does so once the
+        layer's backward ran; another backward then needs another forward)."""
+        for name in _CACHES:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, None)
 
     def _activation_backward(self, dy: Any) -> Any:
         """The gradient before the activation, from the gradient after it."""

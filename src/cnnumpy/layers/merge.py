@@ -14,6 +14,7 @@ import numpy as np
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.functional.fast import add_relu
 from cnnumpy.layers.base import Layer, check_shape
 
 
@@ -80,6 +81,13 @@ class Merge(Layer):
         Raises:
             ValueError: not a list, the wrong number of inputs, or shapes that do not fit.
         """
+        z = self._merge(self._checked(inputs))
+        self._output_of_forward = z.shape
+        return z
+
+    def _checked(self, inputs: Any) -> list[Any]:
+        """The inputs as arrays of the layer's dtype, checked (building the layer on first
+        use)."""
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(f"{self.label}: expected a list of inputs, received "
                              f"{type(inputs).__name__}")
@@ -98,10 +106,7 @@ class Merge(Layer):
             raise ValueError(f"{self.label}: expected inputs of shapes "
                              f"{[(None, *s) for s in self.input_shape]}, received "
                              f"{[x.shape for x in xs]}")
-        xs = [x if x.dtype == self.dtype else x.astype(self.dtype) for x in xs]
-        z = self._merge(xs)
-        self._output_of_forward = z.shape
-        return z
+        return [x if x.dtype == self.dtype else x.astype(self.dtype) for x in xs]
 
     def forward_logits(self, inputs: Any, training: bool = False) -> Any:
         return self.forward(inputs, training)
@@ -140,6 +145,8 @@ class Merge(Layer):
 class Add(Merge):
     """Element-wise sum of equal-shaped inputs: ``x_1 + x_2 + ...``."""
 
+    _relu_output: Any = None  # the last training forward_relu's output
+
     def _merge(self, xs: list[Any]) -> Any:
         self._cache = [len(xs)]
         z = xs[0] + xs[1]
@@ -149,6 +156,33 @@ class Add(Merge):
 
     def _merge_backward(self, dy: Any) -> list[Any]:
         return [dy.copy() for _ in range(self._cached()[0])]
+
+    def forward_relu(self, inputs: Any, training: bool = False,
+                     into: int | None = None) -> Any:
+        """``max(x_1 + x_2 + ..., 0)`` in one pass (:mod:`cnnumpy.functional.fast.add_relu`),
+        written into input ``into`` when given (the caller's own buffer, which nothing else
+        reads); :meth:`backward_relu` goes back through both. The graph runs a ReLU after an
+        ``Add`` so."""
+        xs = self._checked(inputs)
+        y = add_relu.forward(xs, None if into is None else xs[into])
+        self._cache = [len(xs)]
+        self._relu_output = y if training else None
+        self._output_of_forward = y.shape
+        return y
+
+    def backward_relu(self, grads: list[Any]) -> list[Any]:
+        """The inputs' gradients (each its own array) from ``grads``, the gradients of the
+        last :meth:`forward_relu`'s output from each of its consumers, summed."""
+        y = self._relu_output
+        if y is None:
+            raise ValueError(f"{self.label}: backward_relu called before a training "
+                             "forward_relu")
+        for g in grads:
+            if tuple(np.shape(g)) != y.shape:
+                raise ValueError(f"{self.label}: backward expected gradients of shape "
+                                 f"{y.shape}, received {tuple(np.shape(g))}")
+        return add_relu.backward([xp.asarray(g, dtype=self.dtype) for g in grads], y,
+                                 self._cached()[0])
 
 
 class Subtract(Merge):
