@@ -127,3 +127,21 @@ def test_add_relu_kernels_equal_numpy(monkeypatch, use_compiled):
     into = a.copy()
     assert add_relu.forward([into, b], out=into) is into
     np.testing.assert_array_equal(into, want)
+
+
+@pytest.mark.parametrize("slices", [False, True])
+def test_a_sequential_training_step_drops_the_forward_caches(monkeypatch, slices):
+    if slices:
+        monkeypatch.setattr(shards, "MIN_IMAGES_PER_THREAD", 2)
+    cnnumpy.set_seed(1)
+    model = cnnumpy.Sequential([
+        layers.Conv2D(4, 3, padding="same", activation="relu", input_shape=(8, 8, 3)),
+        layers.MaxPool2D(2), layers.Flatten(), layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=[])
+    x, y = _data(n=8)
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    assert model._shards is None and not model._passes._fused
+    held = [(layer.name, name) for layer in model.layers
+            for name in ("_cache", "_act_cache", "_x") if getattr(layer, name, None) is not None]
+    assert held == []

@@ -4,14 +4,19 @@ A chain is a run of single-input nodes where each takes the output of the one be
 nothing else reads that output (``conv -> pool -> conv`` inside a residual branch). Each
 chain goes through its own :class:`cnnumpy.passes.Passes`, so the stack's rewrites (a ReLU
 moved after max pooling, a convolution and its max pooling fused) apply wherever a graph
-holds the same chain; a merge runs on its own. Results are those of the nodes run one by one,
-up to the order of float sums (:data:`REWRITE_CHAINS` set to False runs them one by one).
+holds the same chain. A merge heads a chain only where an ``Add`` is followed by a ReLU
+that alone reads it (a residual block's end): the two run as one pass
+(:data:`FUSE_ADD_RELU`), then the rest of the chain; any other merge runs on its own. Results
+are those of the nodes run one by one, up to the order of float sums (:data:`REWRITE_CHAINS`
+set to False runs them one by one).
 
 A :class:`GraphPass` is one forward pass and its backward: the layer of each node (or, for
 a layer called more than once, or on one slice of the batch per thread, a shallow copy of
 it: weights shared, forward caches and gradients its own) and one ``Passes`` per chain.
 Backward runs the chains in reverse; where a tensor feeds several nodes its gradients are
-summed into a new array (never added in place into one a branch still holds).
+summed into a new array (never added in place into one a branch still holds) by the step
+that made it, in the same pass as the ReLU's mask for a fused ``Add`` and ReLU. In a training
+step each step's forward caches are dropped once its backward ran (:meth:`Layer.release`).
 
 Measured (2-core machine shared with other jobs, so noisy; float32, a residual model on
 28x28 digits: conv + pool, two residual blocks of two 3x3 convolutions, conv + pool, dense):

@@ -189,10 +189,14 @@ class Sequential(BaseModel):
             needed = needed or bool(layer.params)
         if self._shards is not None:
             shards.backward(self._shards, self.layers, grad, logits=logits)
+            self._shards = None  # their layers' copies hold the forward caches
             return
         last = self.layers[-1]
         grad = last.call_backward(grad) if logits else last.backward(grad)
         self._passes.backward(grad, stop=len(self.layers) - 1)
+        self._passes.release()  # the forward caches: not held into the next step's forward
+        for layer in self.layers:
+            layer.release()
 
     def _infer(self, x: Any) -> Any:
         return shards.infer(self.layers, x)
