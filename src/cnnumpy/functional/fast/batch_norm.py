@@ -71,31 +71,36 @@ def _apply(x, scale, shift, relu, top, out):  # pragma: no cover (compiled)
 
 
 @compiled.jit
-def _grad_sums(dy, x, mean, inv_std, scale, shift, relu, top):  # pragma: no cover (compiled)
+def _grad_sums(dy, x, mean, scale, shift, relu, top):  # pragma: no cover (compiled)
+    """Per column, in float64: ``sum(g)`` and ``sum(g * (x - mean))``, ``g`` being ``dy``
+    where ``0 < x * scale + shift < top`` (or everywhere without ``relu``)."""
     rows, c = x.shape
     sum_g = np.zeros(c, np.float64)
     sum_gx = np.zeros(c, np.float64)
     for r in range(rows):
         for k in range(c):
+            xv = x[r, k]
             g = dy[r, k]
             if relu:
-                z = x[r, k] * scale[k] + shift[k]
-                g = g if (z > 0 and z < top) else 0
+                z = xv * scale[k] + shift[k]
+                g = g if (z > 0) & (z < top) else 0  # "&": no branch, the loop vectorizes
             sum_g[k] += g
-            sum_gx[k] += g * ((x[r, k] - mean[k]) * inv_std[k])
+            sum_gx[k] += g * (xv - mean[k])
     return sum_g, sum_gx
 
 
 @compiled.jit
-def _dx(dy, x, mean, inv_std, scale, shift, relu, top, a, b, c_, out):  # pragma: no cover
+def _dx(dy, x, mean, scale, shift, relu, top, a, p, q, out):  # pragma: no cover (compiled)
+    """``out = a * g + (p * (x - mean) + q)``, ``g`` as in :func:`_grad_sums`."""
     rows, c = x.shape
     for r in range(rows):
         for k in range(c):
+            xv = x[r, k]
             g = dy[r, k]
             if relu:
-                z = x[r, k] * scale[k] + shift[k]
-                g = g if (z > 0 and z < top) else 0
-            out[r, k] = a[k] * (g - b[k] - (x[r, k] - mean[k]) * inv_std[k] * c_[k])
+                z = xv * scale[k] + shift[k]
+                g = g if (z > 0) & (z < top) else 0
+            out[r, k] = a[k] * g + (p[k] * (xv - mean[k]) + q[k])
 
 
 def _row_parts(x: Any) -> list[slice]:
@@ -157,18 +162,21 @@ def train_backward(dy: Any, x: Any, mean: Any, var: Any, eps: float, scale: Any,
         dy, x, dx: (rows, C); the rest (C,).
     """
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
+    inv_std = 1 / np.sqrt(var + eps)
     mean_x = mean.astype(x.dtype)
     t = x.dtype.type(top)
     parts = _row_parts(x)
     sums = backend.parallel_map(
-        lambda p: _grad_sums(dy[p], x[p], mean_x, inv_std, scale, shift, relu, t), parts)
-    sum_g, sum_gx = _summed([g for g, _ in sums]), _summed([gx for _, gx in sums])
+        lambda p: _grad_sums(dy[p], x[p], mean_x, scale, shift, relu, t), parts)
+    sum_g = _summed([g for g, _ in sums])
+    sum_gx = _summed([gx for _, gx in sums]) * inv_std  # sum(g * x_hat)
     n = x.shape[0]
+    # dx = scale * (g - sum_g / n - x_hat * sum_gx / n), x_hat = (x - mean) * inv_std
+    p = (-scale * inv_std * sum_gx / n).astype(x.dtype)
+    q = (-scale * sum_g / n).astype(x.dtype)
     dx = np.empty_like(x)
-    b, c_ = (sum_g / n).astype(x.dtype), (sum_gx / n).astype(x.dtype)
-    backend.parallel_map(lambda p: _dx(dy[p], x[p], mean_x, inv_std, scale, shift, relu, t,
-                                       scale, b, c_, dx[p]), parts)
+    backend.parallel_map(lambda r: _dx(dy[r], x[r], mean_x, scale, shift, relu, t, scale, p, q,
+                                       dx[r]), parts)
     return dx, sum_gx.astype(x.dtype), sum_g.astype(x.dtype)
 
 
