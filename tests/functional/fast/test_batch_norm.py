@@ -46,12 +46,14 @@ def _reference(x, dy, top, monkeypatch):
     return y, dx, bn
 
 
+@pytest.mark.parametrize("wide", [128, 8])  # 7 channels: 15 rows side by side (of 120), or 1
 @pytest.mark.parametrize("parallel_min", [2**60, 1])  # 1: one slice of rows per thread
 @pytest.mark.parametrize("top", [None, np.inf, 6.0])
-def test_compiled_training_equals_reference(top, parallel_min, monkeypatch):
+def test_compiled_training_equals_reference(top, parallel_min, wide, monkeypatch):
     x, dy = _data()
     y_ref, dx_ref, ref = _reference(x, dy, top, monkeypatch)
     monkeypatch.setattr(batch_norm, "PARALLEL_MIN", parallel_min)
+    monkeypatch.setattr(batch_norm, "WIDE", wide)
     monkeypatch.setattr(backend, "_num_threads", 3)  # uneven slices
     bn = _bn()
     if top is None:
@@ -152,6 +154,14 @@ def test_predict_applies_the_relu_after_a_folded_batch_norm_in_place(monkeypatch
     _no_calls(monkeypatch, L.ReLU)  # each ReLU follows a BN folded into its convolution
     _no_calls(monkeypatch, L.Activation)
     np.testing.assert_allclose(model.predict(x, batch_size=5), expected, **CLOSE)
+
+
+@pytest.mark.parametrize(("rows", "channels", "m"), [(120, 7, 15), (64, 8, 16), (13, 16, 1),
+                                                      (64, 17, 1), (3, 8, 3)])
+def test_narrow_rows_are_widened_by_a_divisor(rows, channels, m):
+    x = np.zeros((rows, channels), np.float32)
+    xw, got = batch_norm._widened(x)
+    assert got == m and xw.shape == (rows // m, m * channels) and xw.base is x
 
 
 @pytest.mark.parametrize("parallel_min", [2**60, 1])

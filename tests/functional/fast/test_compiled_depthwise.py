@@ -7,7 +7,7 @@ import pytest
 
 from cnnumpy import backend
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import compiled, compiled_depthwise
+from cnnumpy.functional.fast import compiled, compiled_depthwise, compiled_depthwise_rows
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
 
@@ -19,6 +19,9 @@ CASES = [  # x shape, kernel (kh, kw), strides, padding, dilation, bias, relu
     ((2, 9, 9, 2), (2, 3), (2, 1), ((1, 2), (0, 1)), (2, 1), True, True),
     ((2, 6, 6, 6), (5, 5), (1, 1), "valid", (1, 1), False, False),
     ((1, 3, 3, 4), (3, 3), (2, 2), ((2, 2), (2, 2)), (1, 1), True, False),
+    ((2, 4, 100, 3), (3, 3), (1, 1), "same", (1, 1), True, True),  # rows of several spans
+    ((2, 7, 9, 40), (3, 3), (1, 1), ((2, 0), (1, 3)), (2, 2), True, True),
+    ((1, 5, 6, 300), (3, 1), (1, 1), "valid", (1, 1), False, True),  # a pixel per span
 ]
 
 
@@ -46,9 +49,10 @@ def run(x, kernel, b, case, need_dx=True):
 def test_equals_the_numpy_path(case, dtype, tol, need_dx, monkeypatch):
     x, kernel, b = arrays(case, dtype)
     calls = []
-    kernel_forward = compiled_depthwise._forward
-    monkeypatch.setattr(compiled_depthwise, "_forward",
-                        lambda *a: calls.append(1) or kernel_forward(*a))
+    for module, name in ((compiled_depthwise, "_forward"),
+                         (compiled_depthwise_rows, "forward_rows")):
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, k=fn: calls.append(1) or k(*a))
     got = run(x, kernel, b, case, need_dx)
     assert calls, "the compiled kernel did not run"
     monkeypatch.setattr(compiled_depthwise, "ENABLED", False)
@@ -91,3 +95,18 @@ def test_other_multipliers_and_mixed_dtypes_keep_the_numpy_path():
     assert compiled_depthwise.applies(x, np.zeros((3, 3, 1, 2), np.float32))
     assert not compiled_depthwise.applies(x, np.zeros((3, 3, 1, 4), np.float32))  # M = 2
     assert not compiled_depthwise.applies(x, np.zeros((3, 3, 1, 2), np.float64))
+
+
+def test_stride_one_with_few_channels_runs_by_rows(monkeypatch):
+    calls = []
+    for name in ("forward_rows", "backward_rows"):
+        fn = getattr(compiled_depthwise_rows, name)
+        monkeypatch.setattr(compiled_depthwise_rows, name,
+                            lambda *a, k=fn, n=name: calls.append(n) or k(*a))
+    x, kernel, b = arrays(CASES[0], np.float32)  # stride 1, 16 channels
+    run(x, kernel, b, CASES[0])
+    assert {"forward_rows", "backward_rows"} <= set(calls)
+    calls.clear()
+    x, kernel, b = arrays(CASES[-1], np.float32)  # 300 channels: the per-pixel loops
+    run(x, kernel, b, CASES[-1])
+    assert not calls

@@ -42,6 +42,13 @@ spent 135 of about 370 ms in its 52 BN layers' passes, on one thread. Measured o
 that other processes kept busy, the step was as fast (508 against 521 ms) with this bound and
 slower (602 ms) with 2**16: handing the small passes to a helper thread cost more than it
 saved there."""
+WIDE = 128
+"""Up to ``WIDE // 8`` channels are processed as rows of ``WIDE`` values: ``m = WIDE // C``
+rows of ``(rows, C)`` side by side, ``(rows / m, m * C)`` (a view; a smaller ``m`` that
+divides ``rows`` if this one does not), the per-channel vectors tiled ``m`` times and the
+per-column sums folded back. The loops over a row then vectorize better: at 64x32x32x8 the
+backward's two passes took 0.6 against 2.3 ms, at 64x32x32x16 1.1 against 1.2 ms. From 24
+channels on it gained less than the tiling cost at small sizes (measured up to 48)."""
 
 
 @compiled.jit
@@ -71,31 +78,36 @@ def _apply(x, scale, shift, relu, top, out):  # pragma: no cover (compiled)
 
 
 @compiled.jit
-def _grad_sums(dy, x, mean, inv_std, scale, shift, relu, top):  # pragma: no cover (compiled)
+def _grad_sums(dy, x, mean, scale, shift, relu, top):  # pragma: no cover (compiled)
+    """Per column, in float64: ``sum(g)`` and ``sum(g * (x - mean))``, ``g`` being ``dy``
+    where ``0 < x * scale + shift < top`` (or everywhere without ``relu``)."""
     rows, c = x.shape
     sum_g = np.zeros(c, np.float64)
     sum_gx = np.zeros(c, np.float64)
     for r in range(rows):
         for k in range(c):
+            xv = x[r, k]
             g = dy[r, k]
             if relu:
-                z = x[r, k] * scale[k] + shift[k]
-                g = g if (z > 0 and z < top) else 0
+                z = xv * scale[k] + shift[k]
+                g = g if (z > 0) & (z < top) else 0  # "&": no branch, the loop vectorizes
             sum_g[k] += g
-            sum_gx[k] += g * ((x[r, k] - mean[k]) * inv_std[k])
+            sum_gx[k] += g * (xv - mean[k])
     return sum_g, sum_gx
 
 
 @compiled.jit
-def _dx(dy, x, mean, inv_std, scale, shift, relu, top, a, b, c_, out):  # pragma: no cover
+def _dx(dy, x, mean, scale, shift, relu, top, a, p, q, out):  # pragma: no cover (compiled)
+    """``out = a * g + (p * (x - mean) + q)``, ``g`` as in :func:`_grad_sums`."""
     rows, c = x.shape
     for r in range(rows):
         for k in range(c):
+            xv = x[r, k]
             g = dy[r, k]
             if relu:
-                z = x[r, k] * scale[k] + shift[k]
-                g = g if (z > 0 and z < top) else 0
-            out[r, k] = a[k] * (g - b[k] - (x[r, k] - mean[k]) * inv_std[k] * c_[k])
+                z = xv * scale[k] + shift[k]
+                g = g if (z > 0) & (z < top) else 0
+            out[r, k] = a[k] * g + (p[k] * (xv - mean[k]) + q[k])
 
 
 def _row_parts(x: Any) -> list[slice]:
@@ -113,15 +125,37 @@ def _summed(parts: list[Any]) -> Any:
     return total
 
 
-def _stats(x: Any) -> tuple[Any, Any]:
-    """The mean and biased variance of each column (float64) in one pass: sums of ``x`` and
-    its squares shifted by the first row (a value of each column, so the variance loses no
-    digits to a mean far from 0; within 1e-12 of the centred two-pass sums)."""
-    n = x.shape[0]
-    shift = x[0].astype(np.float64)
-    sums = backend.parallel_map(lambda p: _shifted_sums(x[p], shift), _row_parts(x))
-    m = _summed([s1 for s1, _ in sums]) / n
-    return shift + m, np.maximum(_summed([s2 for _, s2 in sums]) / n - m * m, 0)
+def _widened(x: Any) -> tuple[Any, int]:
+    """``x`` as ``m`` of its rows side by side (see :data:`WIDE`), and ``m``."""
+    rows, c = x.shape
+    m = max(1, min(rows, WIDE // c)) if 8 * c <= WIDE else 1
+    while rows % m:
+        m -= 1
+    return x.reshape(rows // m, m * c), m
+
+
+def _folded(v: Any, m: int) -> Any:
+    """Per-column sums of a widened array folded back to one per channel (float64)."""
+    return v if m == 1 else v.reshape(m, -1).sum(axis=0)
+
+
+def _tiled(v: Any, m: int) -> Any:
+    """A per-channel vector for a widened array: ``v`` repeated ``m`` times."""
+    return v if m == 1 else np.tile(v, m)
+
+
+def _stats(x: Any, m: int) -> tuple[Any, Any]:
+    """The mean and biased variance of each channel (float64) of ``x`` widened by ``m`` in
+    one pass: sums of ``x`` and its squares shifted by the first row's values (so the
+    variance loses no digits to a mean far from 0; within 1e-12 of the centred two-pass
+    sums)."""
+    n = x.shape[0] * m
+    shift = x[0, :x.shape[1] // m].astype(np.float64)
+    tiled = _tiled(shift, m)
+    sums = backend.parallel_map(lambda p: _shifted_sums(x[p], tiled), _row_parts(x))
+    s1 = _folded(_summed([s1 for s1, _ in sums]), m) / n
+    s2 = _folded(_summed([s2 for _, s2 in sums]), m) / n
+    return shift + s1, np.maximum(s2 - s1 * s1, 0)
 
 
 def usable(x: Any) -> bool:
@@ -138,13 +172,15 @@ def train_forward(x: Any, gamma: Any, beta: Any, eps: float, relu: bool = False,
     Shape:
         x, y: (rows, C); gamma, beta, mean, var, scale, shift: (C,).
     """
-    mean, var = _stats(x)
+    xw, m = _widened(x)
+    mean, var = _stats(xw, m)
     inv_std = 1 / np.sqrt(var + eps)
     scale = (gamma * inv_std).astype(x.dtype)
     shift = (beta - mean * scale).astype(x.dtype)
     y = np.empty_like(x)
-    t = x.dtype.type(top)
-    backend.parallel_map(lambda p: _apply(x[p], scale, shift, relu, t, y[p]), _row_parts(x))
+    yw = y.reshape(xw.shape)
+    sc, sh, t = _tiled(scale, m), _tiled(shift, m), x.dtype.type(top)
+    backend.parallel_map(lambda p: _apply(xw[p], sc, sh, relu, t, yw[p]), _row_parts(xw))
     return y, mean, var, scale, shift
 
 
@@ -156,19 +192,24 @@ def train_backward(dy: Any, x: Any, mean: Any, var: Any, eps: float, scale: Any,
     Shape:
         dy, x, dx: (rows, C); the rest (C,).
     """
-    dy = np.ascontiguousarray(dy, dtype=x.dtype)
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
-    mean_x = mean.astype(x.dtype)
-    t = x.dtype.type(top)
-    parts = _row_parts(x)
+    xw, m = _widened(x)
+    dyw = np.ascontiguousarray(dy, dtype=x.dtype).reshape(xw.shape)
+    inv_std = 1 / np.sqrt(var + eps)
+    mean_w = _tiled(mean.astype(x.dtype), m)
+    sc, sh, t = _tiled(scale, m), _tiled(shift, m), x.dtype.type(top)
+    parts = _row_parts(xw)
     sums = backend.parallel_map(
-        lambda p: _grad_sums(dy[p], x[p], mean_x, inv_std, scale, shift, relu, t), parts)
-    sum_g, sum_gx = _summed([g for g, _ in sums]), _summed([gx for _, gx in sums])
+        lambda r: _grad_sums(dyw[r], xw[r], mean_w, sc, sh, relu, t), parts)
+    sum_g = _folded(_summed([g for g, _ in sums]), m)
+    sum_gx = _folded(_summed([gx for _, gx in sums]), m) * inv_std  # sum(g * x_hat)
     n = x.shape[0]
+    # dx = scale * (g - sum_g / n - x_hat * sum_gx / n), x_hat = (x - mean) * inv_std
+    p = _tiled((-scale * inv_std * sum_gx / n).astype(x.dtype), m)
+    q = _tiled((-scale * sum_g / n).astype(x.dtype), m)
     dx = np.empty_like(x)
-    b, c_ = (sum_g / n).astype(x.dtype), (sum_gx / n).astype(x.dtype)
-    backend.parallel_map(lambda p: _dx(dy[p], x[p], mean_x, inv_std, scale, shift, relu, t,
-                                       scale, b, c_, dx[p]), parts)
+    dxw = dx.reshape(xw.shape)
+    backend.parallel_map(lambda r: _dx(dyw[r], xw[r], mean_w, sc, sh, relu, t, sc, p, q,
+                                       dxw[r]), parts)
     return dx, sum_gx.astype(x.dtype), sum_g.astype(x.dtype)
 
 

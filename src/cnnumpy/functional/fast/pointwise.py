@@ -8,7 +8,9 @@ a stride-1 input is used where it is, and a strided one is sliced first (``x[:, 
 the only pixels a 1x1 kernel reads); the input gradient of a strided one is written at those
 pixels, zeros elsewhere. Dilation does not matter for a 1x1 kernel. Like the im2col path the
 work goes a chunk of images at a time over the library's threads, with the bias and ReLU
-applied to each chunk while it is in cache.
+applied to each chunk while it is in cache. One whole product on two BLAS threads was up to
+40 % faster when it ran well but had 10-20x outliers on loaded cores; the per-chunk products
+on the library's threads did not (MobileNetV2's shapes at batch 64).
 
 Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` and
 :func:`cnnumpy.functional.conv.conv2d_backward` by im2col (set :data:`ENABLED` to False),
