@@ -73,4 +73,5 @@ def test_help_lists_the_graph_models():
     result = run("train", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "mobilenet-v2-small, resnet20" in text and "resnet20: 4 epochs" in text
+    assert "mobilenet-v2-small, resnet20" in text
+    assert "resnet20: 6 epochs, batch size 128, val-split 0.1" in text
