@@ -215,7 +215,7 @@ def backward(dy: Any, x: Any, kernel: Any, strides: tuple[int, int], pads: Pads,
         dbias = np.zeros(c, dtype=np.float64)
         kernel_fn = rows.backward_rows if by_rows else _backward
         kernel_fn(dy[part], x[part], weights, mask[part] if relu_output is not None else mask,
-                  geometry, dkernel, dbias, dx_view[part] if dx is not None else no_dx)
+                  geometry, dkernel, dbias, dx_view[part] if dx_view is not None else no_dx)
         return dkernel, dbias
 
     dkernel, dbias = conv.sum_in_order(backend.parallel_map(work, _parts(x.shape[0])), True)
