@@ -15,7 +15,8 @@ input and gathers each chunk again; per-chunk kernel gradients are summed in chu
 The input gradient is :class:`InputGrad`
 (:mod:`cnnumpy.functional._conv_input_grad`). A convolution followed by max pooling
 is in :mod:`cnnumpy.functional.fast.conv_pool`; a 1x1 convolution is a plain matrix product
-(:mod:`cnnumpy.functional.fast.pointwise`).
+(:mod:`cnnumpy.functional.fast.pointwise`); a 3x3 stride-1 one from 16 channels goes by
+Winograd's F(2x2, 3x3) (:mod:`cnnumpy.functional.fast.winograd_conv`).
 
 Grouped and depthwise convolutions are in :mod:`cnnumpy.functional.conv_grouped`; a depthwise
 one is computed directly, tap by tap (:mod:`cnnumpy.functional.fast.depthwise`).
@@ -201,11 +202,14 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
     pads = resolve_padding(padding, x.shape[1:3], (kh, kw), strides, dilation)
     dtype = xp.result_type(x, kernel)
     x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    from cnnumpy.functional.fast import depthwise, pointwise  # they import this module
+    from cnnumpy.functional.fast import depthwise, pointwise, winograd_conv  # they import this
 
     if pointwise.applies(kernel.shape, pads, groups):  # 1x1: a matrix product, no gathering
         saved = x
         y = pointwise.forward(x, kernel, bias, strides, relu)
+    elif winograd_conv.applies(kernel.shape, strides, dilation, groups):
+        saved = x
+        y = winograd_conv.forward(x, kernel, bias, pads, relu)
     elif groups == 1:
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
@@ -239,10 +243,12 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     """
     saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
     kh, kw, cg, f = kernel.shape
-    from cnnumpy.functional.fast import depthwise, pointwise  # they import this module
+    from cnnumpy.functional.fast import depthwise, pointwise, winograd_conv  # they import this
 
     if pointwise.applies(kernel.shape, pads, groups):
         return pointwise.backward(dy, cache, need_dx)
+    if winograd_conv.applies(kernel.shape, strides, dilation, groups):
+        return winograd_conv.backward(dy, saved, kernel, pads, has_bias, relu_output, need_dx)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
     if saved.ndim == 4:  # the input, not patches: the forward pass was depthwise's

@@ -39,9 +39,9 @@ from cnnumpy.functional.im2col import Pads
 ENABLED = True
 """Compute a 3x3 or 5x5 stride-1 convolution followed by 2x2 max pooling this way
 (:mod:`cnnumpy.functional.fast.conv_pool`, where each 2x2 output tile is one pooling window);
-False: always by im2col. Plain convolutions always use im2col: there, writing each tile's
-outputs to every other row and column cost what the products saved (CIFAR-like training
--1.4 % at batch 64, +1.4 % at 256)."""
+False: always by im2col. Plain 3x3 convolutions use these transforms too, with compiled
+output transforms that write each tile into place
+(:mod:`cnnumpy.functional.fast.winograd_conv`, switch ``winograd_conv.ENABLED``)."""
 
 MIN_CHANNELS = 16
 """Below this many input channels the transforms cost more than the products they save."""

@@ -1,0 +1,192 @@
+"""A plain 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), forward and backward (NHWC).
+
+The transforms are :mod:`cnnumpy.functional.fast.winograd`'s (which the convolution followed
+by 2x2 max pooling uses): per chunk of images, the input tiles' ``V = B^T d B``, 16 matrix
+products ``M = V @ U`` over the channels (``U = G g G^T``, the kernel's), and ``A^T M A``
+written straight into the output (:mod:`cnnumpy.functional.fast.compiled_winograd_plain`;
+with an odd output size the last tiles are cropped). Backward gathers each chunk's ``V``
+again (the forward pass keeps only the input, as im2col's does), brings the output gradient
+into the transformed domain (``dM = A dY A^T``), and sums ``V^T dM`` over chunks for the
+kernel gradient; the input gradient is ``B (dM U^T) B^T`` added back where each tile came
+from.
+
+That is 2.25x fewer multiplications than im2col's product, and no patch matrix 9x the
+input: ResNet-20's 16-channel stage, where im2col's narrow products and gathering dominate,
+is where it pays most.
+
+Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` and
+:func:`cnnumpy.functional.conv.conv2d_backward` by im2col (3x3, stride 1, no dilation,
+ungrouped) within float rounding. Checked by ``tests/functional/fast/test_winograd_conv.py``
+(``test_equals_im2col_forward_and_backward``, ``test_matches_the_naive_convolution``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cnnumpy import backend
+from cnnumpy.backend import xp
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import (
+    compiled,
+    compiled_winograd,
+    compiled_winograd_plain,
+    fused,
+    winograd,
+)
+from cnnumpy.functional.im2col import Pads, _pad
+
+ENABLED = True
+"""Compute plain 3x3 stride-1 convolutions of :data:`MIN_CHANNELS` or more input channels
+this way; False: by im2col."""
+
+MIN_CHANNELS = 16
+"""Below this many input channels (and filters) the transforms cost more than the products
+they save."""
+
+CHUNK_BYTES = 2 * 2**20
+"""Target size of one chunk's transformed input and product (both stay in cache)."""
+
+
+def applies(kernel_shape: tuple[int, ...], strides: tuple[int, int],
+            dilation: tuple[int, int], groups: int) -> bool:
+    """Whether :func:`forward` computes this convolution: 3x3, stride 1, no dilation,
+    ungrouped, at least :data:`MIN_CHANNELS` channels in and out (and :data:`ENABLED`)."""
+    kh, kw, c, f = kernel_shape
+    return (ENABLED and (kh, kw) == (3, 3) and tuple(strides) == (1, 1)
+            and tuple(dilation) == (1, 1) and groups == 1 and min(c, f) >= MIN_CHANNELS)
+
+
+def _geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[tuple[int, int], Pads]:
+    """The tiles ``(Ht, Wt)`` of the output and the padding that gives every tile its whole
+    4x4 input: ``pads`` plus a zero row (column) where the output height (width) is odd."""
+    (top, bottom), (left, right) = pads
+    ho, wo = x_shape[1] + top + bottom - 2, x_shape[2] + left + right - 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"conv2d_forward: a 3x3 kernel does not fit the input {x_shape} "
+                         f"padded by {pads}")
+    return ((ho + 1) // 2, (wo + 1) // 2), ((top, bottom + ho % 2), (left, right + wo % 2))
+
+
+def _parts(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
+           tiles_hw: tuple[int, int], itemsize: int) -> list[slice]:
+    per_image = winograd.image_bytes(winograd.VALUES, tiles_hw[0] * tiles_hw[1],
+                                      kernel_shape[2], kernel_shape[3], itemsize)
+    return conv._chunks(x_shape[0], per_image, CHUNK_BYTES)
+
+
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Any:
+    """This thread's array ``name`` of this shape and dtype, kept from call to call: the
+    chunks' transformed arrays are a few MiB each, and fresh ones cost page faults (two
+    threads' forward passes ran 15-20 % slower allocating them)."""
+    arrays = _local.__dict__.setdefault("arrays", {})
+    a = arrays.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = arrays[name] = xp.empty(shape, dtype=dtype)
+    return a
+
+
+def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
+    """``V``: the transformed input tiles of a chunk (a scratch array where compiled).
+
+    Shape:
+        x: (N, H, W, C) -> (16, N * Ht * Wt, C).
+    """
+    if not compiled.usable(x):
+        return winograd.input_transform(_pad(x, full_pads), tiles_hw)
+    (top, bottom), (left, right) = full_pads
+    n, h, w, c = x.shape
+    xpad = _scratch("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
+    xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
+    xpad[:, top:top + h, left:left + w] = x
+    v = _scratch("v", (winograd.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+    compiled_winograd.input_tiles(xpad, tiles_hw, v)
+    return v
+
+
+def _write_output(m: Any, y: Any) -> None:
+    """``A^T M A`` of each tile into its place in ``y`` (cropped at odd edges)."""
+    if compiled.usable(m, y) and y.flags.c_contiguous:
+        compiled_winograd_plain.output_tiles(m, y)
+        return
+    n, ho, wo, f = y.shape
+    ht, wt = (ho + 1) // 2, (wo + 1) // 2
+    tiles = winograd.output_transform(m).reshape(2, 2, n, ht, wt, f)
+    for i in range(2):
+        for j in range(2):
+            y[:, i::2, j::2] = tiles[i, j, :, :(ho - i + 1) // 2, :(wo - j + 1) // 2]
+
+
+def _output_adjoint(dy: Any) -> Any:
+    """The transformed-domain gradient ``A dY A^T`` of every tile (zeros past odd edges)."""
+    if compiled.usable(dy):
+        return compiled_winograd_plain.output_tiles_adjoint(dy)
+    n, ho, wo, f = dy.shape
+    ht, wt = (ho + 1) // 2, (wo + 1) // 2
+    tiles = xp.zeros((2, 2, n, ht, wt, f), dtype=dy.dtype)
+    for i in range(2):
+        for j in range(2):
+            tiles[i, j, :, :(ho - i + 1) // 2, :(wo - j + 1) // 2] = dy[:, i::2, j::2]
+    return winograd.output_transform_adjoint(tiles.reshape(4, -1, f))
+
+
+def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> Any:
+    """The convolution (plus ``bias``, then a ReLU if ``relu``), as
+    :func:`cnnumpy.functional.conv.conv2d_forward` computes it.
+
+    Shape:
+        x: (N, H, W, C); kernel: (3, 3, C, F); y: (N, Ho, Wo, F).
+    """
+    f = kernel.shape[3]
+    tiles_hw, full_pads = _geometry(x.shape, pads)
+    (top, bottom), (left, right) = pads
+    y = xp.empty((x.shape[0], x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2, f),
+                 dtype=x.dtype)
+    u = winograd.kernel_transform(kernel)
+
+    def work(part: slice) -> None:
+        v = _input(x[part], full_pads, tiles_hw)
+        m = _scratch("m", (v.shape[0], v.shape[1], f), v.dtype)
+        xp.matmul(v, u, out=m)
+        out = y[part]
+        _write_output(m, out)
+        if bias is not None or relu:
+            fused.add_bias_relu(out.reshape(-1, f), bias, relu)
+
+    backend.parallel_map(work, _parts(x.shape, kernel.shape, tiles_hw, x.itemsize))
+    return y
+
+
+def backward(dy: Any, x: Any, kernel: Any, pads: Pads, has_bias: bool, relu_output: Any,
+             need_dx: bool) -> tuple[Any, Any, Any]:
+    """``(dx, dkernel, dbias)`` of :func:`forward` (``relu_output``: its output when it
+    applied a ReLU, else None); ``dx`` None unless ``need_dx``, ``dbias`` None without a bias.
+
+    Shape:
+        dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (3, 3, C, F); dbias: (F,).
+    """
+    f = kernel.shape[3]
+    tiles_hw, full_pads = _geometry(x.shape, pads)
+    dy = dy.astype(x.dtype, copy=False)
+    dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
+    u_t = xp.ascontiguousarray(winograd.kernel_transform(kernel).transpose(0, 2, 1))
+
+    def work(part: slice) -> Any:
+        dy_part = dy[part] if relu_output is None else fused.relu_grad_of_output(
+            dy[part], relu_output[part])
+        dm = _output_adjoint(dy_part)
+        v = _input(x[part], full_pads, tiles_hw)
+        sums = (xp.matmul(v.transpose(0, 2, 1), dm),
+                backend.column_sums(dy_part.reshape(-1, f)) if has_bias else None)
+        if dx is not None:
+            winograd.input_gradient(xp.matmul(dm, u_t), full_pads, tiles_hw, dx[part])
+        return sums
+
+    du, dbias = conv.sum_in_order(
+        backend.parallel_map(work, _parts(x.shape, kernel.shape, tiles_hw, x.itemsize)),
+        has_bias)
+    return dx, winograd.kernel_transform_adjoint(du), dbias
