@@ -35,13 +35,14 @@ NO_TOP = float("inf")
 """``top`` for a plain ReLU (no upper clip)."""
 ENABLED = True
 """Use the compiled training passes (False: the layer's NumPy code; for A/B timings)."""
-PARALLEL_MIN = 2**20
+PARALLEL_MIN = 2**18
 """Arrays of at least this many values are cut into one slice of rows per thread, each pass
 run on the library's threads. MobileNetV2's training step (alpha 0.35, batch 64, 32x32)
-spent 135 of about 370 ms in its 52 BN layers' passes, on one thread. Measured on two cores
-that other processes kept busy, the step was as fast (508 against 521 ms) with this bound and
-slower (602 ms) with 2**16: handing the small passes to a helper thread cost more than it
-saved there."""
+spent 135 of about 370 ms in its 52 BN layers' passes, on one thread. On two loaded cores
+2**16 was slower than 2**20 (602 against 508 ms for that step); on two idle ones (Intel Xeon,
+2026-12-06) 2**18 made ResNet-20's 28x28 training steps 2-4 % faster than 2**20 at batch 64
+and 128 (its 14x14 and 7x7 stages then run on both threads) and left MobileNetV2's and the
+32x32 ResNet-20's at batch 32 as they were."""
 WIDE = 128
 """Up to ``WIDE // 8`` channels are processed as rows of ``WIDE`` values: ``m = WIDE // C``
 rows of ``(rows, C)`` side by side, ``(rows / m, m * C)`` (a view; a smaller ``m`` that
