@@ -22,6 +22,7 @@ ungrouped) within float rounding. Checked by ``tests/functional/fast/test_winogr
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -80,14 +81,15 @@ _local = threading.local()
 
 
 def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-    """This thread's array ``name`` of this shape and dtype, kept from call to call: the
+    """A view of this thread's flat array ``name`` (grown when too small) as ``shape``: the
     chunks' transformed arrays are a few MiB each, and fresh ones cost page faults (two
     threads' forward passes ran 15-20 % slower allocating them)."""
     arrays = _local.__dict__.setdefault("arrays", {})
-    a = arrays.get(name)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = arrays[name] = xp.empty(shape, dtype=dtype)
-    return a
+    size = math.prod(shape)
+    flat = arrays.get((name, xp.dtype(dtype)))
+    if flat is None or flat.size < size:
+        flat = arrays[name, xp.dtype(dtype)] = xp.empty(size, dtype=dtype)
+    return flat[:size].reshape(shape)
 
 
 def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
