@@ -132,11 +132,31 @@ def test_cosine_steps_count_global_batches_in_a_distributed_run(monkeypatch):
     from cnnumpy import cli_train, distributed
 
     args = argparse.Namespace(optimizer="adam", lr=None, schedule="cosine", epochs=3,
-                              batch_size=10, val_split=0.2, distributed=False)
+                              batch_size=10, val_split=0.2, distributed=False, model="lenet")
     assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 8  # 80 / 10
     monkeypatch.setattr(distributed, "size", lambda: 4)
     args.distributed = True
     assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 2  # 80 / 40
+
+
+def test_a_recipes_learning_rate_is_adams_default_only():
+    import argparse
+
+    from cnnumpy import cli_train, models, optimizers
+
+    def first_lr(**given):
+        args = argparse.Namespace(**{"optimizer": "adam", "lr": None, "schedule": "cosine",
+                                     "epochs": 1, "batch_size": 10, "val_split": 0.0,
+                                     "distributed": False, "model": "resnet20", **given})
+        lr = cli_train.make_optimizer(args, 100).learning_rate
+        return getattr(lr, "initial_learning_rate", lr)
+
+    assert models.TRAINING_DEFAULTS["resnet20"]["lr"] != models.ADAM_LR
+    assert first_lr() == first_lr(optimizer="adamw") == models.TRAINING_DEFAULTS["resnet20"]["lr"]
+    assert first_lr(model="lenet") == models.ADAM_LR  # no lr in its recipe
+    assert first_lr(lr=0.01) == 0.01  # --lr wins
+    sgd_default = optimizers.SGD().get_config()["learning_rate"]
+    assert first_lr(optimizer="sgd") == sgd_default  # never another optimizer's rate
 
 
 def test_evaluate_prints_per_class_accuracy_and_confusion_matrix(trained):

@@ -91,6 +91,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     recipes = "; ".join(
         f"{name}: {d['epochs']} epochs, batch size {d['batch_size']}, val-split "
         f"{d['val_split']}, augment {'on' if d['augment'] else 'off'}"
+        + (f", Adam lr {d['lr']:g}" if "lr" in d else "")
         for name, d in models.TRAINING_DEFAULTS.items())
     train = sub.add_parser(
         "train", help="train a CNN and report its test accuracy",
@@ -115,8 +116,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                        help="default: as --epochs")
     train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
     train.add_argument("--lr", type=positive_float, default=None,
-                       help="(initial) learning rate; default 2e-3 for adam/adamw with the "
-                            "cosine schedule, else the optimizer's default")
+                       help="(initial) learning rate; default for adam/adamw with the cosine "
+                            "schedule the model's recipe's (2e-3 unless it says), else the "
+                            "optimizer's default")
     train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                        help="learning-rate schedule over the run (default: cosine decay)")
     train.add_argument("--val-split", type=fraction, default=None,

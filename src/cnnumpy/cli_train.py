@@ -39,14 +39,16 @@ def check_writable(path: str, flag: str, model: cnnumpy.Sequential | None = None
 def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
     """The optimizer for ``--optimizer``, ``--lr`` and ``--schedule``.
 
-    With the default cosine schedule the learning rate starts at ``--lr`` (default 2e-3 for
-    the Adam family, else the optimizer's own default) and decays to 0 over the whole run.
+    With the default cosine schedule the learning rate starts at ``--lr`` (default: for the
+    Adam family the model's recipe's ``lr``, else :data:`cnnumpy.models.ADAM_LR`; for other
+    optimizers their own default) and decays to 0 over the whole run.
     """
     optimizer = cnnumpy.optimizers.get(args.optimizer)
     config = cnnumpy.optimizers.serialize(optimizer)["config"]
     lr = args.lr
     if lr is None:
-        lr = 2e-3 if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
+        recipe_lr = models.training_defaults(args.model).get("lr", models.ADAM_LR)
+        lr = recipe_lr if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
             else config["learning_rate"]
     if args.schedule == "cosine":
         lr = CosineDecay(lr, decay_steps=max(1, args.epochs * _steps_per_epoch(args, n_train)))
@@ -102,7 +104,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
                            f"folder ({exc.strerror or exc})") from None
         check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
     for key, value in models.training_defaults(args.model).items():
-        if getattr(args, key) is None:  # not given: the model's own recipe
+        if key != "lr" and getattr(args, key) is None:  # not given: the model's own recipe
+            # (its lr is make_optimizer's: Adam's rate only)
             setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
     resumed = cnnumpy.load_model(args.resume) if args.resume else None  # its image settings
