@@ -74,4 +74,6 @@ def test_help_lists_the_graph_models():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     assert "mobilenet-v2-small, resnet20" in text
-    assert "resnet20: 6 epochs, batch size 128, val-split 0.1" in text
+    recipe = cnnumpy.models.TRAINING_DEFAULTS["resnet20"]
+    assert (f"resnet20: {recipe['epochs']} epochs, batch size {recipe['batch_size']}, "
+            f"val-split {recipe['val_split']}, augment on, Adam lr {recipe['lr']:g}") in text
