@@ -76,6 +76,29 @@ def test_same_results_on_one_thread_and_on_several(monkeypatch):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_a_batch_of_one_chunk_is_split_over_the_threads(monkeypatch, strides):
+    x, kernel, b, dy = arrays((5, 6, 6, 4), 3, strides, True, np.float64)
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 2)
+    seen = []
+    parallel_map = backend.parallel_map
+
+    def counting(fn, items):
+        seen.append(len(items))
+        return parallel_map(fn, items)
+
+    monkeypatch.setattr(backend, "parallel_map", counting)
+    monkeypatch.setattr(pointwise, "SPLIT_MIN_BYTES", 1)
+    split = run(x, kernel, b, strides, "valid", False, dy)
+    assert seen == [2, 2]  # forward and backward, one chunk per thread
+    monkeypatch.setattr(pointwise, "SPLIT_MIN_BYTES", 2**40)
+    seen.clear()
+    whole = run(x, kernel, b, strides, "valid", False, dy)
+    assert seen == [1, 1]
+    for got, want in zip(split, whole, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_padded_or_grouped_1x1_goes_by_im2col():
     assert pointwise.applies((1, 1, 4, 8), ((0, 0), (0, 0)), 1)
     assert not pointwise.applies((1, 1, 4, 8), ((1, 0), (0, 0)), 1)
