@@ -64,13 +64,8 @@ def winograd3_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     """
     v = np.empty((16, xpad.shape[0] * tiles_hw[0] * tiles_hw[1], xpad.shape[3]),
                  dtype=xpad.dtype)
-    input_tiles(xpad, tiles_hw, v)
-    return v
-
-
-def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any) -> None:
-    """:func:`winograd3_input` into a given array ``v`` (C-contiguous, ``xpad``'s dtype)."""
     _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v)
+    return v
 
 
 @_jit

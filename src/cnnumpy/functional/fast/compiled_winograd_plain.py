@@ -1,7 +1,8 @@
 """Compiled transforms of Winograd F(2x2, 3x3) for a plain convolution (no pooling after it;
 see :mod:`cnnumpy.functional.fast.compiled`, whose switch they follow):
 
-
+* :func:`input_tiles`: :func:`cnnumpy.functional.fast.compiled_winograd.winograd3_input`
+  into a given array (a scratch array reused from chunk to chunk);
 * :func:`output_tiles`: ``A^T M A`` of every tile written straight into the chunk's NHWC
   output, the last row or column of tiles cropped where the output size is odd;
 * :func:`output_tiles_adjoint`: ``A dY A^T``, the transformed-domain gradient of every tile
@@ -11,9 +12,10 @@ The NumPy versions (:func:`cnnumpy.functional.fast.winograd.output_transform` an
 adjoint) give each tile's four outputs as four planes, which then take a strided copy into
 every other row and column of the output; these make one pass instead.
 
-Must equal: the NumPy output transforms, with the tiles scattered to (or gathered from) their
+Must equal: the NumPy transforms, with the tiles scattered to (or gathered from) their
 places. Checked by ``tests/functional/fast/test_winograd_conv.py``
-(``test_compiled_transforms_equal_numpy``).
+(``test_compiled_output_transforms_equal_numpy``; the input tiles through
+``test_equals_im2col_forward_and_backward``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy.functional.fast import compiled_winograd
 from cnnumpy.functional.fast.compiled import jit as _jit
+
+
+def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any) -> None:
+    """``B^T d B`` of every 4x4 input tile of a padded chunk into ``v`` (C-contiguous, of
+    ``xpad``'s dtype), as :func:`cnnumpy.functional.fast.compiled_winograd.winograd3_input`.
+
+    Shape:
+        xpad: (N, Hp, Wp, C); v: (16, N * Ht * Wt, C).
+    """
+    compiled_winograd._input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v)
 
 
 @_jit

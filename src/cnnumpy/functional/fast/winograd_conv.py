@@ -29,13 +29,7 @@ from typing import Any
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import (
-    compiled,
-    compiled_winograd,
-    compiled_winograd_plain,
-    fused,
-    winograd,
-)
+from cnnumpy.functional.fast import compiled, compiled_winograd_plain, fused, winograd
 from cnnumpy.functional.im2col import Pads, _pad
 
 ENABLED = True
@@ -106,7 +100,7 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
     xpad[:, top:top + h, left:left + w] = x
     v = _scratch("v", (winograd.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
-    compiled_winograd.input_tiles(xpad, tiles_hw, v)
+    compiled_winograd_plain.input_tiles(xpad, tiles_hw, v)
     return v
 
 
