@@ -30,7 +30,7 @@ from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
 from cnnumpy.functional.fast import compiled, compiled_winograd_plain, fused, winograd
-from cnnumpy.functional.im2col import Pads, _pad
+from cnnumpy.functional.im2col import Pads, _pad, output_hw
 
 ENABLED = True
 """Compute plain 3x3 stride-1 convolutions of :data:`MIN_CHANNELS` or more input channels
@@ -53,15 +53,16 @@ def applies(kernel_shape: tuple[int, ...], strides: tuple[int, int],
             and tuple(dilation) == (1, 1) and groups == 1 and min(c, f) >= MIN_CHANNELS)
 
 
-def _geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[tuple[int, int], Pads]:
-    """The tiles ``(Ht, Wt)`` of the output and the padding that gives every tile its whole
-    4x4 input: ``pads`` plus a zero row (column) where the output height (width) is odd."""
+def _geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[tuple[int, int], tuple[int, int],
+                                                              Pads]:
+    """The output size ``(Ho, Wo)`` (a ValueError if the kernel does not fit), its tiles
+    ``(Ht, Wt)`` and the padding that gives every tile its whole 4x4 input: ``pads`` plus a
+    zero row (column) where the output height (width) is odd."""
     (top, bottom), (left, right) = pads
-    ho, wo = x_shape[1] + top + bottom - 2, x_shape[2] + left + right - 2
-    if ho < 1 or wo < 1:
-        raise ValueError(f"conv2d_forward: a 3x3 kernel does not fit the input {x_shape} "
-                         f"padded by {pads}")
-    return ((ho + 1) // 2, (wo + 1) // 2), ((top, bottom + ho % 2), (left, right + wo % 2))
+    ho, wo = output_hw((x_shape[1] + top + bottom, x_shape[2] + left + right), (3, 3), (1, 1),
+                       (1, 1))
+    return ((ho, wo), ((ho + 1) // 2, (wo + 1) // 2),
+            ((top, bottom + ho % 2), (left, right + wo % 2)))
 
 
 def _parts(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
@@ -138,10 +139,8 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> Any:
         x: (N, H, W, C); kernel: (3, 3, C, F); y: (N, Ho, Wo, F).
     """
     f = kernel.shape[3]
-    tiles_hw, full_pads = _geometry(x.shape, pads)
-    (top, bottom), (left, right) = pads
-    y = xp.empty((x.shape[0], x.shape[1] + top + bottom - 2, x.shape[2] + left + right - 2, f),
-                 dtype=x.dtype)
+    out_hw, tiles_hw, full_pads = _geometry(x.shape, pads)
+    y = xp.empty((x.shape[0], *out_hw, f), dtype=x.dtype)
     u = winograd.kernel_transform(kernel)
 
     def work(part: slice) -> None:
@@ -166,7 +165,7 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, has_bias: bool, relu_outp
         dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (3, 3, C, F); dbias: (F,).
     """
     f = kernel.shape[3]
-    tiles_hw, full_pads = _geometry(x.shape, pads)
+    _, tiles_hw, full_pads = _geometry(x.shape, pads)
     dy = dy.astype(x.dtype, copy=False)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
     u_t = xp.ascontiguousarray(winograd.kernel_transform(kernel).transpose(0, 2, 1))
