@@ -8,6 +8,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 import cnnumpy
 from cnnumpy import cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
@@ -83,12 +85,25 @@ def replan_schedule(model: cnnumpy.Sequential, args: argparse.Namespace, n_train
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    cnnumpy.backend.keep_freed_memory()  # steps reuse freed memory: no page faults
     root = not args.distributed or distributed.is_root()
     with contextlib.ExitStack() as stack:
         if not root:  # in a distributed run, rank 0 alone prints and writes files
             stack.enter_context(contextlib.redirect_stdout(
                 stack.enter_context(open(os.devnull, "w"))))
         _train(args, root)
+
+
+def _test_time_flips(args: argparse.Namespace, model: cnnumpy.Sequential) -> bool:
+    """Whether to score the test set with mirrored images averaged too: ``--tta``, else the
+    recipe's ``tta`` where the model was trained with flips; ``--tta`` without flips fails."""
+    flips = models.flips_horizontally(model)
+    if args.tta and not flips:
+        raise CLIError("--tta averages each test image's predictions with its mirror "
+                       "image's: the model must be trained with flips (--augment shift,flip)")
+    if args.tta is None:
+        return flips and bool(models.training_defaults(args.model).get("tta"))
+    return bool(args.tta)
 
 
 def _train(args: argparse.Namespace, root: bool) -> None:
@@ -104,8 +119,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
                            f"folder ({exc.strerror or exc})") from None
         check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
     for key, value in models.training_defaults(args.model).items():
-        if key != "lr" and getattr(args, key) is None:  # not given: the model's own recipe
-            # (its lr is make_optimizer's: Adam's rate only)
+        if key not in ("lr", "tta") and getattr(args, key) is None:  # not given: the recipe's
+            # (its lr is make_optimizer's: Adam's rate only; its tta applies with flips only)
             setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
     resumed = cnnumpy.load_model(args.resume) if args.resume else None  # its image settings
@@ -151,6 +166,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     model.class_names = data.class_names
     model.preprocessing = cli_data.preprocessing(x_train)
     model.build()
+    tta = _test_time_flips(args, model)  # a --tta without flips fails before training
     check_writable(args.out, "--out", model)  # a file of the model's size must fit now
     if args.checkpoint_dir:
         check_writable(checkpoint, "--checkpoint-dir", model, args.checkpoint_dir)
@@ -174,6 +190,10 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         result = model.evaluate(x_test, data.test[1], batch_size=256)
         print(f"Test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f} "
               f"({len(data.test[0]):,} images)")
+        if tta:
+            probs = models.predict_mirrored(model, x_test, batch_size=256)
+            print(f"Test accuracy with mirrored images averaged (--tta): "
+                  f"{np.mean(probs.argmax(axis=1) == data.test[1]):.4f}")
     model.save(args.out)
     print(f"Saved model to {args.out}")
     if args.plot:
