@@ -39,6 +39,26 @@ def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(fl
         assert layer.forward(x, training=False) is x
 
 
+def test_predict_mirrored_averages_each_image_and_its_mirror():
+    cnnumpy.set_seed(0)
+    model = models.with_augmentation(models.get("lenet", (12, 10, 1), 4), shift=False)
+    model.build()
+    x = cnnumpy.backend.rng().random((5, 12, 10, 1), dtype=np.float32)
+    x[:, :, :3] += 1  # not mirror-symmetric: each image's two views differ
+    expected = (model.predict(x) + model.predict(x[:, :, ::-1])) / 2
+    got = models.predict_mirrored(model, x, batch_size=2)
+    assert got.shape == (5, 4) and np.allclose(got, expected, atol=1e-6)
+    assert not np.allclose(got, model.predict(x), atol=1e-4)
+    assert models.flips_horizontally(model)
+    assert not models.flips_horizontally(models.get("lenet", (12, 10, 1), 4))
+    vertical = cnnumpy.Sequential([layers.RandomFlip("vertical", input_shape=(12, 10, 1)),
+                                   layers.Flatten(), layers.Dense(2)])
+    assert not models.flips_horizontally(vertical)
+    with pytest.raises(ValueError, match=r"predict_mirrored: x must be images \(N, H, W, C\), "
+                                         r"received shape \(12, 10\)"):
+        models.predict_mirrored(model, x[0, :, :, 0])
+
+
 def training_loss(model: cnnumpy.Sequential, x: np.ndarray, y: np.ndarray) -> float:
     cnnumpy.set_seed(1)  # the same augmentation draws and dropout masks at every call
     return float(model.loss(y, model.forward(x, training=True)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cnnumpy
-from cnnumpy import models
+from cnnumpy import cli_data, models
 
 
 def run(*args):
@@ -48,8 +48,35 @@ def test_train_resnet20_with_augmentation_then_evaluate(folder, tmp_path):
     kinds = [type(layer).__name__ for layer in model.layers]
     assert isinstance(model, cnnumpy.Model) and kinds[:2] == ["InputLayer", "RandomTranslation"]
     assert model.name == "resnet20" and model.output_shape == (3,)
+    assert "mirrored" not in result.stdout  # the recipe's tta needs flips: none here
     result = run("evaluate", "--data", str(folder), str(out))
     assert result.returncode == 0 and "accuracy" in result.stdout, result.stderr
+    result = run("evaluate", "--data", str(folder), str(out), "--tta")
+    assert result.returncode == 1 and "was not trained with flips" in result.stderr
+
+
+def test_the_recipes_test_time_flips_score_what_evaluate_scores(folder, tmp_path):
+    out = tmp_path / "f.safetensors"
+    result = run("train", "--data", str(folder), "--model", "resnet20", "--epochs", "1",
+                 "--augment", "shift,flip", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    line = next(t for t in result.stdout.splitlines() if "mirrored images averaged" in t)
+    model = cnnumpy.load_model(str(out))
+    x, y = cli_data.load_data(str(folder), model.input_shape).test
+    probs = models.predict_mirrored(model, x)
+    assert not np.allclose(probs, model.predict(x))  # the mirrors changed the predictions
+    accuracy = np.mean(probs.argmax(axis=1) == y)
+    assert line.endswith(f"{accuracy:.4f}")
+    result = run("evaluate", "--data", str(folder), str(out), "--tta")
+    assert result.returncode == 0, result.stderr
+    assert f"accuracy: {accuracy:.4f} (mirrored images averaged)" in result.stdout
+
+
+def test_tta_without_flips_fails_before_training(folder, tmp_path):
+    result = run("train", "--data", str(folder), "--model", "resnet20", "--epochs", "1",
+                 "--no-augment", "--tta", "--out", str(tmp_path / "n.safetensors"))
+    assert result.returncode == 1 and "must be trained with flips" in result.stderr
+    assert "Epoch" not in result.stdout and not (tmp_path / "n.safetensors").exists()
 
 
 def test_train_from_a_saved_graph_config_keeps_its_layers(folder, tmp_path):
@@ -76,4 +103,5 @@ def test_help_lists_the_graph_models():
     assert "mobilenet-v2-small, resnet20" in text
     recipe = cnnumpy.models.TRAINING_DEFAULTS["resnet20"]
     assert (f"resnet20: {recipe['epochs']} epochs, batch size {recipe['batch_size']}, "
-            f"val-split {recipe['val_split']}, augment on, Adam lr {recipe['lr']:g}") in text
+            f"val-split {recipe['val_split']}, augment on, Adam lr {recipe['lr']:g}, tta with "
+            "flips") in text

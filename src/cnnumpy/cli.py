@@ -36,10 +36,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     x = cli_data.match_polarity(model, x, data, args.invert)  # as predict converts each image
     check_data_fits(model, x, y, args.data, args.model)
     names = class_names(model, data.class_names, args.model)
-    probs = model.predict(x, batch_size=256)
+    if args.tta and not cnnumpy.models.flips_horizontally(model):
+        raise CLIError(f"--tta: {args.model!r} was not trained with flips (a RandomFlip layer "
+                       "with a horizontal mode), so its mirror images are not its classes")
+    probs = cnnumpy.models.predict_mirrored(model, x, 256) if args.tta \
+        else model.predict(x, batch_size=256)
     predicted = probs.argmax(axis=1)
     loss = cnnumpy.losses.SparseCategoricalCrossentropy()(y, probs)
-    print(f"{len(x):,} images - loss: {loss:.4f} - accuracy: {np.mean(predicted == y):.4f}")
+    print(f"{len(x):,} images - loss: {loss:.4f} - accuracy: {np.mean(predicted == y):.4f}"
+          + (" (mirrored images averaged)" if args.tta else ""))
     from cnnumpy.plot import confusion_matrix
 
     cm = confusion_matrix(y, predicted, probs.shape[1])

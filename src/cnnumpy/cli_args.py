@@ -92,6 +92,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
         f"{name}: {d['epochs']} epochs, batch size {d['batch_size']}, val-split "
         f"{d['val_split']}, augment {'on' if d['augment'] else 'off'}"
         + (f", Adam lr {d['lr']:g}" if "lr" in d else "")
+        + (", tta with flips" if d.get("tta") else "")
         for name, d in models.TRAINING_DEFAULTS.items())
     train = sub.add_parser(
         "train", help="train a CNN and report its test accuracy",
@@ -141,6 +142,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                             "model's recipe)")
     train.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                        help="no augmentation")
+    train.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="also score the test set with each image's predictions averaged "
+                            "with its mirror image's (test-time augmentation, for a model "
+                            "trained with flips; default: the model's recipe when it flips)")
     train.add_argument("--class-names", metavar="A,B,C",
                        help="the class names saved with the model, in label order: names "
                             "separated by commas, or a file of one name per line (default: "
@@ -165,6 +170,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     evaluate.add_argument("model")
     evaluate.add_argument("--data", default="mnist-sample", help=data_help)
     evaluate.add_argument("--plot", metavar="CM.png", help="draw the confusion matrix")
+    evaluate.add_argument("--tta", action="store_true",
+                          help="average each image's predictions with its mirror image's "
+                               "(test-time augmentation; the model must have been trained "
+                               "with flips)")
     evaluate.add_argument("--all-images", action="store_true",
                           help="score every image of --data, not only its test set (the "
                                "t10k-* files, the held-out images, a class folder's test split)")

@@ -18,16 +18,16 @@ from typing import Any
 from cnnumpy.graph_io import is_graph_config
 from cnnumpy.graph_model import Model
 from cnnumpy.model import Sequential
-from cnnumpy.models.augment import with_augmentation
+from cnnumpy.models.augment import flips_horizontally, predict_mirrored, with_augmentation
 from cnnumpy.models.mobilenet import mobilenet_v2, mobilenet_v2_small
 from cnnumpy.models.resnet import resnet, resnet18, resnet20
 from cnnumpy.models.stacks import lenet, simple
 from cnnumpy.models.unet import unet
 from cnnumpy.models.vgg import vgg_small
 
-__all__ = ["ADAM_LR", "MODELS", "TRAINING_DEFAULTS", "get", "lenet", "mobilenet_v2",
-           "mobilenet_v2_small", "resnet", "resnet18", "resnet20", "simple", "training_defaults",
-           "unet", "vgg_small", "with_augmentation"]
+__all__ = ["ADAM_LR", "MODELS", "TRAINING_DEFAULTS", "flips_horizontally", "get", "lenet",
+           "mobilenet_v2", "mobilenet_v2_small", "predict_mirrored", "resnet", "resnet18",
+           "resnet20", "simple", "training_defaults", "unet", "vgg_small", "with_augmentation"]
 
 
 MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential | Model]] = {
@@ -38,7 +38,8 @@ MODELS: dict[str, Callable[[tuple[int, ...], int], Sequential | Model]] = {
 TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet": {"epochs": 6, "batch_size": 64, "val_split": 0.0, "augment": True},
     "vgg-small": {"epochs": 22, "batch_size": 64, "val_split": 0.1, "augment": True},
-    "resnet20": {"epochs": 9, "batch_size": 128, "val_split": 0.1, "augment": True, "lr": 4e-3},
+    "resnet20": {"epochs": 9, "batch_size": 128, "val_split": 0.1, "augment": True, "lr": 4e-3,
+                 "tta": True},
     "mobilenet-v2-small": {"epochs": 3, "batch_size": 64, "val_split": 0.0, "augment": False},
 }
 """The CLI's defaults per model: the recipe each one was tuned with, all with Adam and cosine
