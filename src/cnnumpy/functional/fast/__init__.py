@@ -10,9 +10,11 @@ reader should start from; the modules here compute the same numbers another way:
   :mod:`~cnnumpy.functional.fast.winograd5` (F(2x2, 5x5)),
   :mod:`~cnnumpy.functional.fast.window_fields` (each pooling window's receptive field) and
   :mod:`~cnnumpy.functional.fast.compiled_conv_pool` (backward from each window's maximum);
-* :mod:`~cnnumpy.functional.fast.winograd_conv`: a plain 3x3 stride-1 convolution by the same
-  F(2x2, 3x3) transforms (:mod:`~cnnumpy.functional.fast.compiled_winograd_plain`: its output
-  transforms compiled), chosen by :func:`cnnumpy.functional.conv.conv2d_forward`;
+* :mod:`~cnnumpy.functional.fast.winograd_conv`: a plain 3x3 stride-1 convolution by
+  :mod:`~cnnumpy.functional.fast.winograd43` (F(4x4, 3x3);
+  :mod:`~cnnumpy.functional.fast.compiled_winograd43`: its transforms compiled) or by the
+  F(2x2, 3x3) transforms (:mod:`~cnnumpy.functional.fast.compiled_winograd_plain`: their
+  output transforms compiled), chosen by :func:`cnnumpy.functional.conv.conv2d_forward`;
 * :mod:`~cnnumpy.functional.fast.compiled`: the Numba switch (``CNNUMPY_COMPILED=0`` turns it
   off) and small compiled kernels; :mod:`~cnnumpy.functional.fast.compiled_winograd`: the
   Winograd transforms compiled;

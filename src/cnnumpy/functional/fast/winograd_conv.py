@@ -1,23 +1,27 @@
-"""A plain 3x3 stride-1 convolution by Winograd's F(2x2, 3x3), forward and backward (NHWC).
+"""A plain 3x3 stride-1 convolution by Winograd's F(4x4, 3x3) (or F(2x2, 3x3): :data:`TILE`),
+forward and backward (NHWC).
 
-The transforms are :mod:`cnnumpy.functional.fast.winograd`'s (which the convolution followed
-by 2x2 max pooling uses): per chunk of images, the input tiles' ``V = B^T d B``, 16 matrix
-products ``M = V @ U`` over the channels (``U = G g G^T``, the kernel's), and ``A^T M A``
-written straight into the output (:mod:`cnnumpy.functional.fast.compiled_winograd_plain`;
-with an odd output size the last tiles are cropped). Backward gathers each chunk's ``V``
+The transforms are :mod:`cnnumpy.functional.fast.winograd43`'s (F(2x2, 3x3):
+:mod:`cnnumpy.functional.fast.winograd`'s, which the convolution followed by 2x2 max pooling
+uses): per chunk of images, the input tiles' ``V = B^T d B``, 36 (16) matrix products
+``M = V @ U`` over the channels (``U = G g G^T``, the kernel's), and ``A^T M A`` written
+straight into the output (:mod:`cnnumpy.functional.fast.compiled_winograd43`,
+:mod:`cnnumpy.functional.fast.compiled_winograd_plain`; the last tiles cropped where the
+output size is not a multiple of the tile's). Backward gathers each chunk's ``V``
 again (the forward pass keeps only the input, as im2col's does), brings the output gradient
 into the transformed domain (``dM = A dY A^T``), and sums ``V^T dM`` over chunks for the
 kernel gradient; the input gradient is ``B (dM U^T) B^T`` added back where each tile came
 from.
 
-That is 2.25x fewer multiplications than im2col's product, and no patch matrix 9x the
+That is 4x (2.25x) fewer multiplications than im2col's product, and no patch matrix 9x the
 input: ResNet-20's 16-channel stage, where im2col's narrow products and gathering dominate,
 is where it pays most.
 
 Must equal: :func:`cnnumpy.functional.conv.conv2d_forward` and
 :func:`cnnumpy.functional.conv.conv2d_backward` by im2col (3x3, stride 1, no dilation,
 ungrouped) within float rounding. Checked by ``tests/functional/fast/test_winograd_conv.py``
-(``test_equals_im2col_forward_and_backward``, ``test_matches_the_naive_convolution``).
+(``test_equals_im2col_forward_and_backward``, ``test_matches_the_naive_convolution``, for
+both tile sizes).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import compiled, compiled_winograd_plain, fused, winograd
+from cnnumpy.functional.fast import compiled, compiled_winograd_plain, fused, winograd, winograd43
 from cnnumpy.functional.im2col import Pads, _pad, output_hw
 
 ENABLED = True
@@ -39,6 +43,9 @@ this way; False: by im2col."""
 MIN_CHANNELS = 16
 """Below this many input channels (and filters) the transforms cost more than the products
 they save."""
+
+TILE = 4
+"""Outputs per tile along each axis: 4, F(4x4, 3x3); 2, F(2x2, 3x3)."""
 
 CHUNK_BYTES = 2 * 2**20
 """Target size of one chunk's transformed input and product (both stay in cache)."""
@@ -56,18 +63,22 @@ def applies(kernel_shape: tuple[int, ...], strides: tuple[int, int],
 def _geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[tuple[int, int], tuple[int, int],
                                                               Pads]:
     """The output size ``(Ho, Wo)`` (a ValueError if the kernel does not fit), its tiles
-    ``(Ht, Wt)`` and the padding that gives every tile its whole 4x4 input: ``pads`` plus a
-    zero row (column) where the output height (width) is odd."""
+    ``(Ht, Wt)`` of :data:`TILE` outputs a side and the padding that gives every tile its
+    whole input: ``pads`` plus zero rows (columns) up to a multiple of the tile."""
     (top, bottom), (left, right) = pads
     ho, wo = output_hw((x_shape[1] + top + bottom, x_shape[2] + left + right), (3, 3), (1, 1),
                        (1, 1))
-    return ((ho, wo), ((ho + 1) // 2, (wo + 1) // 2),
-            ((top, bottom + ho % 2), (left, right + wo % 2)))
+    ht, wt = -(-ho // TILE), -(-wo // TILE)
+    return (ho, wo), (ht, wt), ((top, bottom + TILE * ht - ho), (left, right + TILE * wt - wo))
+
+
+def _values() -> int:
+    return winograd43.VALUES if TILE == 4 else winograd.VALUES
 
 
 def _parts(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
            tiles_hw: tuple[int, int], itemsize: int) -> list[slice]:
-    per_image = winograd.image_bytes(winograd.VALUES, tiles_hw[0] * tiles_hw[1],
+    per_image = winograd.image_bytes(_values(), tiles_hw[0] * tiles_hw[1],
                                       kernel_shape[2], kernel_shape[3], itemsize)
     return conv._chunks(x_shape[0], per_image, CHUNK_BYTES)
 
@@ -91,22 +102,28 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     """``V``: the transformed input tiles of a chunk (a scratch array where compiled).
 
     Shape:
-        x: (N, H, W, C) -> (16, N * Ht * Wt, C).
+        x: (N, H, W, C) -> (36 or 16, N * Ht * Wt, C).
     """
-    if not compiled.usable(x):
+    if TILE == 2 and not compiled.usable(x):
         return winograd.input_transform(_pad(x, full_pads), tiles_hw)
     (top, bottom), (left, right) = full_pads
     n, h, w, c = x.shape
     xpad = _scratch("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
     xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
     xpad[:, top:top + h, left:left + w] = x
-    v = _scratch("v", (winograd.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
-    compiled_winograd_plain.input_tiles(xpad, tiles_hw, v)
+    v = _scratch("v", (_values(), n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+    if TILE == 4:
+        winograd43.input_tiles(xpad, tiles_hw, v)
+    else:
+        compiled_winograd_plain.input_tiles(xpad, tiles_hw, v)
     return v
 
 
 def _write_output(m: Any, y: Any) -> None:
-    """``A^T M A`` of each tile into its place in ``y`` (cropped at odd edges)."""
+    """``A^T M A`` of each tile into its place in ``y`` (cropped at the edges)."""
+    if TILE == 4:
+        winograd43.output_tiles(m, y)
+        return
     if compiled.usable(m, y) and y.flags.c_contiguous:
         compiled_winograd_plain.output_tiles(m, y)
         return
@@ -119,7 +136,12 @@ def _write_output(m: Any, y: Any) -> None:
 
 
 def _output_adjoint(dy: Any) -> Any:
-    """The transformed-domain gradient ``A dY A^T`` of every tile (zeros past odd edges)."""
+    """The transformed-domain gradient ``A dY A^T`` of every tile (zeros past the edges)."""
+    if TILE == 4:
+        n, ho, wo, f = dy.shape
+        dm = _scratch("dm", (winograd43.VALUES, n * -(-ho // 4) * -(-wo // 4), f), dy.dtype)
+        winograd43.output_tiles_adjoint(dy, dm)
+        return dm
     if compiled.usable(dy):
         return compiled_winograd_plain.output_tiles_adjoint(dy)
     n, ho, wo, f = dy.shape
@@ -141,7 +163,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> Any:
     f = kernel.shape[3]
     out_hw, tiles_hw, full_pads = _geometry(x.shape, pads)
     y = xp.empty((x.shape[0], *out_hw, f), dtype=x.dtype)
-    u = winograd.kernel_transform(kernel)
+    u = (winograd43 if TILE == 4 else winograd).kernel_transform(kernel)
 
     def work(part: slice) -> None:
         v = _input(x[part], full_pads, tiles_hw)
@@ -168,7 +190,8 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, has_bias: bool, relu_outp
     _, tiles_hw, full_pads = _geometry(x.shape, pads)
     dy = dy.astype(x.dtype, copy=False)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
-    u_t = xp.ascontiguousarray(winograd.kernel_transform(kernel).transpose(0, 2, 1))
+    algorithm = winograd43 if TILE == 4 else winograd
+    u_t = xp.ascontiguousarray(algorithm.kernel_transform(kernel).transpose(0, 2, 1))
 
     def work(part: slice) -> Any:
         dy_part = dy[part] if relu_output is None else fused.relu_grad_of_output(
@@ -178,10 +201,10 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, has_bias: bool, relu_outp
         sums = (xp.matmul(v.transpose(0, 2, 1), dm),
                 backend.column_sums(dy_part.reshape(-1, f)) if has_bias else None)
         if dx is not None:
-            winograd.input_gradient(xp.matmul(dm, u_t), full_pads, tiles_hw, dx[part])
+            algorithm.input_gradient(xp.matmul(dm, u_t), full_pads, tiles_hw, dx[part])
         return sums
 
     du, dbias = conv.sum_in_order(
         backend.parallel_map(work, _parts(x.shape, kernel.shape, tiles_hw, x.itemsize)),
         has_bias)
-    return dx, winograd.kernel_transform_adjoint(du), dbias
+    return dx, algorithm.kernel_transform_adjoint(du), dbias

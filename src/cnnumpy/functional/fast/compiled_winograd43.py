@@ -1,0 +1,238 @@
+"""Compiled transforms of Winograd F(4x4, 3x3) for a plain convolution (see
+:mod:`cnnumpy.functional.fast.compiled`, whose switch they follow). Each kernel makes one
+pass over a chunk, tile by tile, with the channels innermost (one vector of them at a time):
+
+* :func:`input_tiles`: ``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk;
+* :func:`output_tiles`: ``A^T M A`` of every tile written straight into the chunk's NHWC
+  output, cropped where the output size is not a multiple of 4;
+* :func:`output_tiles_adjoint`: ``A dY A^T`` of every tile, read straight from the output
+  gradient (zeros past the edges);
+* :func:`input_gradient`: ``B dV B^T`` of every tile added back where the tile came from
+  (neighbouring tiles overlap by two rows or columns), the padding cropped.
+
+Each tile's values are copied between the caller's arrays and small arrays of the kernel's own
+before and after the arithmetic: loops that read one caller's array and write another's were
+compiled to scalar code (the compiler cannot rule out that the arrays overlap), and made the
+input transform 2x slower than these.
+
+The coefficients (2, 4, 5, 8) come in as arguments of the arrays' dtype, so that float32
+stays float32. Must equal: the NumPy transforms of :mod:`cnnumpy.functional.fast.winograd43`.
+Checked by ``tests/functional/fast/test_winograd43.py`` (``test_compiled_equals_numpy``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnumpy.functional.fast.compiled import jit as _jit
+
+
+@_jit
+def _bt(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover (compiled)
+    """``B^T`` applied to six values."""
+    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2),
+            four * (d1 - d2) - d3 + d4, two * (d3 - d1) - d2 + d4,
+            two * (d1 - d3) - d2 + d4, four * d1 - five * d3 + d5)
+
+
+@_jit
+def _b(e0, e1, e2, e3, e4, e5, two, four, five):  # pragma: no cover (compiled)
+    """``B`` applied to six values (the adjoint of :func:`_bt`)."""
+    return (four * e0, four * (e2 - e1 + e5) + two * (e4 - e3),
+            -five * e0 - four * (e1 + e2) - e3 - e4, e1 - e2 + two * (e3 - e4) - five * e5,
+            e0 + e1 + e2 + e3 + e4, e5)
+
+
+@_jit
+def _at(m0, m1, m2, m3, m4, m5, two, four, eight):  # pragma: no cover (compiled)
+    """``A^T`` applied to six values: four."""
+    s, d = m1 + m2, m1 - m2
+    s2, d2 = m3 + m4, m3 - m4
+    return m0 + s + s2, d + two * d2, s + four * s2, d + eight * d2 + m5
+
+
+@_jit
+def _a(g0, g1, g2, g3, two, four, eight):  # pragma: no cover (compiled)
+    """``A`` applied to four values: six (the adjoint of :func:`_at`)."""
+    even, odd = g0 + g2, g1 + g3
+    even4, odd4 = g0 + four * g2, two * g1 + eight * g3
+    return g0, even + odd, even - odd, even4 + odd4, even4 - odd4, g3
+
+
+@_jit
+def _input_tiles(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compiled)
+    n, c = xpad.shape[0], xpad.shape[3]
+    d = np.empty((6, c), dtype=xpad.dtype)  # one input row of the tile
+    z = np.empty((6, 6, c), dtype=xpad.dtype)
+    o = np.empty((36, c), dtype=xpad.dtype)
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for a in range(6):  # each input row's columns
+                    for b in range(6):
+                        for k in range(c):
+                            d[b, k] = xpad[i, 4 * t + a, 4 * s + b, k]
+                    for k in range(c):
+                        z[a, 0, k], z[a, 1, k], z[a, 2, k], z[a, 3, k], z[a, 4, k], z[a, 5, k] = \
+                            _bt(d[0, k], d[1, k], d[2, k], d[3, k], d[4, k], d[5, k],
+                                two, four, five)
+                for q in range(6):  # then each column's rows
+                    for k in range(c):
+                        o[q, k], o[6 + q, k], o[12 + q, k], o[18 + q, k], o[24 + q, k], \
+                            o[30 + q, k] = _bt(z[0, q, k], z[1, q, k], z[2, q, k], z[3, q, k],
+                                               z[4, q, k], z[5, q, k], two, four, five)
+                for q in range(36):
+                    for k in range(c):
+                        v[q, tile, k] = o[q, k]
+
+
+@_jit
+def _output_tiles(m, y, two, four, eight):  # pragma: no cover (compiled)
+    n, ho, wo, f = y.shape
+    ht, wt = (ho + 3) // 4, (wo + 3) // 4
+    e = np.empty((36, f), dtype=y.dtype)  # the tile's transformed values
+    p = np.empty((4, 6, f), dtype=y.dtype)
+    q = np.empty((4, 4, f), dtype=y.dtype)
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for b in range(36):
+                    for k in range(f):
+                        e[b, k] = m[b, tile, k]
+                for b in range(6):  # A^T M: each column's four rows
+                    for k in range(f):
+                        p[0, b, k], p[1, b, k], p[2, b, k], p[3, b, k] = _at(
+                            e[b, k], e[6 + b, k], e[12 + b, k], e[18 + b, k], e[24 + b, k],
+                            e[30 + b, k], two, four, eight)
+                for a in range(4):  # (A^T M) A: each row's four columns
+                    for k in range(f):
+                        q[a, 0, k], q[a, 1, k], q[a, 2, k], q[a, 3, k] = _at(
+                            p[a, 0, k], p[a, 1, k], p[a, 2, k], p[a, 3, k], p[a, 4, k],
+                            p[a, 5, k], two, four, eight)
+                for a in range(min(4, ho - 4 * t)):
+                    for b in range(min(4, wo - 4 * s)):
+                        for k in range(f):
+                            y[i, 4 * t + a, 4 * s + b, k] = q[a, b, k]
+
+
+@_jit
+def _output_tiles_adjoint(dy, dm, two, four, eight):  # pragma: no cover (compiled)
+    n, ho, wo, f = dy.shape
+    ht, wt = (ho + 3) // 4, (wo + 3) // 4
+    d = np.zeros((4, 4, f), dtype=dy.dtype)  # the tile's outputs, zeros past the edges
+    p = np.empty((4, 6, f), dtype=dy.dtype)  # dY A^T: each output row's six columns
+    o = np.empty((36, f), dtype=dy.dtype)
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                rows, cols = min(4, ho - 4 * t), min(4, wo - 4 * s)
+                if rows < 4 or cols < 4:
+                    d[...] = 0
+                for a in range(rows):
+                    for b in range(cols):
+                        for k in range(f):
+                            d[a, b, k] = dy[i, 4 * t + a, 4 * s + b, k]
+                for a in range(4):
+                    for k in range(f):
+                        p[a, 0, k], p[a, 1, k], p[a, 2, k], p[a, 3, k], p[a, 4, k], p[a, 5, k] = \
+                            _a(d[a, 0, k], d[a, 1, k], d[a, 2, k], d[a, 3, k], two, four, eight)
+                for b in range(6):  # A (dY A^T): each column's six rows
+                    for k in range(f):
+                        o[b, k], o[6 + b, k], o[12 + b, k], o[18 + b, k], o[24 + b, k], \
+                            o[30 + b, k] = _a(p[0, b, k], p[1, b, k], p[2, b, k], p[3, b, k],
+                                              two, four, eight)
+                for b in range(36):
+                    for k in range(f):
+                        dm[b, tile, k] = o[b, k]
+
+
+@_jit
+def _input_gradient(dv, top, left, ht, wt, dx, two, four, five):  # pragma: no cover
+    n, h, w, c = dx.shape
+    e = np.empty((36, c), dtype=dx.dtype)  # the tile's transformed gradient
+    y = np.empty((6, 6, c), dtype=dx.dtype)
+    dd = np.empty((6, 6, c), dtype=dx.dtype)
+    dx[...] = 0
+    for i in range(n):
+        for t in range(ht):
+            for s in range(wt):
+                tile = (i * ht + t) * wt + s
+                for q in range(36):
+                    for k in range(c):
+                        e[q, k] = dv[q, tile, k]
+                for q in range(6):  # B dV: each column's rows
+                    for k in range(c):
+                        y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], y[5, q, k] = \
+                            _b(e[q, k], e[6 + q, k], e[12 + q, k], e[18 + q, k], e[24 + q, k],
+                               e[30 + q, k], two, four, five)
+                for a in range(6):  # then each row's columns
+                    for k in range(c):
+                        dd[a, 0, k], dd[a, 1, k], dd[a, 2, k], dd[a, 3, k], dd[a, 4, k], \
+                            dd[a, 5, k] = _b(y[a, 0, k], y[a, 1, k], y[a, 2, k], y[a, 3, k],
+                                             y[a, 4, k], y[a, 5, k], two, four, five)
+                for a in range(6):  # added into dx where the tile came from
+                    r = 4 * t + a - top
+                    if r < 0 or r >= h:
+                        continue
+                    for b in range(6):
+                        col = 4 * s + b - left
+                        if 0 <= col < w:
+                            for k in range(c):
+                                dx[i, r, col, k] += dd[a, b, k]
+
+
+def _constants(dtype: Any) -> tuple[Any, Any, Any, Any]:
+    """2, 4, 5 and 8 in ``dtype``."""
+    kind = np.dtype(dtype).type
+    return kind(2), kind(4), kind(5), kind(8)
+
+
+def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any) -> None:
+    """``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk into ``v``
+    (C-contiguous, of ``xpad``'s dtype).
+
+    Shape:
+        xpad: (N, Hp, Wp, C), Hp >= 4 Ht + 2, Wp >= 4 Wt + 2; v: (36, N * Ht * Wt, C).
+    """
+    two, four, five, _ = _constants(xpad.dtype)
+    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v, two, four, five)
+
+
+def output_tiles(m: Any, y: Any) -> None:
+    """Write ``A^T M A`` of every tile into ``y``, tile ``(t, s)`` at rows ``4t .. 4t + 3``
+    and columns ``4s .. 4s + 3`` (those inside ``y``).
+
+    Shape:
+        m: (36, N * Ht * Wt, F), Ht = ceil(Ho / 4), Wt = ceil(Wo / 4); y: (N, Ho, Wo, F),
+        C-contiguous.
+    """
+    two, four, _, eight = _constants(y.dtype)
+    _output_tiles(np.ascontiguousarray(m), y, two, four, eight)
+
+
+def output_tiles_adjoint(dy: Any, dm: Any) -> None:
+    """Write into ``dm`` the gradient of :func:`output_tiles`'s ``m`` from that of its ``y``.
+
+    Shape:
+        dy: (N, Ho, Wo, F); dm: (36, N * Ht * Wt, F), C-contiguous.
+    """
+    two, four, _, eight = _constants(dy.dtype)
+    _output_tiles_adjoint(np.ascontiguousarray(dy), dm, two, four, eight)
+
+
+def input_gradient(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
+    """Write into ``out`` the gradient of the unpadded chunk from that of
+    :func:`input_tiles`'s ``v``.
+
+    Shape:
+        dv: (36, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
+    """
+    two, four, five, _ = _constants(dv.dtype)
+    (top, _), (left, _) = pads
+    _input_gradient(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], out,
+                    two, four, five)

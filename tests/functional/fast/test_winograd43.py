@@ -1,0 +1,96 @@
+"""Winograd F(4x4, 3x3)'s transforms: a tile's convolution, each adjoint against its
+transform, and the compiled passes against the NumPy ones (the whole convolution against
+im2col and the naive loops is in test_winograd_conv.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnumpy.functional.fast import compiled, winograd43
+
+PADS = ((1, 2), (0, 3))
+
+
+def _tiles_hw(h, w, pads):
+    (top, bottom), (left, right) = pads
+    return -(-(h + top + bottom - 2) // 4), -(-(w + left + right - 2) // 4)
+
+
+def _padded(x, pads, tiles_hw):
+    (top, bottom), (left, right) = pads
+    ht, wt = tiles_hw
+    out = np.zeros((x.shape[0], 4 * ht + 2, 4 * wt + 2, x.shape[3]), dtype=x.dtype)
+    h, w = x.shape[1:3]
+    out[:, top:top + h, left:left + w] = x
+    return out
+
+
+def test_one_tile_is_the_direct_correlation():
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal((1, 6, 6, 1))
+    g = rng.standard_normal((3, 3, 1, 1))
+    v = np.empty((36, 1, 1))
+    winograd43.input_tiles(d, (1, 1), v)
+    m = v * winograd43.kernel_transform(g)  # one channel: the sum over channels is this
+    y = np.empty((1, 4, 4, 1))
+    winograd43.output_tiles(m, y)
+    want = [[(d[0, i:i + 3, j:j + 3, 0] * g[:, :, 0, 0]).sum() for j in range(4)]
+            for i in range(4)]
+    np.testing.assert_allclose(y[0, :, :, 0], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_compiled", [True, False])
+def test_each_adjoint_is_its_transforms_transpose(monkeypatch, use_compiled):
+    """<T a, b> = <a, T' b> for the input, output and kernel transforms (float64)."""
+    monkeypatch.setattr(compiled, "ENABLED", use_compiled and compiled.AVAILABLE)
+    rng = np.random.default_rng(1)
+    n, h, w, c = 2, 5, 7, 3
+    tiles_hw = _tiles_hw(h, w, PADS)
+    t = n * tiles_hw[0] * tiles_hw[1]
+    x, dv = rng.standard_normal((n, h, w, c)), rng.standard_normal((36, t, c))
+    v = np.empty((36, t, c))
+    winograd43.input_tiles(_padded(x, PADS, tiles_hw), tiles_hw, v)
+    dx = np.full_like(x, np.nan)
+    winograd43.input_gradient(dv, PADS, tiles_hw, dx)
+    np.testing.assert_allclose((v * dv).sum(), (x * dx).sum(), rtol=1e-12)
+
+    ho, wo = 4 * tiles_hw[0] - 1, 4 * tiles_hw[1] - 3  # outputs cropped in both directions
+    m, dy = rng.standard_normal((36, t, c)), rng.standard_normal((n, ho, wo, c))
+    y = np.full((n, ho, wo, c), np.nan)
+    winograd43.output_tiles(m, y)
+    dm = np.full((36, t, c), np.nan)
+    winograd43.output_tiles_adjoint(dy, dm)
+    np.testing.assert_allclose((y * dy).sum(), (m * dm).sum(), rtol=1e-12)
+
+    g, du = rng.standard_normal((3, 3, c, 4)), rng.standard_normal((36, c, 4))
+    np.testing.assert_allclose((winograd43.kernel_transform(g) * du).sum(),
+                               (g * winograd43.kernel_transform_adjoint(du)).sum(), rtol=1e-12)
+
+
+@pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h, w", [(8, 8), (5, 7), (1, 3)])
+def test_compiled_equals_numpy(monkeypatch, dtype, h, w):
+    rng = np.random.default_rng(2)
+    n, c = 3, 16
+    tiles_hw = _tiles_hw(h, w, PADS)
+    t = n * tiles_hw[0] * tiles_hw[1]
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    dv = rng.standard_normal((36, t, c)).astype(dtype)
+    ho, wo = h + 1, w + 1  # the output of padding PADS
+    dy = rng.standard_normal((n, ho, wo, c)).astype(dtype)
+    results = {}
+    for use_compiled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", use_compiled)
+        v, dm = np.full((36, t, c), np.nan, dtype), np.full((36, t, c), np.nan, dtype)
+        y, dx = np.full((n, ho, wo, c), np.nan, dtype), np.full(x.shape, np.nan, dtype)
+        winograd43.input_tiles(_padded(x, PADS, tiles_hw), tiles_hw, v)
+        winograd43.output_tiles(dv, y)
+        winograd43.output_tiles_adjoint(dy, dm)
+        winograd43.input_gradient(dv, PADS, tiles_hw, dx)
+        results[use_compiled] = (v, y, dm, dx)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(results[True], results[False], strict=True):
+        assert got.dtype == dtype and not np.isnan(got).any()
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
