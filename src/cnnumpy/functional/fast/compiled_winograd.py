@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy.functional.fast import compiled_winograd43
 from cnnumpy.functional.fast.compiled import jit as _jit
 
 
@@ -156,50 +157,12 @@ def winograd3_output_pool(m: Any, out: Any, first: Any | None) -> None:
     _output_pool(m, out, first if keep else np.empty((1, 1), dtype=np.uint8), keep)
 
 
-# F(2x2, 5x5) (:mod:`cnnumpy.functional.fast.winograd5`): its transform matrices, written out (the
-# tests compare every kernel with the NumPy version, which builds them by Toom-Cook).
-
-@_jit
-def _bt6(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover (compiled)
-    """B^T applied to six values (the constants in their dtype: no promotion to float64)."""
-    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2), four * (d1 - d2) + d4 - d3,
-            two * (d3 - d1) + d4 - d2, two * (d1 - d3) + d4 - d2, four * d1 - five * d3 + d5)
-
-
-@_jit
-def _b6(v0, v1, v2, v3, v4, v5, two, four, five):  # pragma: no cover (compiled)
-    """B (the transpose of B^T) applied to six values."""
-    return (four * v0, four * (v2 - v1 + v5) + two * (v4 - v3),
-            -five * v0 - four * (v1 + v2) - v3 - v4, v1 - v2 + two * (v3 - v4) - five * v5,
-            v0 + v1 + v2 + v3 + v4, v5)
-
+# F(2x2, 5x5) (:mod:`cnnumpy.functional.fast.winograd5`): its input transform is F(4x4, 3x3)'s
+# (the same six points), with tiles two pixels apart instead of four.
 
 def _constants(dtype: Any) -> tuple[Any, ...]:
     """2, 4 and 5 in ``dtype``, for the kernels' arithmetic to stay in it."""
     return tuple(np.array([2, 4, 5], dtype=dtype))
-
-
-@_jit
-def _input_tiles6(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compiled)
-    n, c = xpad.shape[0], xpad.shape[3]
-    z = np.empty((6, 6, c), dtype=xpad.dtype)
-    for i in range(n):
-        for t in range(ht):
-            for s in range(wt):
-                tile = (i * ht + t) * wt + s
-                for a in range(6):  # each input row's columns
-                    row = xpad[i, 2 * t + a]
-                    for k in range(c):
-                        z[a, 0, k], z[a, 1, k], z[a, 2, k], z[a, 3, k], z[a, 4, k], z[a, 5, k] = \
-                            _bt6(row[2 * s, k], row[2 * s + 1, k], row[2 * s + 2, k],
-                                 row[2 * s + 3, k], row[2 * s + 4, k], row[2 * s + 5, k],
-                                 two, four, five)
-                for q in range(6):  # then each column's rows
-                    for k in range(c):
-                        v[q, tile, k], v[6 + q, tile, k], v[12 + q, tile, k], \
-                            v[18 + q, tile, k], v[24 + q, tile, k], v[30 + q, tile, k] = _bt6(
-                                z[0, q, k], z[1, q, k], z[2, q, k], z[3, q, k], z[4, q, k],
-                                z[5, q, k], two, four, five)
 
 
 def winograd5_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
@@ -210,40 +173,8 @@ def winograd5_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     """
     v = np.empty((36, xpad.shape[0] * tiles_hw[0] * tiles_hw[1], xpad.shape[3]),
                  dtype=xpad.dtype)
-    _input_tiles6(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v,
-                  *_constants(xpad.dtype))
+    compiled_winograd43.input_tiles(xpad, tiles_hw, v, step=2)
     return v
-
-
-@_jit
-def _input_tiles6_adjoint(dv, top, left, ht, wt, dx, two, four, five):  # pragma: no cover
-    n, h, w, c = dx.shape
-    y = np.empty((6, 6, c), dtype=dx.dtype)
-    dd = np.empty((6, c), dtype=dx.dtype)
-    dx[...] = 0
-    for i in range(n):
-        for t in range(ht):
-            for s in range(wt):
-                tile = (i * ht + t) * wt + s
-                for q in range(6):  # B dV: each column's rows
-                    for k in range(c):
-                        y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], y[5, q, k] = \
-                            _b6(dv[q, tile, k], dv[6 + q, tile, k], dv[12 + q, tile, k],
-                                dv[18 + q, tile, k], dv[24 + q, tile, k], dv[30 + q, tile, k],
-                                two, four, five)
-                for a in range(6):  # then each row's columns, added into dx
-                    r = 2 * t + a - top
-                    if r < 0 or r >= h:
-                        continue
-                    for k in range(c):
-                        dd[0, k], dd[1, k], dd[2, k], dd[3, k], dd[4, k], dd[5, k] = _b6(
-                            y[a, 0, k], y[a, 1, k], y[a, 2, k], y[a, 3, k], y[a, 4, k],
-                            y[a, 5, k], two, four, five)
-                    for b in range(6):
-                        col = 2 * s + b - left
-                        if 0 <= col < w:
-                            for k in range(c):
-                                dx[i, r, col, k] += dd[b, k]
 
 
 def winograd5_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
@@ -254,9 +185,7 @@ def winograd5_input_adjoint(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: 
     Shape:
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
     """
-    (top, _), (left, _) = pads
-    _input_tiles6_adjoint(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], out,
-                          *_constants(dv.dtype))
+    compiled_winograd43.input_gradient(dv, pads, tiles_hw, out, step=2)
 
 
 @_jit

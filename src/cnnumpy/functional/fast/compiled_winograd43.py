@@ -10,14 +10,20 @@ pass over a chunk, tile by tile, with the channels innermost (one vector of them
 * :func:`input_gradient`: ``B dV B^T`` of every tile added back where the tile came from
   (neighbouring tiles overlap by two rows or columns), the padding cropped.
 
+F(2x2, 5x5) has the same input transform (the same six points) with tiles two pixels apart:
+:mod:`cnnumpy.functional.fast.compiled_winograd`'s ``winograd5_*`` call the first and the last
+of these with ``step=2``.
+
 Each tile's values are copied between the caller's arrays and small arrays of the kernel's own
 before and after the arithmetic: loops that read one caller's array and write another's were
 compiled to scalar code (the compiler cannot rule out that the arrays overlap), and made the
-input transform 2x slower than these.
+input transform 2x slower than these (F(2x2, 5x5)'s 1.4-1.7x, 8 to 64 channels).
 
 The coefficients (2, 4, 5, 8) come in as arguments of the arrays' dtype, so that float32
-stays float32. Must equal: the NumPy transforms of :mod:`cnnumpy.functional.fast.winograd43`.
-Checked by ``tests/functional/fast/test_winograd43.py`` (``test_compiled_equals_numpy``).
+stays float32. Must equal: the NumPy transforms of :mod:`cnnumpy.functional.fast.winograd43`
+(and, with ``step=2``, of :mod:`cnnumpy.functional.fast.winograd5`). Checked by
+``tests/functional/fast/test_winograd43.py`` (``test_compiled_equals_numpy``) and
+``tests/functional/fast/test_compiled.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.functional.fast.compiled import jit as _jit
+
+COPY_BELOW = 32
+"""The input gradient copies each tile's transformed values into the kernel's own array first
+below this many channels (28x28x16 at batch 128, one thread: 1.70 against 2.64 ms), and reads
+them in place from it on (5 images of 28x28x64: 0.58 against 0.75 ms)."""
 
 
 @_jit
@@ -62,7 +73,7 @@ def _a(g0, g1, g2, g3, two, four, eight):  # pragma: no cover (compiled)
 
 
 @_jit
-def _input_tiles(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compiled)
+def _input_tiles(xpad, ht, wt, step, v, two, four, five):  # pragma: no cover (compiled)
     n, c = xpad.shape[0], xpad.shape[3]
     d = np.empty((6, c), dtype=xpad.dtype)  # one input row of the tile
     z = np.empty((6, 6, c), dtype=xpad.dtype)
@@ -74,7 +85,7 @@ def _input_tiles(xpad, ht, wt, v, two, four, five):  # pragma: no cover (compile
                 for a in range(6):  # each input row's columns
                     for b in range(6):
                         for k in range(c):
-                            d[b, k] = xpad[i, 4 * t + a, 4 * s + b, k]
+                            d[b, k] = xpad[i, step * t + a, step * s + b, k]
                     for k in range(c):
                         z[a, 0, k], z[a, 1, k], z[a, 2, k], z[a, 3, k], z[a, 4, k], z[a, 5, k] = \
                             _bt(d[0, k], d[1, k], d[2, k], d[3, k], d[4, k], d[5, k],
@@ -152,38 +163,47 @@ def _output_tiles_adjoint(dy, dm, two, four, eight):  # pragma: no cover (compil
 
 
 @_jit
-def _input_gradient(dv, top, left, ht, wt, dx, two, four, five):  # pragma: no cover
+def _input_gradient(dv, top, left, ht, wt, step, dx, two, four, five):  # pragma: no cover
     n, h, w, c = dx.shape
     e = np.empty((36, c), dtype=dx.dtype)  # the tile's transformed gradient
     y = np.empty((6, 6, c), dtype=dx.dtype)
-    dd = np.empty((6, 6, c), dtype=dx.dtype)
+    dd = np.empty((6, c), dtype=dx.dtype)
     dx[...] = 0
     for i in range(n):
         for t in range(ht):
             for s in range(wt):
                 tile = (i * ht + t) * wt + s
-                for q in range(36):
-                    for k in range(c):
-                        e[q, k] = dv[q, tile, k]
-                for q in range(6):  # B dV: each column's rows
-                    for k in range(c):
-                        y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], y[5, q, k] = \
-                            _b(e[q, k], e[6 + q, k], e[12 + q, k], e[18 + q, k], e[24 + q, k],
-                               e[30 + q, k], two, four, five)
-                for a in range(6):  # then each row's columns
-                    for k in range(c):
-                        dd[a, 0, k], dd[a, 1, k], dd[a, 2, k], dd[a, 3, k], dd[a, 4, k], \
-                            dd[a, 5, k] = _b(y[a, 0, k], y[a, 1, k], y[a, 2, k], y[a, 3, k],
-                                             y[a, 4, k], y[a, 5, k], two, four, five)
-                for a in range(6):  # added into dx where the tile came from
-                    r = 4 * t + a - top
+                if c < COPY_BELOW:  # copied first: see the module's docstring
+                    for q in range(36):
+                        for k in range(c):
+                            e[q, k] = dv[q, tile, k]
+                    for q in range(6):  # B dV: each column's rows
+                        for k in range(c):
+                            y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], \
+                                y[5, q, k] = _b(e[q, k], e[6 + q, k], e[12 + q, k],
+                                                e[18 + q, k], e[24 + q, k], e[30 + q, k],
+                                                two, four, five)
+                else:
+                    for q in range(6):
+                        for k in range(c):
+                            y[0, q, k], y[1, q, k], y[2, q, k], y[3, q, k], y[4, q, k], \
+                                y[5, q, k] = _b(dv[q, tile, k], dv[6 + q, tile, k],
+                                                dv[12 + q, tile, k], dv[18 + q, tile, k],
+                                                dv[24 + q, tile, k], dv[30 + q, tile, k],
+                                                two, four, five)
+                for a in range(6):  # then each row's columns, added into dx
+                    r = step * t + a - top
                     if r < 0 or r >= h:
                         continue
+                    for k in range(c):
+                        dd[0, k], dd[1, k], dd[2, k], dd[3, k], dd[4, k], dd[5, k] = _b(
+                            y[a, 0, k], y[a, 1, k], y[a, 2, k], y[a, 3, k], y[a, 4, k],
+                            y[a, 5, k], two, four, five)
                     for b in range(6):
-                        col = 4 * s + b - left
+                        col = step * s + b - left
                         if 0 <= col < w:
                             for k in range(c):
-                                dx[i, r, col, k] += dd[a, b, k]
+                                dx[i, r, col, k] += dd[b, k]
 
 
 def _constants(dtype: Any) -> tuple[Any, Any, Any, Any]:
@@ -192,15 +212,16 @@ def _constants(dtype: Any) -> tuple[Any, Any, Any, Any]:
     return kind(2), kind(4), kind(5), kind(8)
 
 
-def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any) -> None:
-    """``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk into ``v``
-    (C-contiguous, of ``xpad``'s dtype).
+def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4) -> None:
+    """``B^T d B`` of every 6x6 input tile of a padded chunk, tiles ``step`` pixels apart (2:
+    F(2x2, 5x5)'s), into ``v`` (C-contiguous, of ``xpad``'s dtype).
 
     Shape:
-        xpad: (N, Hp, Wp, C), Hp >= 4 Ht + 2, Wp >= 4 Wt + 2; v: (36, N * Ht * Wt, C).
+        xpad: (N, Hp, Wp, C), Hp >= step Ht + 2, Wp >= step Wt + 2; v: (36, N * Ht * Wt, C).
     """
     two, four, five, _ = _constants(xpad.dtype)
-    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v, two, four, five)
+    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], step, v, two, four,
+                 five)
 
 
 def output_tiles(m: Any, y: Any) -> None:
@@ -225,14 +246,15 @@ def output_tiles_adjoint(dy: Any, dm: Any) -> None:
     _output_tiles_adjoint(np.ascontiguousarray(dy), dm, two, four, eight)
 
 
-def input_gradient(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any) -> None:
+def input_gradient(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any,
+                   step: int = 4) -> None:
     """Write into ``out`` the gradient of the unpadded chunk from that of
-    :func:`input_tiles`'s ``v``.
+    :func:`input_tiles`'s ``v`` (tiles ``step`` pixels apart).
 
     Shape:
         dv: (36, N * Ht * Wt, C); out: (N, H, W, C), C-contiguous.
     """
     two, four, five, _ = _constants(dv.dtype)
     (top, _), (left, _) = pads
-    _input_gradient(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], out,
+    _input_gradient(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], step, out,
                     two, four, five)
