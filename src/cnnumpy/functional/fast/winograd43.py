@@ -56,6 +56,18 @@ def _matrices(dtype: str) -> tuple[Any, Any, Any]:
     return tuple(xp.asarray(np.array(m, dtype=np.float64), dtype=dtype) for m in (B_T, G, A_T))
 
 
+def sandwich(m: Any, a: Any) -> Any:
+    """``m a m^T`` over the first two axes of ``a``, as two matrix products (``einsum`` of the
+    three planned its path on every call: 0.27 ms each, 13 ms of a ResNet-20 training step at
+    batch 32).
+
+    Shape:
+        m: (P, Q); a: (Q, Q, ...) -> (P, P, ...).
+    """
+    t = xp.tensordot(m, a, axes=(1, 0))  # (P, Q, ...): m applied to a's rows
+    return xp.moveaxis(xp.tensordot(m, t, axes=(1, 1)), 0, 1)  # then to its columns
+
+
 def kernel_transform(kernel: Any) -> Any:
     """``G g G^T`` for every channel pair.
 
@@ -63,8 +75,7 @@ def kernel_transform(kernel: Any) -> Any:
         kernel: (3, 3, C, F) -> (36, C, F).
     """
     g = _matrices(kernel.dtype.name)[1]
-    return xp.einsum("ai,ijcf,bj->abcf", g, kernel, g, optimize=True).reshape(
-        VALUES, *kernel.shape[2:])
+    return sandwich(g, kernel).reshape(VALUES, *kernel.shape[2:])
 
 
 def kernel_transform_adjoint(du: Any) -> Any:
@@ -74,7 +85,7 @@ def kernel_transform_adjoint(du: Any) -> Any:
         du: (36, C, F) -> (3, 3, C, F).
     """
     g = _matrices(du.dtype.name)[1]
-    return xp.einsum("ai,abcf,bj->ijcf", g, du.reshape(6, 6, *du.shape[1:]), g, optimize=True)
+    return sandwich(g.T, du.reshape(6, 6, *du.shape[1:]))
 
 
 def input_tiles(xpad: Any, tiles_hw: tuple[int, int], out: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-from cnnumpy.functional.fast import compiled, compiled_winograd
+from cnnumpy.functional.fast import compiled, compiled_winograd, winograd43
 from cnnumpy.functional.im2col import Pads
 
 VALUES = 36
@@ -70,8 +70,7 @@ def kernel_transform(kernel: Any) -> Any:
         kernel: (5, 5, C, F) -> (36, C, F).
     """
     g = _matrices(kernel.dtype.name)[0]
-    return xp.einsum("ai,ijcf,bj->abcf", g, kernel, g, optimize=True).reshape(
-        VALUES, *kernel.shape[2:])
+    return winograd43.sandwich(g, kernel).reshape(VALUES, *kernel.shape[2:])
 
 
 def kernel_transform_adjoint(du: Any) -> Any:
@@ -81,7 +80,7 @@ def kernel_transform_adjoint(du: Any) -> Any:
         du: (36, C, F) -> (5, 5, C, F).
     """
     g = _matrices(du.dtype.name)[0]
-    return xp.einsum("ai,abcf,bj->ijcf", g, du.reshape(6, 6, *du.shape[1:]), g, optimize=True)
+    return winograd43.sandwich(g.T, du.reshape(6, 6, *du.shape[1:]))
 
 
 def _tiles(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
