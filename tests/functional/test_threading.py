@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -53,6 +54,24 @@ def test_parallel_map_runs_items_concurrently_in_order_with_blas_at_one_thread()
     assert backend.parallel_map(work, [1, 2, 3, 4]) == [10, 20, 30, 40]
     assert all(all(n == 1 for n in counts) for counts in seen)
     assert blas_threads() == before  # given back afterwards
+
+
+def test_the_caller_runs_the_first_run_and_waits_for_the_others_on_an_error():
+    backend.set_num_threads(2)
+    caller = threading.get_ident()
+    ids = backend.parallel_map(lambda _: threading.get_ident(), range(4))
+    assert ids[:2] == [caller] * 2 and caller not in ids[2:]  # one hand-off, not two
+    finished = []
+
+    def work(item):
+        if item == 0:
+            raise ValueError("first run")
+        time.sleep(0.05)
+        finished.append(item)
+
+    with pytest.raises(ValueError, match="first run"):
+        backend.parallel_map(work, [0, 1])
+    assert finished == [1]  # nothing still writes once the error has come out
 
 
 def test_one_thread_runs_everything_in_the_caller():
