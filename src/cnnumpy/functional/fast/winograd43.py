@@ -53,7 +53,8 @@ A_T = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 
 @functools.cache
 def _matrices(dtype: str) -> tuple[Any, Any, Any]:
     """``B^T``, ``G`` and ``A^T`` in ``dtype``."""
-    return tuple(xp.asarray(np.array(m, dtype=np.float64), dtype=dtype) for m in (B_T, G, A_T))
+    bt, g, at = (xp.asarray(np.array(m, dtype=np.float64), dtype=dtype) for m in (B_T, G, A_T))
+    return bt, g, at
 
 
 def sandwich(m: Any, a: Any) -> Any:
