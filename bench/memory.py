@@ -4,8 +4,8 @@
 
 Each framework runs in its own new process (cnnumpy's without PyTorch imported): it builds
 the model, the optimizer and one batch of data (``run.make_step``, as the timing benchmark
-does; both call ``backend.keep_freed_memory()`` first, as ``cnnumpy train`` and
-``bench/run.py`` do, unless ``--system-malloc``), reads its resident set (VmRSS), trains for
+does; with ``--keep-freed-memory`` both first call ``backend.keep_freed_memory()``, as
+``cnnumpy train`` does), reads its resident set (VmRSS), trains for
 ``--steps`` steps and reads its peak resident set (VmHWM). The difference is the memory the
 training steps needed on top of the program, the model and the data; the report prints it
 for each framework and their ratio. Linux only (it reads /proc/self/status).
@@ -50,7 +50,7 @@ FRAMEWORKS = ("cnnumpy", "torch NCHW", "torch channels_last")
 
 
 def measure(name: str, batch: int, steps: int, framework: str, threads: int,
-            keep_freed: bool = True) -> dict:
+            keep_freed: bool = False) -> dict:
     """Run one framework's training steps in a fresh process; return its RSS figures."""
     code = CHILD.format(here=str(HERE), name=name, batch=batch, steps=steps,
                         framework=framework, threads=threads, keep_freed=keep_freed)
@@ -62,7 +62,7 @@ def measure(name: str, batch: int, steps: int, framework: str, threads: int,
 
 
 def compare(name: str, batch: int, steps: int = 3, threads: int = 2,
-            keep_freed: bool = True) -> dict[str, dict]:
+            keep_freed: bool = False) -> dict[str, dict]:
     """Each framework's figures for one model and batch size."""
     return {fw: measure(name, batch, steps, fw, threads, keep_freed) for fw in FRAMEWORKS}
 
@@ -83,10 +83,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="PyTorch's threads")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="leave the C allocator's defaults (else both frameworks' "
-                             "processes call backend.keep_freed_memory(), as cnnumpy train "
-                             "and bench/run.py do)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="both frameworks' processes call backend.keep_freed_memory() "
+                             "first, as cnnumpy train does")
     args = parser.parse_args()
     print(report(args.model, args.batch, compare(args.model, args.batch, args.steps,
-                                                 args.threads, not args.system_malloc)))
+                                                 args.threads, args.keep_freed_memory)))

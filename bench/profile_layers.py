@@ -145,5 +145,5 @@ if __name__ == "__main__":
     parser.add_argument("--threads", default=str(backend.get_num_threads()),
                         help="comma-separated thread counts to compare, e.g. 1,2")
     args = parser.parse_args()
-    backend.keep_freed_memory()  # as cnnumpy train and bench/run.py
+    backend.keep_freed_memory()  # as cnnumpy train does
     profile(args.model, args.batch, args.repeats, [int(t) for t in args.threads.split(",")])

@@ -21,8 +21,8 @@ to trust.
 PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
 kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
 holds the BLAS at one thread during each step; ``--threads 1`` leaves the threading to the
-BLAS instead. Unless ``--system-malloc``, the process first calls
-``backend.keep_freed_memory()`` (freed memory kept for the next arrays, as ``cnnumpy train``
+BLAS instead. Both run with the C allocator's defaults, as in a plain script;
+``--keep-freed-memory`` first calls ``backend.keep_freed_memory()`` (as ``cnnumpy train``
 does), which applies to both frameworks.
 """
 
@@ -260,16 +260,16 @@ def main(argv: list[str] | None = None) -> None:
                         "the CPUs this process may use; PyTorch always gets those)")
     parser.add_argument("--models", default=None, help="comma-separated models to run (default "
                         f"all: {','.join(MODELS)})")
-    parser.add_argument("--system-malloc", action="store_true", help="leave the C allocator's "
-                        "defaults (else backend.keep_freed_memory(), as cnnumpy train does; "
-                        "it is process-wide, so PyTorch gets it too)")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="call "
+                        "backend.keep_freed_memory() first, as cnnumpy train does (it is "
+                        "process-wide: PyTorch gets it too, and gains more at large batches)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # the unset run
     args = parser.parse_args(argv)
     names = args.models.split(",") if args.models else None
     for name in names or ():
         shape_and_classes(name)  # a clear error for an unknown name
     backend.set_num_threads(args.threads)
-    if not args.system_malloc:
+    if args.keep_freed_memory:
         backend.keep_freed_memory()
     runs = []
     if args.env in ("both", "given"):
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
             cmd += ["--repeats", str(args.repeats)] if args.repeats else []
             cmd += ["--threads", str(args.threads)] if args.threads else []
             cmd += ["--models", args.models] if args.models else []
-            cmd += ["--system-malloc"] if args.system_malloc else []
+            cmd += ["--keep-freed-memory"] if args.keep_freed_memory else []
             subprocess.run(cmd, env=child_env, check=True)
             runs += json.loads(child_json.read_text())
     elif args.env == "both":

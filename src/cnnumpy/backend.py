@@ -147,7 +147,8 @@ def keep_freed_memory() -> bool:
     returns freed memory at the top of its heap, so each step touches fresh pages, one page
     fault each. ResNet-20 at batch 128 (28x28, Intel Xeon, 2026-12-06): 3,000-17,000 faults
     and 227-253 ms a step; with this, 1,500 faults and 225 ms. The process then keeps its peak
-    memory until it exits. ``cnnumpy train`` and the benchmarks call it; it is process-wide.
+    memory until it exits. ``cnnumpy train`` calls it (``bench/run.py --keep-freed-memory``
+    too); it is process-wide.
 
     Returns:
         True where the allocator took both settings.
