@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import threading
+from types import ModuleType
 from typing import Any
 
 from cnnumpy import backend
@@ -72,13 +73,14 @@ def _geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[tuple[int, int], tu
     return (ho, wo), (ht, wt), ((top, bottom + TILE * ht - ho), (left, right + TILE * wt - wo))
 
 
-def _values() -> int:
-    return winograd43.VALUES if TILE == 4 else winograd.VALUES
+def _algorithm() -> ModuleType:
+    """The transforms' module for :data:`TILE`."""
+    return winograd43 if TILE == 4 else winograd
 
 
 def _parts(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
            tiles_hw: tuple[int, int], itemsize: int) -> list[slice]:
-    per_image = winograd.image_bytes(_values(), tiles_hw[0] * tiles_hw[1],
+    per_image = winograd.image_bytes(_algorithm().VALUES, tiles_hw[0] * tiles_hw[1],
                                       kernel_shape[2], kernel_shape[3], itemsize)
     return conv._chunks(x_shape[0], per_image, CHUNK_BYTES)
 
@@ -111,7 +113,7 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     xpad = _scratch("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
     xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
     xpad[:, top:top + h, left:left + w] = x
-    v = _scratch("v", (_values(), n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+    v = _scratch("v", (_algorithm().VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
     if TILE == 4:
         winograd43.input_tiles(xpad, tiles_hw, v)
     else:
@@ -139,7 +141,8 @@ def _output_adjoint(dy: Any) -> Any:
     """The transformed-domain gradient ``A dY A^T`` of every tile (zeros past the edges)."""
     if TILE == 4:
         n, ho, wo, f = dy.shape
-        dm = _scratch("dm", (winograd43.VALUES, n * -(-ho // 4) * -(-wo // 4), f), dy.dtype)
+        tiles = n * -(-ho // TILE) * -(-wo // TILE)
+        dm = _scratch("dm", (winograd43.VALUES, tiles, f), dy.dtype)
         winograd43.output_tiles_adjoint(dy, dm)
         return dm
     if compiled.usable(dy):
@@ -163,7 +166,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> Any:
     f = kernel.shape[3]
     out_hw, tiles_hw, full_pads = _geometry(x.shape, pads)
     y = xp.empty((x.shape[0], *out_hw, f), dtype=x.dtype)
-    u = (winograd43 if TILE == 4 else winograd).kernel_transform(kernel)
+    u = _algorithm().kernel_transform(kernel)
 
     def work(part: slice) -> None:
         v = _input(x[part], full_pads, tiles_hw)
@@ -190,7 +193,7 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, has_bias: bool, relu_outp
     _, tiles_hw, full_pads = _geometry(x.shape, pads)
     dy = dy.astype(x.dtype, copy=False)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_dx else None
-    algorithm = winograd43 if TILE == 4 else winograd
+    algorithm = _algorithm()
     u_t = xp.ascontiguousarray(algorithm.kernel_transform(kernel).transpose(0, 2, 1))
 
     def work(part: slice) -> Any:
