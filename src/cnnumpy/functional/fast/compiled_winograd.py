@@ -160,11 +160,6 @@ def winograd3_output_pool(m: Any, out: Any, first: Any | None) -> None:
 # F(2x2, 5x5) (:mod:`cnnumpy.functional.fast.winograd5`): its input transform is F(4x4, 3x3)'s
 # (the same six points), with tiles two pixels apart instead of four.
 
-def _constants(dtype: Any) -> tuple[Any, ...]:
-    """2, 4 and 5 in ``dtype``, for the kernels' arithmetic to stay in it."""
-    return tuple(np.array([2, 4, 5], dtype=dtype))
-
-
 def winograd5_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     """:func:`cnnumpy.functional.fast.winograd5.input_transform`.
 
@@ -225,4 +220,4 @@ def winograd5_output_pool(m: Any, out: Any, first: Any | None) -> None:
     keep = first is not None
     _output_pool6(np.ascontiguousarray(m), out,
                   first if keep else np.empty((1, 1), dtype=np.uint8), keep,
-                  _constants(m.dtype)[0])
+                  m.dtype.type(2))  # in m's dtype: no promotion to float64
