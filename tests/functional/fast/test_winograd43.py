@@ -94,3 +94,27 @@ def test_compiled_equals_numpy(monkeypatch, dtype, h, w):
     for got, want in zip(results[True], results[False], strict=True):
         assert got.dtype == dtype and not np.isnan(got).any()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("use_compiled", [True, False])
+@pytest.mark.parametrize("bias, relu", [(True, True), (True, False), (False, True)])
+def test_output_tiles_add_the_bias_then_the_relu(monkeypatch, use_compiled, bias, relu):
+    """``output_tiles(m, y, b, relu)`` is ``output_tiles(m, y)``, then ``y += b``, then
+    ``max(y, 0)`` (NaN kept, as np.maximum does); the compiled pass and NumPy's alike."""
+    monkeypatch.setattr(compiled, "ENABLED", use_compiled and compiled.AVAILABLE)
+    rng = np.random.default_rng(3)
+    n, ho, wo, f = 2, 7, 5, 16
+    t = n * -(-ho // 4) * -(-wo // 4)
+    m = rng.standard_normal((36, t, f)).astype(np.float32)
+    m[0, 0, 3] = np.nan  # reaches output (0, 0, 0, 3)
+    b = rng.standard_normal(f).astype(np.float32) if bias else None
+    want = np.full((n, ho, wo, f), np.nan, np.float32)
+    winograd43.output_tiles(m, want)
+    if bias:
+        want += b
+    if relu:
+        want = np.maximum(want, 0)
+    got = np.full((n, ho, wo, f), np.nan, np.float32)
+    winograd43.output_tiles(m, got, b, relu)
+    assert np.isnan(got[0, 0, 0, 3]) and (not relu or got[~np.isnan(got)].min() >= 0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)

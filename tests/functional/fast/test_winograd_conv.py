@@ -115,7 +115,7 @@ def test_compiled_output_transforms_equal_numpy(monkeypatch, hw, tile):
     for use_compiled in (True, False):
         monkeypatch.setattr(compiled, "ENABLED", use_compiled)
         y = np.full((n, *hw, f), np.nan, dtype=np.float32)
-        winograd_conv._write_output(m, y)
+        winograd_conv._write_output(m, y, None, False)
         results[use_compiled] = (y, winograd_conv._output_adjoint(dy).copy())  # may be scratch
     tol = {"rtol": 1e-6, "atol": 1e-5}  # the same sums, maybe in another order
     np.testing.assert_allclose(results[True][0], results[False][0], **tol)

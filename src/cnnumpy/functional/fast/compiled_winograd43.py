@@ -4,7 +4,8 @@ pass over a chunk, tile by tile, with the channels innermost (one vector of them
 
 * :func:`input_tiles`: ``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk;
 * :func:`output_tiles`: ``A^T M A`` of every tile written straight into the chunk's NHWC
-  output, cropped where the output size is not a multiple of 4;
+  output, cropped where the output size is not a multiple of 4 (a bias and a ReLU applied
+  on the way);
 * :func:`output_tiles_adjoint`: ``A dY A^T`` of every tile, read straight from the output
   gradient (zeros past the edges);
 * :func:`input_gradient`: ``B dV B^T`` of every tile added back where the tile came from
@@ -101,7 +102,7 @@ def _input_tiles(xpad, ht, wt, step, v, two, four, five):  # pragma: no cover (c
 
 
 @_jit
-def _output_tiles(m, y, two, four, eight):  # pragma: no cover (compiled)
+def _output_tiles(m, y, bias, relu, two, four, eight):  # pragma: no cover (compiled)
     n, ho, wo, f = y.shape
     ht, wt = (ho + 3) // 4, (wo + 3) // 4
     e = np.empty((36, f), dtype=y.dtype)  # the tile's transformed values
@@ -126,8 +127,14 @@ def _output_tiles(m, y, two, four, eight):  # pragma: no cover (compiled)
                             p[a, 5, k], two, four, eight)
                 for a in range(min(4, ho - 4 * t)):
                     for b in range(min(4, wo - 4 * s)):
-                        for k in range(f):
-                            y[i, 4 * t + a, 4 * s + b, k] = q[a, b, k]
+                        if relu:
+                            for k in range(f):
+                                v = q[a, b, k] + bias[k]
+                                y[i, 4 * t + a, 4 * s + b, k] = v if v > 0 else (
+                                    v if v != v else 0)  # np.maximum keeps NaN
+                        else:
+                            for k in range(f):
+                                y[i, 4 * t + a, 4 * s + b, k] = q[a, b, k] + bias[k]
 
 
 @_jit
@@ -224,16 +231,18 @@ def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4) -> 
                  five)
 
 
-def output_tiles(m: Any, y: Any) -> None:
+def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) -> None:
     """Write ``A^T M A`` of every tile into ``y``, tile ``(t, s)`` at rows ``4t .. 4t + 3``
-    and columns ``4s .. 4s + 3`` (those inside ``y``).
+    and columns ``4s .. 4s + 3`` (those inside ``y``), plus ``bias`` (if given), then
+    ``max(., 0)`` (if ``relu``), in the same pass.
 
     Shape:
         m: (36, N * Ht * Wt, F), Ht = ceil(Ho / 4), Wt = ceil(Wo / 4); y: (N, Ho, Wo, F),
-        C-contiguous.
+        C-contiguous; bias: (F,).
     """
     two, four, _, eight = _constants(y.dtype)
-    _output_tiles(np.ascontiguousarray(m), y, two, four, eight)
+    bias = np.zeros(y.shape[-1], y.dtype) if bias is None else bias.astype(y.dtype, copy=False)
+    _output_tiles(np.ascontiguousarray(m), y, bias, relu, two, four, eight)
 
 
 def output_tiles_adjoint(dy: Any, dm: Any) -> None:

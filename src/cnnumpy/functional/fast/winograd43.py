@@ -106,15 +106,17 @@ def input_tiles(xpad: Any, tiles_hw: tuple[int, int], out: Any) -> None:
     out[...] = v.reshape(out.shape)
 
 
-def output_tiles(m: Any, y: Any) -> None:
+def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) -> None:
     """``A^T M A`` of every tile written into ``y``, tile ``(t, s)`` at rows ``4t .. 4t + 3``
-    and columns ``4s .. 4s + 3`` (those inside ``y``).
+    and columns ``4s .. 4s + 3`` (those inside ``y``); then ``y += bias`` (if given) and
+    ``y = max(y, 0)`` (if ``relu``), in the same pass where compiled.
 
     Shape:
-        m: (36, N * Ht * Wt, F), Ht = ceil(Ho / 4), Wt = ceil(Wo / 4); y: (N, Ho, Wo, F).
+        m: (36, N * Ht * Wt, F), Ht = ceil(Ho / 4), Wt = ceil(Wo / 4); y: (N, Ho, Wo, F);
+        bias: (F,).
     """
     if compiled.usable(m, y) and y.flags.c_contiguous:
-        compiled_winograd43.output_tiles(m, y)
+        compiled_winograd43.output_tiles(m, y, bias, relu)
         return
     n, ho, wo, f = y.shape
     ht, wt = -(-ho // TILE), -(-wo // TILE)
@@ -122,6 +124,10 @@ def output_tiles(m: Any, y: Any) -> None:
     tiles = xp.einsum("ia,abntsf,jb->ntisjf", at, m.reshape(6, 6, n, ht, wt, f), at,
                       optimize=True)
     y[...] = tiles.reshape(n, TILE * ht, TILE * wt, f)[:, :ho, :wo]
+    if bias is not None:
+        y += bias
+    if relu:
+        xp.maximum(y, 0, out=y)
 
 
 def output_tiles_adjoint(dy: Any, out: Any) -> None:

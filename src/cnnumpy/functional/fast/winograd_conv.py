@@ -121,11 +121,19 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     return v
 
 
-def _write_output(m: Any, y: Any) -> None:
-    """``A^T M A`` of each tile into its place in ``y`` (cropped at the edges)."""
-    if TILE == 4:
-        winograd43.output_tiles(m, y)
+def _write_output(m: Any, y: Any, bias: Any | None, relu: bool) -> None:
+    """``A^T M A`` of each tile into its place in ``y`` (cropped at the edges), plus
+    ``bias`` (if given), then a ReLU (if ``relu``)."""
+    if TILE == 4:  # the bias and ReLU in the same pass
+        winograd43.output_tiles(m, y, bias, relu)
         return
+    _write_tiles2(m, y)
+    if bias is not None or relu:
+        fused.add_bias_relu(y.reshape(-1, y.shape[-1]), bias, relu)
+
+
+def _write_tiles2(m: Any, y: Any) -> None:
+    """F(2x2, 3x3)'s ``A^T M A`` of each tile into its place in ``y``."""
     if compiled.usable(m, y) and y.flags.c_contiguous:
         compiled_winograd_plain.output_tiles(m, y)
         return
@@ -172,10 +180,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> Any:
         v = _input(x[part], full_pads, tiles_hw)
         m = _scratch("m", (v.shape[0], v.shape[1], f), v.dtype)
         xp.matmul(v, u, out=m)
-        out = y[part]
-        _write_output(m, out)
-        if bias is not None or relu:
-            fused.add_bias_relu(out.reshape(-1, f), bias, relu)
+        _write_output(m, y[part], bias, relu)
 
     backend.parallel_map(work, _parts(x.shape, kernel.shape, tiles_hw, x.itemsize))
     return y
