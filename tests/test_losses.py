@@ -130,6 +130,49 @@ def test_matches_torch(kind, cls, from_logits, dtype, tol, seed):
     np.testing.assert_allclose(grad, pred_t.grad.numpy(), rtol=tol, atol=tol * 1e-2)
 
 
+SMOOTHED = [case for case in CASES if case[0] != "mse"]
+
+
+@pytest.mark.parametrize("kind, cls, from_logits", SMOOTHED,
+                         ids=[f"{cls.__name__}-logits={lg}" for _, cls, lg in SMOOTHED])
+def test_label_smoothing_matches_finite_differences_and_torch(kind, cls, from_logits):
+    """Targets ``y * (1 - s) + s / classes`` (two classes for binary cross-entropy), as
+    PyTorch's cross-entropy computes them for class indices and soft targets."""
+    s = 0.2
+    loss = cls(from_logits=from_logits, label_smoothing=s)
+    y, pred = _data(kind, from_logits, seed=3)
+    value, grad = loss.value_and_grad(y, pred)
+    np.testing.assert_allclose(grad, numerical_grad(lambda: loss(y, pred), pred),
+                               atol=ATOL, rtol=RTOL)
+    pred_t = torch.tensor(pred, requires_grad=True)
+    if kind == "sparse" and from_logits:
+        ref = F.cross_entropy(pred_t, torch.tensor(y), label_smoothing=s)
+    else:
+        dense = np.eye(C)[y] if kind == "sparse" else y
+        classes = 2 if kind == "binary" else C
+        ref = _torch_loss("categorical" if kind == "sparse" else kind, from_logits,
+                          torch.tensor(dense * (1 - s) + s / classes), pred_t)
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-10)
+    np.testing.assert_allclose(grad, pred_t.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert value != pytest.approx(cls(from_logits=from_logits)(y, pred), rel=1e-3)
+
+
+def test_label_smoothing_is_kept_by_the_fused_path_and_the_config():
+    loss = losses.SparseCategoricalCrossentropy(label_smoothing=0.1)
+    assert loss.with_logits().label_smoothing == 0.1
+    again = losses.deserialize(losses.serialize(loss))
+    assert type(again) is type(loss) and again.label_smoothing == 0.1
+    assert losses.BinaryCrossentropy.from_config({"from_logits": False}).label_smoothing == 0
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "0.1", True, None])
+def test_label_smoothing_outside_0_1_is_refused(bad):
+    with pytest.raises(ValueError, match=r"CategoricalCrossentropy: label_smoothing must be "
+                                         r"a number in \[0, 1\], received"):
+        losses.CategoricalCrossentropy(label_smoothing=bad)
+
+
 def test_sparse_labels_of_shape_n_1_and_integral_floats_agree():
     loss = losses.SparseCategoricalCrossentropy(from_logits=True)
     labels, z = _data("sparse", True)
@@ -238,7 +281,8 @@ def test_get_serialize_deserialize():
     with pytest.raises(ValueError, match="unknown loss"):
         losses.get(None)
     data = losses.serialize(loss)
-    assert data == {"name": "categorical_crossentropy", "config": {"from_logits": True}}
+    assert data == {"name": "categorical_crossentropy", "config": {"from_logits": True,
+                                                               "label_smoothing": 0.0}}
     again = losses.deserialize(data)
     assert type(again) is losses.CategoricalCrossentropy and again.from_logits
     assert type(losses.deserialize(losses.serialize(losses.MeanSquaredError()))) \

@@ -129,19 +129,33 @@ def _check_class_axis(name: str, y_pred: Any) -> None:
 
 
 class _Crossentropy(Loss):
-    """Shared by the cross-entropy losses: the ``from_logits`` switch."""
+    """Shared by the cross-entropy losses: the ``from_logits`` switch and label smoothing
+    (targets moved towards the uniform distribution over the classes: ``y * (1 - s) + s /
+    classes``, two classes for binary cross-entropy, as Keras and PyTorch do)."""
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0) -> None:
+        name = type(self).__name__
         if not isinstance(from_logits, (bool, np.bool_)):
-            raise TypeError(f"{type(self).__name__}: from_logits must be True or False, "
+            raise TypeError(f"{name}: from_logits must be True or False, "
                             f"received from_logits={from_logits!r}")
+        if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(
+                label_smoothing, (int, float, np.integer, np.floating)) \
+                or not 0 <= label_smoothing <= 1:
+            raise ValueError(f"{name}: label_smoothing must be a number in [0, 1], "
+                             f"received label_smoothing={label_smoothing!r}")
         self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
 
     def with_logits(self) -> Loss:
-        return type(self)(from_logits=True)
+        return type(self)(from_logits=True, label_smoothing=self.label_smoothing)
 
     def get_config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _smoothed(self, y_true: Any, classes: int) -> Any:
+        """``y_true * (1 - s) + s / classes`` (``y_true`` itself when ``s`` is 0)."""
+        s = self.label_smoothing
+        return y_true if not s else y_true * (1 - s) + s / classes
 
 
 class MeanSquaredError(Loss):

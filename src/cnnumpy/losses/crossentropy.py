@@ -15,6 +15,7 @@ class BinaryCrossentropy(_Crossentropy):
 
     Args:
         from_logits: if True, ``y_pred`` holds logits (before a sigmoid), else probabilities.
+        label_smoothing: in ``[0, 1]``: targets ``y * (1 - s) + s / 2``.
 
     Shape:
         y_true and y_pred: ``(batch, ...)``, the same shape.
@@ -28,7 +29,7 @@ class BinaryCrossentropy(_Crossentropy):
         if xp.any(outside):
             raise ValueError(f"{type(self).__name__}: targets must be in [0, 1], received "
                              f"{float(y_true[outside][0])} in y_true")
-        return y_true
+        return self._smoothed(y_true, 2)
 
     def _compute(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
         n = y_pred[0].size  # elements per sample: the loss averages over them
@@ -51,6 +52,7 @@ class CategoricalCrossentropy(_Crossentropy):
     Args:
         from_logits: if True, ``y_pred`` holds logits (before a softmax), else probabilities,
             used as given (Keras first rescales each row to sum 1; a softmax output does).
+        label_smoothing: in ``[0, 1]``: targets ``y * (1 - s) + s / classes``.
 
     Shape:
         y_true and y_pred: ``(batch, ..., classes)``, the same shape.
@@ -63,7 +65,7 @@ class CategoricalCrossentropy(_Crossentropy):
         _check_class_axis(name, y_pred)
         y_true = self._real(y_true)
         if y_true.shape == y_pred.shape:
-            return y_true.astype(y_pred.dtype, copy=False)
+            return self._smoothed(y_true.astype(y_pred.dtype, copy=False), y_pred.shape[-1])
         if y_true.ndim == y_pred.ndim and y_true.shape[:-1] == y_pred.shape[:-1]:
             raise ValueError(f"{name}: one-hot targets have {y_true.shape[-1]} classes on their "
                              f"last axis but y_pred has {y_pred.shape[-1]} (y_true "
@@ -76,17 +78,24 @@ class CategoricalCrossentropy(_Crossentropy):
                          f"{hint}")
 
     def _compute(self, y_true: Any, y_pred: Any, need_grad: bool) -> tuple[Any, Any]:
-        batch = len(y_pred)
-        count = y_pred[0].size // y_pred.shape[-1]  # positions per sample (1 for (N, C))
-        if self.from_logits:
-            losses = -xp.sum((y_true * log_softmax(y_pred)).reshape(batch, -1), axis=1) / count
-            if not need_grad:
-                return losses, None
-            total = xp.sum(y_true, axis=-1, keepdims=True)  # 1 for one-hot or soft targets
-            return losses, (softmax(y_pred) * total - y_true) / count
-        p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
-        losses = -xp.sum((y_true * xp.log(p)).reshape(batch, -1), axis=1) / count
-        return losses, (-y_true / p / count if need_grad else None)
+        return _soft_targets_loss(y_true, y_pred, self.from_logits, need_grad)
+
+
+def _soft_targets_loss(y_true: Any, y_pred: Any, from_logits: bool,
+                       need_grad: bool) -> tuple[Any, Any]:
+    """Per-sample ``-sum(y_true * log p)`` (mean over positions) and its gradient, ``p`` the
+    softmax of logits or the clipped probabilities ``y_pred``."""
+    batch = len(y_pred)
+    count = y_pred[0].size // y_pred.shape[-1]  # positions per sample (1 for (N, C))
+    if from_logits:
+        losses = -xp.sum((y_true * log_softmax(y_pred)).reshape(batch, -1), axis=1) / count
+        if not need_grad:
+            return losses, None
+        total = xp.sum(y_true, axis=-1, keepdims=True)  # 1 for one-hot or soft targets
+        return losses, (softmax(y_pred) * total - y_true) / count
+    p = xp.clip(y_pred, EPSILON, 1 - EPSILON)
+    losses = -xp.sum((y_true * xp.log(p)).reshape(batch, -1), axis=1) / count
+    return losses, (-y_true / p / count if need_grad else None)
 
 
 class SparseCategoricalCrossentropy(_Crossentropy):
@@ -94,6 +103,8 @@ class SparseCategoricalCrossentropy(_Crossentropy):
 
     Args:
         from_logits: if True, ``y_pred`` holds logits (before a softmax), else probabilities.
+        label_smoothing: in ``[0, 1]``: the targets are ``onehot * (1 - s) + s / classes``
+            (``torch.nn.CrossEntropyLoss(label_smoothing=s)``).
 
     Shape:
         y_true: ``(batch, ...)`` or ``(batch, ..., 1)`` integer labels in ``[0, classes)``
@@ -138,6 +149,9 @@ class SparseCategoricalCrossentropy(_Crossentropy):
         batch = len(y_pred)
         count = labels[0].size  # positions per sample (1 for (N, C) predictions)
         onehot = (xp.arange(y_pred.shape[-1]) == labels[..., None]).astype(y_pred.dtype)
+        if self.label_smoothing:  # soft targets, as the categorical loss takes them
+            return _soft_targets_loss(self._smoothed(onehot, y_pred.shape[-1]), y_pred,
+                                      self.from_logits, need_grad)
         if self.from_logits:
             picked = xp.take_along_axis(log_softmax(y_pred), labels[..., None], axis=-1)
             losses = -xp.sum(picked.reshape(batch, -1), axis=1) / count
