@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+import cnnumpy
+
 PIL = pytest.importorskip("PIL.Image")
 
 
@@ -131,7 +133,7 @@ def test_cosine_steps_count_global_batches_in_a_distributed_run(monkeypatch):
 
     from cnnumpy import cli_train, distributed
 
-    args = argparse.Namespace(optimizer="adam", lr=None, schedule="cosine", epochs=3,
+    args = argparse.Namespace(optimizer=None, lr=None, schedule="cosine", epochs=3,
                               batch_size=10, val_split=0.2, distributed=False, model="lenet")
     assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 8  # 80 / 10
     monkeypatch.setattr(distributed, "size", lambda: 4)
@@ -139,24 +141,51 @@ def test_cosine_steps_count_global_batches_in_a_distributed_run(monkeypatch):
     assert cli_train.make_optimizer(args, 100).learning_rate.decay_steps == 3 * 2  # 80 / 40
 
 
-def test_a_recipes_learning_rate_is_adams_default_only():
+def test_a_recipes_optimizer_and_learning_rate():
+    """resnet20's recipe: SGD with its momentum and weight decay and its starting rate, unless
+    another optimizer is asked for (which gets its own defaults, Adam 2e-3 under cosine)."""
     import argparse
 
     from cnnumpy import cli_train, models, optimizers
 
-    def first_lr(**given):
-        args = argparse.Namespace(**{"optimizer": "adam", "lr": None, "schedule": "cosine",
+    def make(**given):
+        args = argparse.Namespace(**{"optimizer": None, "lr": None, "schedule": "cosine",
                                      "epochs": 1, "batch_size": 10, "val_split": 0.0,
                                      "distributed": False, "model": "resnet20", **given})
-        lr = cli_train.make_optimizer(args, 100).learning_rate
+        return cli_train.make_optimizer(args, 100)
+
+    def first_lr(**given):
+        lr = make(**given).learning_rate
         return getattr(lr, "initial_learning_rate", lr)
 
-    assert models.TRAINING_DEFAULTS["resnet20"]["lr"] != models.ADAM_LR
-    assert first_lr() == first_lr(optimizer="adamw") == models.TRAINING_DEFAULTS["resnet20"]["lr"]
-    assert first_lr(model="lenet") == models.ADAM_LR  # no lr in its recipe
+    recipe = models.TRAINING_DEFAULTS["resnet20"]
+    sgd = make()
+    assert type(sgd) is optimizers.SGD and recipe["optimizer"] == "sgd"
+    assert (sgd.momentum, sgd.nesterov, sgd.weight_decay) == (0.9, True, 5e-4)
+    assert first_lr() == first_lr(optimizer="sgd") == recipe["lr"]
     assert first_lr(lr=0.01) == 0.01  # --lr wins
-    sgd_default = optimizers.SGD().get_config()["learning_rate"]
-    assert first_lr(optimizer="sgd") == sgd_default  # never another optimizer's rate
+    adam = make(optimizer="adam")
+    assert type(adam) is optimizers.Adam and adam.weight_decay == 0  # not the recipe's
+    assert first_lr(optimizer="adam") == first_lr(optimizer="adamw") == models.ADAM_LR
+    assert first_lr(model="lenet") == models.ADAM_LR  # no optimizer in its recipe: Adam
+    assert type(make(model="lenet")) is optimizers.Adam
+    plain = make(model="lenet", optimizer="sgd")
+    assert first_lr(model="lenet", optimizer="sgd") == optimizers.SGD().get_config()[
+        "learning_rate"] and plain.momentum == 0  # never another optimizer's settings
+    assert make(schedule="constant").learning_rate == optimizers.SGD().get_config()[
+        "learning_rate"]
+
+
+def test_label_smoothing_flag_reaches_the_saved_models_loss(trained, tmp_path):
+    folder, out, _ = trained
+    assert cnnumpy.load_model(str(out)).loss.label_smoothing == 0  # simple's recipe: none
+    smoothed = tmp_path / "s.safetensors"
+    result = run("train", "--data", str(folder), "--model", "simple", "--epochs", "1",
+                 "--label-smoothing", "0.2", "--out", str(smoothed))
+    assert result.returncode == 0, result.stderr
+    assert cnnumpy.load_model(str(smoothed)).loss.label_smoothing == 0.2
+    result = run("train", "--data", str(folder), "--label-smoothing", "1.5")
+    assert result.returncode == 2 and "--label-smoothing" in result.stderr
 
 
 def test_evaluate_prints_per_class_accuracy_and_confusion_matrix(trained):

@@ -49,6 +49,9 @@ def test_train_resnet20_with_augmentation_then_evaluate(folder, tmp_path):
     assert isinstance(model, cnnumpy.Model) and kinds[:2] == ["InputLayer", "RandomTranslation"]
     assert model.name == "resnet20" and model.output_shape == (3,)
     assert "mirrored" not in result.stdout  # the recipe's tta needs flips: none here
+    recipe = cnnumpy.models.TRAINING_DEFAULTS["resnet20"]  # its optimizer and loss were used
+    assert type(model.optimizer).__name__ == "SGD" and model.optimizer.nesterov
+    assert model.loss.label_smoothing == recipe["label_smoothing"] > 0
     result = run("evaluate", "--data", str(folder), str(out))
     assert result.returncode == 0 and "accuracy" in result.stdout, result.stderr
     result = run("evaluate", "--data", str(folder), str(out), "--tta")
@@ -103,5 +106,6 @@ def test_help_lists_the_graph_models():
     assert "mobilenet-v2-small, resnet20" in text
     recipe = cnnumpy.models.TRAINING_DEFAULTS["resnet20"]
     assert (f"resnet20: {recipe['epochs']} epochs, batch size {recipe['batch_size']}, "
-            f"val-split {recipe['val_split']}, augment on, Adam lr {recipe['lr']:g}, tta with "
-            "flips") in text
+            f"val-split {recipe['val_split']}, augment on, SGD (Nesterov momentum 0.9, weight "
+            f"decay 0.0005) lr {recipe['lr']:g}, label smoothing "
+            f"{recipe['label_smoothing']:g}, tta with flips") in text

@@ -8,7 +8,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cnnumpy import cli_data, models
 
@@ -79,6 +79,26 @@ INVERT_HELP = ("invert an image whose background is on the other side of 0.5 fro
                "are padded to the model's aspect ratio, then resized (default: --invert)")
 
 
+def recipe_text(recipe: dict[str, Any]) -> str:
+    """A recipe of :data:`cnnumpy.models.TRAINING_DEFAULTS` in words, for the help."""
+    words = [f"{recipe['epochs']} epochs", f"batch size {recipe['batch_size']}",
+             f"val-split {recipe['val_split']}", f"augment {'on' if recipe['augment'] else 'off'}"]
+    if "optimizer" in recipe or "lr" in recipe:
+        name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}[
+            recipe.get("optimizer", "adam")]
+        args = recipe.get("optimizer_args", {})
+        extra = ([f"{'Nesterov ' if args.get('nesterov') else ''}momentum {args['momentum']:g}"]
+                 if args.get("momentum") else [])
+        extra += [f"weight decay {args['weight_decay']:g}"] if args.get("weight_decay") else []
+        words.append(f"{name}{' (' + ', '.join(extra) + ')' if extra else ''}"
+                     + (f" lr {recipe['lr']:g}" if "lr" in recipe else ""))
+    if recipe.get("label_smoothing"):
+        words.append(f"label smoothing {recipe['label_smoothing']:g}")
+    if recipe.get("tta"):
+        words.append("tta with flips")
+    return ", ".join(words)
+
+
 def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                  ) -> argparse.ArgumentParser:
     """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
@@ -88,12 +108,7 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files, with " \
                 "an optional classes.txt of one class name per line, or one sub-folder of " \
                 "images per class)"
-    recipes = "; ".join(
-        f"{name}: {d['epochs']} epochs, batch size {d['batch_size']}, val-split "
-        f"{d['val_split']}, augment {'on' if d['augment'] else 'off'}"
-        + (f", Adam lr {d['lr']:g}" if "lr" in d else "")
-        + (", tta with flips" if d.get("tta") else "")
-        for name, d in models.TRAINING_DEFAULTS.items())
+    recipes = "; ".join(f"{name}: {recipe_text(d)}" for name, d in models.TRAINING_DEFAULTS.items())
     train = sub.add_parser(
         "train", help="train a CNN and report its test accuracy",
         description="Train a CNN and report its accuracy on the test set. The test set of an "
@@ -115,11 +130,16 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                        help="default: the model's recipe")
     train.add_argument("--batch-size", type=int_at_least(1), default=None,
                        help="default: as --epochs")
-    train.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    train.add_argument("--optimizer", default=None, choices=["adam", "adamw", "sgd", "rmsprop"],
+                       help="default: the model's recipe's (adam unless it says), with the "
+                            "recipe's momentum and weight decay")
     train.add_argument("--lr", type=positive_float, default=None,
-                       help="(initial) learning rate; default for adam/adamw with the cosine "
-                            "schedule the model's recipe's (2e-3 unless it says), else the "
-                            "optimizer's default")
+                       help="(initial) learning rate; default with the cosine schedule: the "
+                            "model's recipe's for its optimizer (adam and adamw alike), else "
+                            "2e-3 for adam/adamw and the optimizer's own default for others")
+    train.add_argument("--label-smoothing", type=fraction, default=None, metavar="S",
+                       help="train towards targets 1 - S + S/classes for the true class and "
+                            "S/classes for the others (default: the model's recipe's, else 0)")
     train.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                        help="learning-rate schedule over the run (default: cosine decay)")
     train.add_argument("--val-split", type=fraction, default=None,

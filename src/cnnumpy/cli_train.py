@@ -15,6 +15,7 @@ from cnnumpy import cli_data, distributed, io, models
 from cnnumpy.callbacks import Callback
 from cnnumpy.cli_data import CLIError, check_data_fits, load_data
 from cnnumpy.inputs import validation_count
+from cnnumpy.losses import SparseCategoricalCrossentropy
 from cnnumpy.optimizers.schedules import CosineDecay
 
 
@@ -38,20 +39,41 @@ def check_writable(path: str, flag: str, model: cnnumpy.Sequential | None = None
     io.check_writable(path, model, f"{flag} {shown or path!r}")
 
 
+RECIPE_ARGS = ("epochs", "batch_size", "val_split", "augment", "label_smoothing")
+"""The recipe's keys that set a flag left out (its ``optimizer``, ``optimizer_args`` and
+``lr`` are :func:`make_optimizer`'s; its ``tta`` applies with flips only)."""
+
+
+def _family(name: str) -> str:
+    """Adam and AdamW share a recipe's learning rate."""
+    return "adam" if name in ("adam", "adamw") else name
+
+
 def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
     """The optimizer for ``--optimizer``, ``--lr`` and ``--schedule``.
 
-    With the default cosine schedule the learning rate starts at ``--lr`` (default: for the
-    Adam family the model's recipe's ``lr``, else :data:`cnnumpy.models.ADAM_LR`; for other
-    optimizers their own default) and decays to 0 over the whole run.
+    ``--optimizer`` defaults to the model's recipe's (Adam unless it says). With the default
+    cosine schedule the learning rate starts at ``--lr`` (default: the recipe's ``lr`` for
+    the recipe's optimizer, Adam and AdamW counting as one; else
+    :data:`cnnumpy.models.ADAM_LR` for the Adam family and other optimizers' own default) and
+    decays to 0 over the whole run. The recipe's ``optimizer_args`` (momentum, weight decay)
+    apply to its own optimizer only.
     """
-    optimizer = cnnumpy.optimizers.get(args.optimizer)
+    recipe = models.training_defaults(args.model)
+    recipe_name = recipe.get("optimizer", "adam")
+    name = args.optimizer or recipe_name
+    optimizer = cnnumpy.optimizers.get(name)
     config = cnnumpy.optimizers.serialize(optimizer)["config"]
+    if name == recipe_name:
+        config.update(recipe.get("optimizer_args", {}))
     lr = args.lr
     if lr is None:
-        recipe_lr = models.training_defaults(args.model).get("lr", models.ADAM_LR)
-        lr = recipe_lr if args.optimizer in ("adam", "adamw") and args.schedule == "cosine" \
-            else config["learning_rate"]
+        lr = config["learning_rate"]
+        if args.schedule == "cosine" and _family(name) == _family(recipe_name) \
+                and "lr" in recipe:
+            lr = recipe["lr"]
+        elif args.schedule == "cosine" and _family(name) == "adam":
+            lr = models.ADAM_LR
     if args.schedule == "cosine":
         lr = CosineDecay(lr, decay_steps=max(1, args.epochs * _steps_per_epoch(args, n_train)))
     return type(optimizer).from_config({**config, "learning_rate": lr})
@@ -119,8 +141,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
                            f"folder ({exc.strerror or exc})") from None
         check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
     for key, value in models.training_defaults(args.model).items():
-        if key not in ("lr", "tta") and getattr(args, key) is None:  # not given: the recipe's
-            # (its lr is make_optimizer's: Adam's rate only; its tta applies with flips only)
+        if key in RECIPE_ARGS and getattr(args, key) is None:  # not given: the recipe's
             setattr(args, key, value)
     cnnumpy.set_seed(args.seed)
     resumed = cnnumpy.load_model(args.resume) if args.resume else None  # its image settings
@@ -161,7 +182,8 @@ def _train(args: argparse.Namespace, root: bool) -> None:
         if augment:
             model = models.with_augmentation(model, flip="flip" in augment,
                                              shift="shift" in augment)
-        model.compile(make_optimizer(args, len(x_train)), "sparse_categorical_crossentropy",
+        model.compile(make_optimizer(args, len(x_train)),
+                      SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing or 0.0),
                       metrics=["accuracy"])
     model.class_names = data.class_names
     model.preprocessing = cli_data.preprocessing(x_train)
