@@ -12,6 +12,7 @@ import pytest
 
 from cnnumpy import backend
 from cnnumpy.functional import conv, pooling
+from cnnumpy.functional.fast import compiled
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -20,6 +21,19 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 def restore_threads():
     yield
     backend.set_num_threads(None)
+
+
+@pytest.fixture(params=["spinning workers", "executor"])
+def workers(request, monkeypatch):
+    """parallel_map's threads: cnnumpy.workers' spinning ones (where Numba is), or the
+    ThreadPoolExecutor that runs where they cannot."""
+    if request.param == "spinning workers":
+        if not compiled.AVAILABLE:
+            pytest.skip("Numba is not installed")
+        assert backend._spinning_pool() is not None
+    else:
+        monkeypatch.setattr(backend, "_spin_pool", (os.getpid(), None))
+    return request.param
 
 
 def blas_threads() -> list[int]:
@@ -40,7 +54,7 @@ def test_set_num_threads_rejects_bad_values_quoting_them(bad):
         backend.set_num_threads(bad)
 
 
-def test_parallel_map_runs_items_concurrently_in_order_with_blas_at_one_thread():
+def test_parallel_map_runs_items_concurrently_in_order_with_blas_at_one_thread(workers):
     backend.set_num_threads(2)
     before = blas_threads()
     both_running = threading.Barrier(2, timeout=10)  # breaks unless two items run at once
@@ -56,7 +70,7 @@ def test_parallel_map_runs_items_concurrently_in_order_with_blas_at_one_thread()
     assert blas_threads() == before  # given back afterwards
 
 
-def test_the_caller_runs_the_first_run_and_waits_for_the_others_on_an_error():
+def test_the_caller_runs_the_first_run_and_waits_for_the_others_on_an_error(workers):
     backend.set_num_threads(2)
     caller = threading.get_ident()
     ids = backend.parallel_map(lambda _: threading.get_ident(), range(4))
@@ -80,7 +94,7 @@ def test_one_thread_runs_everything_in_the_caller():
     assert backend.parallel_map(lambda _: threading.get_ident(), range(4)) == [caller] * 4
 
 
-def test_nested_parallel_map_runs_serially_inside_a_worker():
+def test_nested_parallel_map_runs_serially_inside_a_worker(workers):
     backend.set_num_threads(2)
     inner_threads = []
 

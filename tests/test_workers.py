@@ -1,0 +1,112 @@
+"""cnnumpy.workers: threads that spin for their next task before they sleep, behind
+backend.parallel_map (the tests of parallel_map itself, run both ways, are in
+tests/functional/test_threading.py)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from cnnumpy import backend, workers
+from cnnumpy.functional.fast import compiled
+
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+
+
+def identity_runs(runs):
+    pool = workers.Pool(lambda fn, items: [fn(item) for item in items])
+    return pool, pool.map(lambda item: (item, threading.get_ident()), runs)
+
+
+def test_each_run_after_the_first_goes_to_its_own_thread_results_in_order():
+    pool, results = identity_runs([[0, 1], [2], [3, 4]])
+    assert [item for item, _ in results] == [0, 1, 2, 3, 4]
+    caller = threading.get_ident()
+    threads = [ident for _, ident in results]
+    assert threads[:2] == [caller] * 2
+    assert len({threads[2], threads[3], caller}) == 3 and threads[3] == threads[4]
+    assert len(pool.workers) == 2
+
+
+@pytest.mark.parametrize("spins", [1, 10**7])
+def test_a_worker_takes_tasks_asleep_or_spinning(spins, monkeypatch):
+    """With 1 look the workers (and the caller, waiting) sleep between tasks; with ten
+    million (seconds) a worker handed tasks in quick succession never sleeps."""
+    monkeypatch.setattr(workers, "SPINS", spins)
+    pool = workers.Pool(lambda fn, items: [fn(item) for item in items])
+    assert pool.map(lambda item: item + 1, [[0], [1]]) == [1, 2]
+    sleeps = []
+    worker = pool.workers[0]
+    acquire = worker.go.wake.acquire
+    monkeypatch.setattr(worker.go.wake, "acquire", lambda: sleeps.append(1) or acquire())
+    for k in range(20):
+        if spins == 1:
+            time.sleep(0.002)  # the worker is asleep by now
+        assert pool.map(lambda item, k=k: item * k, [[1], [2, 3]]) == [k, 2 * k, 3 * k]
+    assert (len(sleeps) > 0) == (spins == 1)
+
+
+def test_an_error_in_a_worker_comes_out_after_every_run_and_the_pool_goes_on():
+    pool = workers.Pool(lambda fn, items: [fn(item) for item in items])
+    finished = []
+
+    def work(item):
+        if item == 1:
+            raise ValueError("second run")
+        time.sleep(0.05)
+        finished.append(item)
+        return item
+
+    with pytest.raises(ValueError, match="second run"):
+        pool.map(work, [[0], [1], [2]])
+    assert sorted(finished) == [0, 2]  # the other runs finished before the error came out
+    assert pool.map(lambda item: -item, [[1], [2], [3]]) == [-1, -2, -3]
+
+
+def test_a_second_caller_while_the_pool_is_busy_gets_none_then_parallel_map_still_works():
+    backend.set_num_threads(2)
+    try:
+        pool = backend._spinning_pool()
+        inside, leave = threading.Event(), threading.Event()
+
+        def hold(item):
+            if item == 0:
+                inside.set()
+                leave.wait(10)
+            return item
+
+        first = []
+        holder = threading.Thread(target=lambda: first.append(pool.map(hold, [[0], [1]])))
+        holder.start()
+        assert inside.wait(10)
+        assert pool.map(hold, [[5], [6]]) is None  # busy: nothing ran
+        assert backend.parallel_map(lambda item: item * 2, [5, 6, 7]) == [10, 12, 14]
+        leave.set()
+        holder.join(10)
+        assert first == [[0, 1]]
+    finally:
+        backend.set_num_threads(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this system")
+def test_a_forked_child_makes_its_own_workers():
+    backend.set_num_threads(2)
+    try:
+        assert backend.parallel_map(lambda item: item + 1, [1, 2]) == [2, 3]  # parent's threads
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's worker threads do not exist here
+            try:
+                ok = backend.parallel_map(lambda item: item * 3, [1, 2, 3]) == [3, 6, 9]
+                os.write(write, b"ok" if ok else b"wrong")
+            finally:
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 10)
+        os.waitpid(pid, 0)
+        assert answer == b"ok"
+    finally:
+        backend.set_num_threads(None)
