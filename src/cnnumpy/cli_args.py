@@ -151,7 +151,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     train.add_argument("--resume", metavar="CHECKPOINT",
                        help="continue training from a checkpoint, until epoch --epochs (more "
                             "than the checkpoint's); a cosine schedule is re-planned to reach "
-                            "0 at that epoch, keeping the steps already taken")
+                            "0 at that epoch, keeping the steps already taken; its optimizer, "
+                            "loss and augmentation go on (no --optimizer, --lr, "
+                            "--label-smoothing or --augment)")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
                        metavar="shift,flip",

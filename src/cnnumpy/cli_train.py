@@ -140,6 +140,13 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             raise CLIError(f"--checkpoint-dir {args.checkpoint_dir!r}: cannot create the "
                            f"folder ({exc.strerror or exc})") from None
         check_writable(checkpoint, "--checkpoint-dir", shown=args.checkpoint_dir)
+    fixed = [flag for flag, value in (("--optimizer", args.optimizer), ("--lr", args.lr),
+                                      ("--label-smoothing", args.label_smoothing),
+                                      ("--augment", args.augment)) if value is not None]
+    if args.resume and fixed:  # checked before the recipe fills these in
+        raise CLIError(f"--resume {args.resume!r}: the checkpoint's optimizer, loss and "
+                       f"augmentation go on as they were; {', '.join(fixed)} cannot change "
+                       "them (start a new run to train otherwise)")
     for key, value in models.training_defaults(args.model).items():
         if key in RECIPE_ARGS and getattr(args, key) is None:  # not given: the recipe's
             setattr(args, key, value)
