@@ -170,6 +170,7 @@ class ConvCache(NamedTuple):
     groups: int
     has_bias: bool
     relu_output: Any = None
+    transformed_kernel: Any = None  # Winograd's U = G g G^T, which the backward pass reuses
 
 
 def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[int, int] = 1,
@@ -195,6 +196,7 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
         x: (N, H, W, C); kernel: (kh, kw, Cg, F); y: (N, Ho, Wo, F).
     """
     kh, kw, cg, f = kernel.shape
+    transformed = None
     if x.ndim != 4 or x.shape[3] != cg * groups or f % groups:
         raise ValueError(f"conv2d_forward: input {x.shape} and kernel {kernel.shape} do not "
                          f"match for groups={groups}")
@@ -209,7 +211,7 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
         y = pointwise.forward(x, kernel, bias, strides, relu)
     elif winograd_conv.applies(kernel.shape, strides, dilation, groups):
         saved = x
-        y = winograd_conv.forward(x, kernel, bias, pads, relu)
+        y, transformed = winograd_conv.forward(x, kernel, bias, pads, relu)
     elif groups == 1:
         saved = x
         y = _conv_chunked(x, kernel, bias, strides, pads, dilation, relu)
@@ -223,7 +225,7 @@ def conv2d_forward(x: Any, kernel: Any, bias: Any = None, strides: int | tuple[i
         if relu:
             xp.maximum(y, 0, out=y)
     return y, ConvCache(saved, kernel, x.shape, strides, pads, dilation, groups,
-                        bias is not None, y if relu else None)
+                        bias is not None, y if relu else None, transformed)
 
 
 def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[Any, Any, Any]:
@@ -241,14 +243,15 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     Shape:
         dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (kh, kw, Cg, F); dbias: (F,).
     """
-    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output = cache
+    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output, _ = cache
     kh, kw, cg, f = kernel.shape
     from cnnumpy.functional.fast import depthwise, pointwise, winograd_conv  # they import this
 
     if pointwise.applies(kernel.shape, pads, groups):
         return pointwise.backward(dy, cache, need_dx)
     if winograd_conv.applies(kernel.shape, strides, dilation, groups):
-        return winograd_conv.backward(dy, saved, kernel, pads, has_bias, relu_output, need_dx)
+        return winograd_conv.backward(dy, saved, kernel, pads, has_bias, relu_output, need_dx,
+                                      cache.transformed_kernel)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
     if saved.ndim == 4:  # the input, not patches: the forward pass was depthwise's
@@ -268,7 +271,7 @@ def _backward_chunked(dy: Any, cache: ConvCache, need_dx: bool) -> tuple[Any, An
     ``cols.T @ dy``, and :class:`InputGrad` adds the chunk's input gradient. Per-chunk kernel
     and bias gradients are summed in chunk order. A ReLU's gradient is applied to each chunk
     of ``dy`` as it is used."""
-    x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output = cache
+    x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output, _ = cache
     kh, kw, c, f = kernel.shape
     dy = dy.astype(x.dtype, copy=False)
     dx = InputGrad(kernel, x_shape, strides, pads, dilation, x.dtype) if need_dx else None

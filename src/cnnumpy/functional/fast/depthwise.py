@@ -114,7 +114,7 @@ def backward(dy: Any, cache: Any, need_dx: bool) -> tuple[Any, Any, Any]:
     Shape:
         dy: (N, Ho, Wo, C * M); dx: (N, H, W, C); dkernel: (kh, kw, 1, C * M); dbias: (C * M,).
     """
-    x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output = cache
+    x, kernel, x_shape, strides, pads, dilation, _, has_bias, relu_output, _ = cache
     kh, kw, _, f = kernel.shape
     n, h, w, c = x_shape
     m = f // c

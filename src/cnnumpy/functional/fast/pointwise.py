@@ -86,7 +86,7 @@ def backward(dy: Any, cache: Any, need_dx: bool) -> tuple[Any, Any, Any]:
     Shape:
         dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (1, 1, C, F); dbias: (F,).
     """
-    x, kernel, x_shape, strides, _, _, _, has_bias, relu_output = cache
+    x, kernel, x_shape, strides, _, _, _, has_bias, relu_output, _ = cache
     c, f = kernel.shape[2], kernel.shape[3]
     dy = dy.astype(x.dtype, copy=False)
     xs = _strided(x, strides)
