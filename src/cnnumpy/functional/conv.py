@@ -243,15 +243,14 @@ def conv2d_backward(dy: Any, cache: ConvCache, need_dx: bool = True) -> tuple[An
     Shape:
         dy: (N, Ho, Wo, F); dx: (N, H, W, C); dkernel: (kh, kw, Cg, F); dbias: (F,).
     """
-    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output, _ = cache
+    saved, kernel, x_shape, strides, pads, dilation, groups, has_bias, relu_output, u = cache
     kh, kw, cg, f = kernel.shape
     from cnnumpy.functional.fast import depthwise, pointwise, winograd_conv  # they import this
 
     if pointwise.applies(kernel.shape, pads, groups):
         return pointwise.backward(dy, cache, need_dx)
     if winograd_conv.applies(kernel.shape, strides, dilation, groups):
-        return winograd_conv.backward(dy, saved, kernel, pads, has_bias, relu_output, need_dx,
-                                      cache.transformed_kernel)
+        return winograd_conv.backward(dy, saved, kernel, pads, has_bias, relu_output, need_dx, u)
     if groups == 1:
         return _backward_chunked(dy, cache, need_dx)
     if saved.ndim == 4:  # the input, not patches: the forward pass was depthwise's
