@@ -80,6 +80,27 @@ def test_resume_continues_from_the_checkpoint_epoch(trained):
     assert "Epoch 7/7" in result.stdout and "Epoch 6/7" not in result.stdout
 
 
+def test_resume_notes_the_settings_it_does_not_apply(trained):
+    """The checkpoint's optimizer (its schedule) and loss go on: --lr and --label-smoothing
+    given again with --resume are named on stderr, and change nothing."""
+    folder, _, _ = trained
+    checkpoint = folder / "ckpt" / "epoch-005.safetensors"
+    runs = {}
+    for extra in ([], ["--lr", "0.5", "--label-smoothing", "0.2", "--optimizer", "sgd"]):
+        out = folder / f"resumed-{len(extra)}.safetensors"
+        result = run("train", "--data", str(folder), "--epochs", "6", "--batch-size", "16",
+                     "--resume", str(checkpoint), "--out", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        runs[len(extra)] = (result.stderr, _weights(out))
+    (plain_err, (plain, plain_w)), (noted_err, (noted, noted_w)) = runs[0], runs[6]
+    assert "not applied" not in plain_err
+    assert "--optimizer, --lr, --label-smoothing not applied" in noted_err
+    assert type(noted.optimizer) is type(plain.optimizer)
+    assert noted.loss.get_config() == plain.loss.get_config()
+    for a, b in zip(noted_w, plain_w, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def _weights(path):
     import cnnumpy
 

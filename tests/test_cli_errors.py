@@ -82,11 +82,6 @@ CASES = [
      "--data 'idx9': labels from 0 to 8, but the model 'm.safetensors' has 3 classes"),
     (["train", "--data", "idx28", "--resume", MODEL], 1,
      "--data 'idx28': images of shape (28, 28, 1), but the model 'm.safetensors' takes"),
-    (["train", "--data", "idx", "--resume", MODEL, "--epochs", "9", "--lr", "0.1",
-      "--label-smoothing", "0.1"], 1, "augmentation go on as they were; --lr, "
-     "--label-smoothing cannot change them"),
-    (["train", "--data", "idx", "--resume", MODEL, "--epochs", "9", "--optimizer", "sgd",
-      "--augment"], 1, "--optimizer, --augment cannot change them"),
     # --- outputs that cannot be written (read-only and full folders: test_output_folder.py)
     (["train", "--data", "idx", "--out", "missing/m.safetensors"], 1,
      "--out 'missing/m.safetensors': cannot write to folder"),

@@ -152,8 +152,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                        help="continue training from a checkpoint, until epoch --epochs (more "
                             "than the checkpoint's); a cosine schedule is re-planned to reach "
                             "0 at that epoch, keeping the steps already taken; its optimizer, "
-                            "loss and augmentation go on (no --optimizer, --lr, "
-                            "--label-smoothing or --augment)")
+                            "loss and augmentation go on (--optimizer, --lr, "
+                            "--label-smoothing and --augment are not applied)")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
                        metavar="shift,flip",

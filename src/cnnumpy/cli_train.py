@@ -143,10 +143,11 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     fixed = [flag for flag, value in (("--optimizer", args.optimizer), ("--lr", args.lr),
                                       ("--label-smoothing", args.label_smoothing),
                                       ("--augment", args.augment)) if value is not None]
-    if args.resume and fixed:  # checked before the recipe fills these in
-        raise CLIError(f"--resume {args.resume!r}: the checkpoint's optimizer, loss and "
-                       f"augmentation go on as they were; {', '.join(fixed)} cannot change "
-                       "them (start a new run to train otherwise)")
+    if args.resume and fixed:  # seen before the recipe fills these in; the same command
+        # line run again with --resume added must still work, so a note, not an error
+        print(f"Note: --resume {args.resume!r}: the checkpoint's optimizer, loss and "
+              f"augmentation go on as they were; {', '.join(fixed)} not applied (start a new "
+              "run to train otherwise)", file=sys.stderr)
     for key, value in models.training_defaults(args.model).items():
         if key in RECIPE_ARGS and getattr(args, key) is None:  # not given: the recipe's
             setattr(args, key, value)
