@@ -69,7 +69,8 @@ def test_an_error_in_a_worker_comes_out_after_every_run_and_the_pool_goes_on():
 def test_a_second_caller_while_the_pool_is_busy_gets_none_then_parallel_map_still_works():
     backend.set_num_threads(2)
     try:
-        pool = backend._spinning_pool()
+        assert backend.parallel_map(lambda item: item, [1, 2]) == [1, 2]  # makes the pool
+        pool = workers._pool[1]
         inside, leave = threading.Event(), threading.Event()
 
         def hold(item):

@@ -106,7 +106,6 @@ def _available_cpus() -> int:
 _num_threads = _available_cpus()
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] | None = None  # (threads, process id) the pool was made for
-_spin_pool: tuple[int, Any] | None = None  # (process id, its cnnumpy.workers.Pool)
 _blas: Any = None  # threadpoolctl's controller of the BLAS libraries; False when unavailable
 _blas_lock = threading.Lock()
 _blas_depth = 0  # single_threaded_blas() blocks now open (the first one sets the limit)
@@ -221,17 +220,6 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _spinning_pool() -> Any:
-    """This process's :class:`cnnumpy.workers.Pool`, made on first use (a forked child makes
-    its own); None where its threads cannot spin (see :func:`cnnumpy.workers.usable`)."""
-    global _spin_pool
-    if _spin_pool is None or _spin_pool[0] != os.getpid():
-        from cnnumpy import workers  # imports Numba: only once threads are used
-
-        _spin_pool = (os.getpid(), workers.Pool(_run_in_worker) if workers.usable() else None)
-    return _spin_pool[1]
-
-
 def batch_slices(n: int, count: int) -> list[slice]:
     """``count`` contiguous slices of ``range(n)`` whose sizes differ by at most one, in
     order (the chunks that kernels and :func:`parallel_map` callers split a batch into)."""
@@ -249,9 +237,8 @@ def _run_in_worker(fn: Callable[[Any], Any], run: Sequence[Any]) -> list[Any]:
 def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """``[fn(item) for item in items]``, spread over :func:`get_num_threads` threads: the
     calling thread and a pool of the others (ResNet-20's and MobileNetV2's training steps 3-10 %
-    faster than handing every run to the pool). The others are :mod:`cnnumpy.workers`'
-    spinning threads where they can run, else (and for a second caller while one thread is
-    using those) a ``ThreadPoolExecutor``'s.
+    faster than handing every run to the pool): :mod:`cnnumpy.workers`' spinning threads
+    where they can run, else (and for a second caller meanwhile) a ``ThreadPoolExecutor``'s.
 
     ``fn`` must be safe to run concurrently on different items (e.g. each writes only its own
     slice of a shared output). Results come back in the order of ``items``. It runs serially
@@ -265,8 +252,9 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     count = min(_num_threads, len(items))
     runs = [items[len(items) * t // count:len(items) * (t + 1) // count] for t in range(count)]
     with single_threaded_blas():
-        pool = _spinning_pool()
-        results = pool.map(fn, runs) if pool is not None else None
+        from cnnumpy import workers  # imports Numba: only once threads are used
+
+        results = workers.map_runs(fn, runs, _run_in_worker)
         if results is not None:
             return results
         # no spinning threads here, or another thread is using them: the executor's

@@ -167,3 +167,17 @@ class Pool:
             return results
         finally:
             self.busy.release()
+
+
+_pool: tuple[int, Pool | None] | None = None  # (process id, its pool: None where none can run)
+
+
+def map_runs(fn: Callable[[Any], Any], runs: Sequence[Sequence[Any]],
+             run: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]) -> list[Any] | None:
+    """:meth:`Pool.map` on this process's pool, made on first use with ``run`` (a forked
+    child makes its own); None, running nothing, where these threads cannot run (see
+    :func:`usable`) or another thread is using them."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), Pool(run) if usable() else None)
+    return None if _pool[1] is None else _pool[1].map(fn, runs)

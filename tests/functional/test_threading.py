@@ -27,12 +27,14 @@ def restore_threads():
 def workers(request, monkeypatch):
     """parallel_map's threads: cnnumpy.workers' spinning ones (where Numba is), or the
     ThreadPoolExecutor that runs where they cannot."""
+    from cnnumpy import workers
+
     if request.param == "spinning workers":
         if not compiled.AVAILABLE:
             pytest.skip("Numba is not installed")
-        assert backend._spinning_pool() is not None
+        assert workers.usable()
     else:
-        monkeypatch.setattr(backend, "_spin_pool", (os.getpid(), None))
+        monkeypatch.setattr(workers, "_pool", (os.getpid(), None))
     return request.param
 
 
