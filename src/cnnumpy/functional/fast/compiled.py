@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy.functional import pooling
+
 REQUESTED = os.environ.get("CNNUMPY_COMPILED", "1") != "0"
 """False when the environment sets ``CNNUMPY_COMPILED=0``: Numba is then not even imported
 (importing it takes about 0.15 s)."""
@@ -137,6 +139,4 @@ def winograd_output_pool(kernel: Any, transform: Any, m: Any, out: Any,
             first is None or first.flags.c_contiguous):
         kernel(m, out, first)
         return
-    from cnnumpy.functional import pooling  # not at the top: backend -> workers -> this
-
     pooling.max_of(transform(m), out, first)
