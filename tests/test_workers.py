@@ -111,3 +111,20 @@ def test_a_forked_child_makes_its_own_workers():
         assert answer == b"ok"
     finally:
         backend.set_num_threads(None)
+
+
+def test_a_worker_left_running_by_an_interrupted_caller_takes_the_next_task():
+    """A caller interrupted while it waits (Ctrl-C in a notebook) leaves its worker running;
+    the next task handed over meanwhile is the one that worker runs next, not lost."""
+    pool = workers.Pool(lambda fn, items: [fn(item) for item in items])
+    assert pool.map(lambda item: item, [[0], [1]]) == [0, 1]
+    worker, release = pool.workers[0], threading.Event()
+    worker.submit(lambda item: release.wait(10) and item, [1])  # nobody waits for this one
+    time.sleep(0.05)
+    worker.submit(lambda item: item * 10, [2])
+    release.set()
+    results: list = []
+    waiter = threading.Thread(target=lambda: results.append(worker.result()), daemon=True)
+    waiter.start()
+    waiter.join(10)
+    assert results == [[20]]

@@ -100,27 +100,27 @@ class _Worker:
         self.run = run
         self.go, self.done = _Signal(), _Signal()
         self.sent = 0  # tasks handed over so far
-        self.task: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+        self.task: tuple[int, Callable[[Any], Any], Sequence[Any]] | None = None  # numbered
         self.outcome: tuple[bool, Any] = (True, [])
         threading.Thread(target=self._loop, name="cnnumpy-worker", daemon=True).start()
 
     def _loop(self) -> None:
-        count = 0
+        number = 0  # of the last task run
         while True:
-            count += 1
-            self.go.wait(count)
+            self.go.wait(number + 1)
             assert self.task is not None
-            fn, items = self.task
+            # The latest task handed over: one whose caller was interrupted while waiting
+            # (Ctrl-C) may have been replaced while it ran; that one is not wanted any more.
+            number, fn, items = self.task
             try:
                 self.outcome = (True, self.run(fn, items))
             except BaseException as exc:  # handed to the caller, which raises it
                 self.outcome = (False, exc)
-            self.task = None
-            self.done.post(count)
+            self.done.post(number)
 
     def submit(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> None:
-        self.task = (fn, items)
         self.sent += 1
+        self.task = (self.sent, fn, items)  # set before the counter says it is there
         self.go.post(self.sent)
 
     def result(self) -> list[Any]:
