@@ -10,7 +10,8 @@ from typing import Any
 
 from cnnumpy.optimizers import schedules
 from cnnumpy.optimizers.adam import Adam, AdamW, adam_update
-from cnnumpy.optimizers.base import Optimizer, clip_by_global_norm, clip_by_norm
+from cnnumpy.optimizers.base import Optimizer
+from cnnumpy.optimizers.clipping import clip_by_global_norm, clip_by_norm
 from cnnumpy.optimizers.rmsprop import RMSprop, rmsprop_update
 from cnnumpy.optimizers.sgd import SGD, sgd_update
 

@@ -79,6 +79,7 @@ class Adam(Optimizer):
     """
 
     decoupled = False
+    elementwise = True
 
     def __init__(self, learning_rate: float | Callable[[int], float] = 0.001,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,

@@ -5,6 +5,8 @@ As in PyTorch's ``torch.optim``, an optimizer keeps its own state apart from the
 in the list given to :meth:`Optimizer.apply`. Each algorithm's arithmetic is a pure function
 over lists of arrays (``sgd_update``, ``adam_update``, ``rmsprop_update``) that updates the
 parameters and slots in place, so layers keep their array objects. Gradients are never changed.
+Where the parameters share a dtype, the function runs once on all of them gathered into one
+flat array, the slots packed likewise (:mod:`cnnumpy.optimizers.packing`): same results.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from cnnumpy.backend import xp
-
-CLIP_EPS = 1e-6
-"""Added to the norm when clipping, as ``torch.nn.utils.clip_grad_norm_`` does."""
+from cnnumpy.optimizers import packing
+from cnnumpy.optimizers.clipping import clip_by_global_norm, clip_by_norm
 
 
 def check_float(where: str, name: str, value: Any, expected: str,
@@ -44,35 +45,14 @@ def check_int(where: str, name: str, value: Any, expected: str,
     return int(value)
 
 
-def _scaled(g: Any, norm: Any, max_norm: float) -> Any:
-    coef = max_norm / (float(norm) + CLIP_EPS)
-    return g * coef if coef < 1.0 else g
-
-
-def clip_by_norm(grads: list[Any], max_norm: float) -> list[Any]:
-    """Scale each gradient separately so that its L2 norm is at most ``max_norm``.
-
-    The scale is ``max_norm / (norm + 1e-6)`` where that is below 1 (as
-    ``torch.nn.utils.clip_grad_norm_([g], max_norm)``); new arrays, inputs unchanged.
-    """
-    return [_scaled(g, xp.sqrt(xp.sum(g * g)), max_norm) for g in grads]
-
-
-def clip_by_global_norm(grads: list[Any], max_norm: float) -> list[Any]:
-    """Scale all gradients by one factor so that their joint L2 norm is at most ``max_norm``.
-
-    Same arithmetic as ``torch.nn.utils.clip_grad_norm_(params, max_norm)``.
-    """
-    total = math.sqrt(sum(float(xp.sum(g * g)) for g in grads))
-    return [_scaled(g, total, max_norm) for g in grads]
-
-
 class Optimizer:
     """Base class: validation, clipping, learning-rate schedules, state and config.
 
     Subclasses define ``_slot_names()`` (the per-parameter state, all created as zeros of
     the parameter's shape and dtype) and ``_update(params, grads, lr)``, which calls the
-    algorithm's pure update function.
+    algorithm's pure update function with the slots of :meth:`_slots`. A subclass whose
+    update treats every element alike (no per-tensor norms) sets ``elementwise = True``: its
+    ``_update`` then runs once on all parameters gathered into one flat array.
 
     Args:
         learning_rate: a positive float, or a schedule: any callable of the step count
@@ -81,6 +61,9 @@ class Optimizer:
         clipnorm: if set, each gradient is clipped to this L2 norm separately.
         global_clipnorm: if set, all gradients together are clipped to this L2 norm.
     """
+
+    elementwise = False
+    """Whether ``_update`` may run on all parameters gathered into one flat array."""
 
     def __init__(self, learning_rate: float | Callable[[int], float], *,
                  clipnorm: float | None = None, global_clipnorm: float | None = None) -> None:
@@ -102,6 +85,8 @@ class Optimizer:
         self.global_clipnorm = global_clipnorm
         self.iterations = 0
         self.state: dict[int, dict[str, Any]] = {}
+        self._packed: packing.Packed | None = None  # the slots, one flat array per name
+        self._flat: dict[str, Any] | None = None  # set while _update runs on flat arrays
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} iterations={self.iterations}>"
@@ -136,14 +121,37 @@ class Optimizer:
                           for i, p in enumerate(params)}
         else:
             self._check_state(params)
-        self._update(list(params), grads, lr)
+        if not (self.elementwise and packing.pays(params)):
+            self._update(list(params), grads, lr)
+        else:
+            self._update_flat(list(params), grads, lr)
         self.iterations += 1
+
+    def _update_flat(self, params: list[Any], grads: list[Any], lr: float) -> None:
+        """``_update`` once, on the parameters and gradients gathered into one flat array
+        each and the slots packed (packing them first if anything replaced one); the same
+        elementwise arithmetic as parameter by parameter, so the same results."""
+        if not packing.packed(self.state, self._packed):
+            self._packed = packing.pack(self.state)
+        if self._packed is None:  # slots of mixed dtypes: one parameter at a time
+            self._update(params, grads, lr)
+            return
+        flat = packing.gather(params)
+        self._flat = {name: slots for name, (slots, _) in self._packed.items()}
+        try:
+            self._update([flat], [packing.gather(grads)], lr)
+        finally:
+            self._flat = None
+        packing.scatter(flat, params)
 
     def _slot_names(self) -> tuple[str, ...]:
         return ()
 
     def _slots(self, name: str) -> list[Any]:
-        """The slot ``name`` of every parameter, in parameter order."""
+        """The slot ``name`` of every parameter, in parameter order (one flat array of them
+        all while ``_update`` runs on flat arrays)."""
+        if self._flat is not None:
+            return [self._flat[name]]
         return [self.state[i][name] for i in range(len(self.state))]
 
     def _update(self, params: list[Any], grads: list[Any], lr: float) -> None:

@@ -57,6 +57,8 @@ class RMSprop(Optimizer):
         global_clipnorm: clip all gradients together to this L2 norm.
     """
 
+    elementwise = True
+
     def __init__(self, learning_rate: float | Callable[[int], float] = 0.001,
                  rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
                  centered: bool = False, weight_decay: float = 0.0, *,

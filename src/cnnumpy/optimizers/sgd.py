@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cnnumpy import backend
 from cnnumpy.optimizers.base import Optimizer, check_float
 
 
@@ -17,15 +18,19 @@ def sgd_update(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
     ``param -= lr * g`` without momentum, ``lr * buf`` with it and ``lr * (g + momentum * buf)``
     with Nesterov momentum. ``momentum_buffers`` may be empty when ``momentum`` is 0.
     """
-    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        if weight_decay:
-            g = g + weight_decay * p
-        if momentum:
-            buf = momentum_buffers[i]
-            buf *= momentum
-            buf += g
-            g = g + momentum * buf if nesterov else buf
-        p -= lr * g
+    def run(group: list[tuple[Any, ...]]) -> None:
+        for p, g, *buf in group:  # buf: [the momentum buffer] or []
+            if weight_decay:
+                g = g + weight_decay * p
+            if momentum:
+                buf[0] *= momentum
+                buf[0] += g
+                g = g + momentum * buf[0] if nesterov else buf[0]
+            p -= lr * g
+
+    # Every operation is elementwise: pieces on the library's threads, same results.
+    slots = [params, grads, momentum_buffers] if momentum else [params, grads]
+    backend.parallel_map(run, backend.elementwise_groups(list(zip(*slots, strict=True))))
 
 
 class SGD(Optimizer):
@@ -39,6 +44,8 @@ class SGD(Optimizer):
         clipnorm: clip each gradient to this L2 norm.
         global_clipnorm: clip all gradients together to this L2 norm.
     """
+
+    elementwise = True
 
     def __init__(self, learning_rate: float | Callable[[int], float] = 0.01,
                  momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0, *,
