@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnumpy.functional.fast import compiled, winograd43
+from cnnumpy.functional.fast import compiled, winograd5, winograd43
 
 PADS = ((1, 2), (0, 3))
 
@@ -94,6 +94,27 @@ def test_compiled_equals_numpy(monkeypatch, dtype, h, w):
     for got, want in zip(results[True], results[False], strict=True):
         assert got.dtype == dtype and not np.isnan(got).any()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [(3, 16), (64, 64), (5, 1)])
+def test_compiled_sandwich_equals_numpy(monkeypatch, dtype, channels):
+    """The kernel transform and its adjoint (F(4x4, 3x3)'s, and F(2x2, 5x5)'s adjoint, whose
+    ``m`` has 6 columns too) compiled and as the Kronecker product."""
+    rng = np.random.default_rng(5)
+    kernel = rng.standard_normal((3, 3, *channels)).astype(dtype)
+    du = rng.standard_normal((36, *channels)).astype(dtype)
+    results = {}
+    for use_compiled in (True, False):
+        monkeypatch.setattr(compiled, "ENABLED", use_compiled)
+        results[use_compiled] = (winograd43.kernel_transform(kernel),
+                                 winograd43.kernel_transform_adjoint(du),
+                                 winograd5.kernel_transform_adjoint(du))
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for got, want in zip(results[True], results[False], strict=True):
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("use_compiled", [True, False])
