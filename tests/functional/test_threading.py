@@ -162,6 +162,19 @@ def test_conv_on_two_threads_equals_one_thread(seed, dtype, tol, monkeypatch):
         np.testing.assert_allclose(two, one, rtol=tol, atol=tol * np.abs(one).max())
 
 
+def test_a_batch_of_one_chunk_is_cut_per_thread_from_split_min_bytes_on(monkeypatch):
+    """A batch whose patches fit one chunk ran on the calling thread alone (LeNet-like and
+    CIFAR-like first convolutions at batch 32, the prototype's model at 64): from
+    conv.SPLIT_MIN_BYTES on it gets one chunk per thread, below that one chunk."""
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 2)
+    per_image = conv.SPLIT_MIN_BYTES // 32
+    assert conv._chunks(32, per_image) == [slice(0, 16), slice(16, 32)]
+    assert conv._chunks(31, per_image) == [slice(0, 31)]
+    assert conv._chunks(1, conv.SPLIT_MIN_BYTES) == [slice(0, 1)]  # one image stays whole
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 1)
+    assert conv._chunks(32, per_image) == [slice(0, 32)]
+
+
 @pytest.mark.parametrize("pool, strides, padding", [
     (2, 2, "valid"), (3, 2, "same"), ((2, 3), (2, 3), "same"), (3, 1, "valid")])
 def test_max_pool_on_two_threads_equals_one_thread_exactly(pool, strides, padding, monkeypatch):

@@ -88,10 +88,10 @@ def test_a_batch_of_one_chunk_is_split_over_the_threads(monkeypatch, strides):
         return parallel_map(fn, items)
 
     monkeypatch.setattr(backend, "parallel_map", counting)
-    monkeypatch.setattr(pointwise, "SPLIT_MIN_BYTES", 1)
+    monkeypatch.setattr(conv, "SPLIT_MIN_BYTES", 1)
     split = run(x, kernel, b, strides, "valid", False, dy)
     assert seen == [2, 2]  # forward and backward, one chunk per thread
-    monkeypatch.setattr(pointwise, "SPLIT_MIN_BYTES", 2**40)
+    monkeypatch.setattr(conv, "SPLIT_MIN_BYTES", 2**40)
     seen.clear()
     whole = run(x, kernel, b, strides, "valid", False, dy)
     assert seen == [1, 1]

@@ -31,12 +31,6 @@ from cnnumpy.functional.fast import fused
 ENABLED = True
 """Compute ungrouped 1x1 convolutions without padding this way; False: by im2col."""
 
-SPLIT_MIN_BYTES = 2**18
-"""A batch whose (strided) input fits one chunk but takes at least this many bytes is still
-cut into one chunk per thread. On one chunk, MobileNetV2's small 1x1 convolutions at batch 32
-ran on the calling thread alone (35 of about 150 ms a training step); split, its steps were
-5-7 % faster at batch 32, 64 and 128 (idle Intel Xeon, 2026-12-06), ResNet-20's unchanged."""
-
 
 def applies(kernel_shape: tuple[int, ...], pads: Any, groups: int) -> bool:
     """Whether a convolution with this kernel, resolved padding and groups goes this way."""
@@ -47,15 +41,6 @@ def applies(kernel_shape: tuple[int, ...], pads: Any, groups: int) -> bool:
 def _strided(x: Any, strides: tuple[int, int]) -> Any:
     """The pixels a 1x1 kernel reads: all of them, or every ``stride``-th (a view)."""
     return x if strides == (1, 1) else x[:, ::strides[0], ::strides[1]]
-
-
-def _parts(n: int, bytes_per_image: int) -> list[slice]:
-    """:func:`cnnumpy.functional.conv._chunks`, but at least one chunk per thread from
-    :data:`SPLIT_MIN_BYTES` on."""
-    parts = conv._chunks(n, bytes_per_image)
-    if len(parts) == 1 and n > 1 and n * bytes_per_image >= SPLIT_MIN_BYTES:
-        return backend.batch_slices(n, min(n, backend.get_num_threads()))
-    return parts
 
 
 def forward(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], relu: bool) -> Any:
@@ -75,7 +60,7 @@ def forward(x: Any, kernel: Any, bias: Any, strides: tuple[int, int], relu: bool
         xp.matmul(xs[part].reshape(-1, c), weights, out=out)
         fused.add_bias_relu(out, bias, relu)
 
-    backend.parallel_map(work, _parts(n, ho * wo * c * x.itemsize))
+    backend.parallel_map(work, conv._chunks(n, ho * wo * c * x.itemsize))
     return y
 
 
@@ -109,6 +94,6 @@ def backward(dy: Any, cache: Any, need_dx: bool) -> tuple[Any, Any, Any]:
                 backend.column_sums(dy_flat) if has_bias else None)
 
     n, ho, wo, _ = dy.shape
-    parts = backend.parallel_map(work, _parts(n, ho * wo * max(c, f) * x.itemsize))
+    parts = backend.parallel_map(work, conv._chunks(n, ho * wo * max(c, f) * x.itemsize))
     dkernel, dbias = conv.sum_in_order(parts, has_bias)
     return dx, dkernel.reshape(kernel.shape), dbias
