@@ -38,10 +38,13 @@ from cnnumpy.functional.im2col import Pads, _pad
 MAX_CHANNELS = 8
 """The kernel runs for convolutions from at most this many input channels."""
 
-MIN_IMAGES_PER_THREAD = 64
+MIN_IMAGES_PER_THREAD = 16
 """Smaller batches run on one thread. A/B of the prototype's model's training steps, two
-threads against one: 17-24 % slower at batch 32 and 64 (a helper thread here often took
-longer to wake than the other needed for half the batch), 18 % faster at 256."""
+threads against one, with the executor's threads: 17-24 % slower at batch 32 and 64 (a
+helper thread here often took longer to wake than the other needed for half the batch), 18 %
+faster at 256. With the spinning threads of :mod:`cnnumpy.workers` (a hand-off in a few
+microseconds), 16 against 64 (AMD EPYC, 2026-12-06): 1.07x at batch 32, 1.03x at 64, even at
+256; LeNet-like and CIFAR-like even."""
 
 
 def applies(x: Any, kernel: Any, strides: tuple[int, int], dilation: tuple[int, int]) -> bool:
