@@ -22,9 +22,10 @@ from cnnumpy.serve.server import MAX_BODY, Server, is_loopback, warn_if_exposed
 __all__ = ["DEFAULT_MODEL_ACCURACY", "MAX_BODY", "MAX_PIXELS", "BadInput", "Engine", "Server",
            "default_model_path", "is_loopback", "make_server", "run", "warn_if_exposed"]
 
-DEFAULT_MODEL_ACCURACY = 0.98
-"""The shipped digits model's accuracy on the 2,000 bundled test digits (1,960 right), as
-``scripts/train_serve_model.py`` printed when it made the file."""
+DEFAULT_MODEL_ACCURACY = 0.9795
+"""The shipped digits model's accuracy on the 2,000 bundled test digits (1,959 right), as
+``scripts/train_serve_model.py`` printed when it made the file (retrained when a kernel's
+float rounding changes: the script must make the shipped file again to the bit)."""
 
 
 def default_model_path() -> str:
