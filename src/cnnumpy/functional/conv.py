@@ -68,11 +68,8 @@ COMPILED_CHUNK_BYTES = 1 * 2**20
 padded copy per chunk, so smaller chunks cost less): half a core's L2 cache."""
 
 SPLIT_MIN_BYTES = 2**18
-"""A batch whose patches fit one chunk but take at least this many bytes is still cut into
-one chunk per thread: on one chunk it ran on the calling thread alone. Paired training steps
-at batch 32 (AMD EPYC, 2 cores, 2026-12-06): LeNet-like 1.15x, CIFAR-like 1.06x, ResNet-20
-1.01x; at 64 the prototype's model 1.6x. MobileNetV2's small 1x1 convolutions gained 5-7 %
-the same way on an Intel Xeon."""
+"""A batch of one chunk's patches, from this many bytes on, is cut into one chunk per thread
+(training at batch 32: LeNet-like 1.15x, CIFAR-like 1.06x; the prototype's model 1.6x at 64)."""
 
 FEW_CHANNELS = 3
 """Up to this many input channels, patches are gathered offset-major (see :func:`_patches`).

@@ -9,9 +9,7 @@ pass over a chunk, tile by tile, with the channels innermost (one vector of them
 * :func:`output_tiles_adjoint`: ``A dY A^T`` of every tile, read straight from the output
   gradient (zeros past the edges);
 * :func:`input_gradient`: ``B dV B^T`` of every tile added back where the tile came from
-  (neighbouring tiles overlap by two rows or columns), the padding cropped;
-* :func:`sandwich`: ``m a m^T`` for ``m`` of 3 or 6 columns, the kernel transform ``G g G^T``
-  and its adjoint ``G^T dU G`` (one vector of channel pairs at a time).
+  (neighbouring tiles overlap by two rows or columns), the padding cropped.
 
 F(2x2, 5x5) has the same input transform (the same six points) with tiles two pixels apart:
 :mod:`cnnumpy.functional.fast.compiled_winograd`'s ``winograd5_*`` call the first and the last
@@ -24,10 +22,9 @@ input transform 2x slower than these (F(2x2, 5x5)'s 1.4-1.7x, 8 to 64 channels).
 
 The coefficients (2, 4, 5, 8) come in as arguments of the arrays' dtype, so that float32
 stays float32. Must equal: the NumPy transforms of :mod:`cnnumpy.functional.fast.winograd43`
-(and, with ``step=2``, of :mod:`cnnumpy.functional.fast.winograd5`), and
-:func:`cnnumpy.functional.fast.winograd43.sandwich`'s matrix product. Checked by
-``tests/functional/fast/test_winograd43.py`` (``test_compiled_equals_numpy``,
-``test_compiled_sandwich_equals_numpy``) and ``tests/functional/fast/test_compiled.py``.
+(and, with ``step=2``, of :mod:`cnnumpy.functional.fast.winograd5`). Checked by
+``tests/functional/fast/test_winograd43.py`` (``test_compiled_equals_numpy``) and
+``tests/functional/fast/test_compiled.py``.
 """
 
 from __future__ import annotations
@@ -214,59 +211,6 @@ def _input_gradient(dv, top, left, ht, wt, step, dx, two, four, five):  # pragma
                         if 0 <= col < w:
                             for k in range(c):
                                 dx[i, r, col, k] += dd[b, k]
-
-
-@_jit
-def _sandwich3(m, a, out):  # pragma: no cover (compiled)
-    """``out[r, s] = sum over i, j of m[r, i] m[s, j] a[i, j]``, ``m`` of 3 columns: rows of
-    ``m a`` first, then of ``(m a) m^T``, each a sum of three rows written in one pass."""
-    p, n = m.shape[0], a.shape[2]
-    t = np.empty((p, 3, n), a.dtype)
-    for r in range(p):
-        c0, c1, c2 = m[r, 0], m[r, 1], m[r, 2]
-        for j in range(3):
-            for x in range(n):
-                t[r, j, x] = c0 * a[0, j, x] + c1 * a[1, j, x] + c2 * a[2, j, x]
-    for r in range(p):
-        for s in range(p):
-            c0, c1, c2 = m[s, 0], m[s, 1], m[s, 2]
-            for x in range(n):
-                out[r, s, x] = c0 * t[r, 0, x] + c1 * t[r, 1, x] + c2 * t[r, 2, x]
-
-
-@_jit
-def _sandwich6(m, a, out):  # pragma: no cover (compiled)
-    """:func:`_sandwich3` for ``m`` of 6 columns."""
-    p, n = m.shape[0], a.shape[2]
-    t = np.empty((p, 6, n), a.dtype)
-    for r in range(p):
-        c0, c1, c2, c3, c4, c5 = m[r, 0], m[r, 1], m[r, 2], m[r, 3], m[r, 4], m[r, 5]
-        for j in range(6):
-            for x in range(n):
-                t[r, j, x] = (c0 * a[0, j, x] + c1 * a[1, j, x] + c2 * a[2, j, x]
-                              + c3 * a[3, j, x] + c4 * a[4, j, x] + c5 * a[5, j, x])
-    for r in range(p):
-        for s in range(p):
-            c0, c1, c2, c3, c4, c5 = m[s, 0], m[s, 1], m[s, 2], m[s, 3], m[s, 4], m[s, 5]
-            for x in range(n):
-                out[r, s, x] = (c0 * t[r, 0, x] + c1 * t[r, 1, x] + c2 * t[r, 2, x]
-                                + c3 * t[r, 3, x] + c4 * t[r, 4, x] + c5 * t[r, 5, x])
-
-
-def sandwich(m: Any, a: Any) -> Any:
-    """``m a m^T`` over the first two axes of ``a``, for ``m`` of 3 or 6 columns (of
-    ``a``'s dtype). ResNet-20's kernel transform at 64 channels, one thread: 40 us against
-    the Kronecker product's 80-110 us (7 us against 2.4 at 16 channels).
-
-    Shape:
-        m: (P, Q), Q 3 or 6; a: (Q, Q, ...) -> (P, P, ...).
-    """
-    p, q = m.shape
-    out = np.empty((p, p, *a.shape[2:]), a.dtype)
-    kernel = _sandwich3 if q == 3 else _sandwich6
-    kernel(np.ascontiguousarray(m), np.ascontiguousarray(a).reshape(q, q, -1),
-           out.reshape(p, p, -1))
-    return out
 
 
 def _constants(dtype: Any) -> tuple[Any, Any, Any, Any]:
