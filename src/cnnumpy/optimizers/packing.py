@@ -19,6 +19,7 @@ is packed again.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from cnnumpy.backend import xp
@@ -55,14 +56,10 @@ def pack(state: dict[int, dict[str, Any]]) -> Packed | None:
         slots = [state[i][name] for i in range(len(state))]
         if len({s.dtype for s in slots}) != 1:
             return None
-        packed[name] = (gather(slots), [])
-    for name, (flat, views) in packed.items():
-        start = 0
-        for i in range(len(state)):
-            shape = state[i][name].shape
-            size = state[i][name].size
-            views.append(flat[start:start + size].reshape(shape))
-            start += size
+        flat = gather(slots)
+        offsets = [0, *itertools.accumulate(s.size for s in slots)]
+        packed[name] = (flat, [flat[a:b].reshape(s.shape)
+                               for s, a, b in zip(slots, offsets[:-1], offsets[1:], strict=True)])
     for name, (_, views) in packed.items():
         for i, view in enumerate(views):
             state[i][name] = view
