@@ -363,11 +363,11 @@ def test_augmentations_and_class_names_never_come_from_a_folder_name(tmp_path):
     assert "RandomTranslation" in kinds and "RandomFlip" not in kinds
     assert model.class_names == ["0", "1", "2"]
     (folder / "classes.txt").write_text("top\nmiddle\nbottom\n")
-    result = run(*common, "--augment", "flip,shift", "--out", str(named))
+    result = run(*common, "--augment", "flip,shift,erase", "--out", str(named))
     assert result.returncode == 0, result.stderr
     model = cnnumpy.load_model(str(named))
-    assert [type(layer).__name__ for layer in model.layers][:2] == ["RandomFlip",
-                                                                    "RandomTranslation"]
+    assert [type(layer).__name__ for layer in model.layers][:3] == [
+        "RandomFlip", "RandomTranslation", "RandomErasing"]
     assert model.class_names == ["top", "middle", "bottom"]
     result = run(*common, "--no-augment", "--class-names", "a,b,c", "--out", str(named))
     assert result.returncode == 0, result.stderr

@@ -22,15 +22,17 @@ def test_vgg_small_pools_its_one_full_resolution_convolution_before_normalizing(
     assert 300_000 < model.count_params() < 500_000
 
 
-@pytest.mark.parametrize("flip, shift, front", [
-    (True, True, ["RandomFlip", "RandomTranslation"]),
-    (False, True, ["RandomTranslation"]),
-    (True, False, ["RandomFlip"]),
+@pytest.mark.parametrize("flip, shift, erase, front", [
+    (True, True, False, ["RandomFlip", "RandomTranslation"]),
+    (False, True, False, ["RandomTranslation"]),
+    (True, False, False, ["RandomFlip"]),
+    (True, True, True, ["RandomFlip", "RandomTranslation", "RandomErasing"]),
+    (False, False, True, ["RandomErasing"]),
 ])
 def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(flip, shift,
-                                                                             front):
+                                                                             erase, front):
     base = models.get("vgg-small", (28, 28, 1), 10)
-    model = models.with_augmentation(base, flip=flip, shift=shift)
+    model = models.with_augmentation(base, flip=flip, shift=shift, erase=erase)
     model.build()  # the first layer carries the input shape
     assert [type(layer).__name__ for layer in model.layers[:len(front)]] == front
     assert model.layers[len(front):] == base.layers and model.name == base.name

@@ -174,12 +174,13 @@ def test_a_stack_config_still_builds_with_model(tmp_path):
     assert isinstance(model, cnnumpy.Sequential) and model.output_shape == (10,)
 
 
-@pytest.mark.parametrize("flip, shift", [(True, True), (False, True), (True, False)])
-def test_augmenting_a_graph_puts_the_layers_in_front_and_shares_the_weights(flip, shift):
+@pytest.mark.parametrize("flip, shift, erase", [(True, True, False), (False, True, False),
+                                               (True, False, False), (True, True, True)])
+def test_augmenting_a_graph_puts_the_layers_in_front_and_shares_the_weights(flip, shift, erase):
     model = models.resnet(8, num_classes=3, input_shape=(8, 8, 1), width=2)
-    augmented = models.with_augmentation(model, flip=flip, shift=shift)
+    augmented = models.with_augmentation(model, flip=flip, shift=shift, erase=erase)
     assert isinstance(augmented, cnnumpy.Model) and augmented.name == model.name
-    front = ["RandomFlip"] * flip + ["RandomTranslation"] * shift
+    front = ["RandomFlip"] * flip + ["RandomTranslation"] * shift + ["RandomErasing"] * erase
     kinds = [type(layer).__name__ for layer in augmented.layers]
     assert kinds[:1 + len(front)] == ["InputLayer", *front]
     assert augmented.layers[1 + len(front):] == model.layers[1:]  # the same layer objects

@@ -96,6 +96,7 @@ CASES = {
     "random-translation": lambda: [L.RandomTranslation(0.2, 0.2)],
     "random-rotation": lambda: [L.RandomRotation(0.1)],
     "random-contrast": lambda: [L.RandomContrast(0.3)],
+    "random-erasing": lambda: [L.RandomErasing(1.0)],
     "random-crop-same-size": lambda: [L.RandomCrop(9, 10, padding=2)],
     "random-crop-smaller": lambda: [L.RandomCrop(6, 5), L.Conv2D(2, 3)],
     "random-crop-larger": lambda: [L.Conv2D(2, 3), L.RandomCrop(9, 11, padding=2)],

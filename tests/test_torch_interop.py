@@ -7,6 +7,7 @@ import pytest
 
 import cnnumpy
 from cnnumpy import layers as L
+from cnnumpy import models
 from cnnumpy.functional.conv import resolve_padding
 
 torch = pytest.importorskip("torch")
@@ -203,6 +204,18 @@ def test_dense_on_channels_crop_and_momentum():
     net = to_torch(model)
     assert net[2].momentum == pytest.approx(0.1) and net[2].eps == 1e-5
     assert isinstance(net[3], nn.Conv2d) and net[3].kernel_size == (1, 1)
+    x = inputs([("input", (8, 8, 3))])
+    np.testing.assert_allclose(run_torch(net, x), model.predict(x), rtol=0, atol=1e-5)
+
+
+def test_augmentation_layers_export_as_identities():
+    cnnumpy.set_seed(0)
+    model = models.with_augmentation(cnnumpy.Sequential([
+        L.Conv2D(2, 3, activation="relu", input_shape=(8, 8, 3)), L.Flatten(), L.Dense(3)]),
+        erase=True)
+    model.build()
+    net = to_torch(model)
+    assert [type(m) for m in net[:3]] == [nn.Identity] * 3
     x = inputs([("input", (8, 8, 3))])
     np.testing.assert_allclose(run_torch(net, x), model.predict(x), rtol=0, atol=1e-5)
 

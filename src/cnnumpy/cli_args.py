@@ -156,10 +156,11 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                             "--label-smoothing and --augment are not applied)")
     train.add_argument("--plot", metavar="CURVES.png", help="draw the training curves")
     train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
-                       metavar="shift,flip",
+                       metavar="shift,flip,erase",
                        help="random changes of the training images: shift (by up to 10%% of "
                             "the height and width), flip (left-right: for classes that look "
-                            "the same mirrored, such as clothing; not digits); --augment "
+                            "the same mirrored, such as clothing; not digits), erase (a box "
+                            "of noise over 2-33%% of half the images); --augment "
                             "alone: shift, and flip with --data fashion-mnist (default: the "
                             "model's recipe)")
     train.add_argument("--no-augment", dest="augment", action="store_const", const=False,

@@ -145,8 +145,9 @@ def parse_class_names(text: str, labels: int) -> list[str]:
     return check_class_names(text.split(","), labels, f"--class-names {text!r}")
 
 
-AUGMENTATIONS = ("shift", "flip")
-"""``--augment`` names: random shifts of up to 10%, random left-right flips."""
+AUGMENTATIONS = ("shift", "flip", "erase")
+"""``--augment`` names: random shifts of up to 10%, random left-right flips, random erasing
+(a box of noise in half the images)."""
 
 
 def default_augmentations(spec: str) -> tuple[str, ...]:

@@ -189,7 +189,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
             augment = cli_data.default_augmentations(args.data)
         if augment:
             model = models.with_augmentation(model, flip="flip" in augment,
-                                             shift="shift" in augment)
+                                             shift="shift" in augment, erase="erase" in augment)
         model.compile(make_optimizer(args, len(x_train)),
                       SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing or 0.0),
                       metrics=["accuracy"])

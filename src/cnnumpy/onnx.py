@@ -203,7 +203,8 @@ CONVERTERS: dict[type, Callable[[_Graph, Any, tuple[int, ...]], None]] = {
     layers.Flatten: _flatten, layers.Dense: _dense, layers.BatchNormalization: _batch_norm,
     layers.Activation: _identity, layers.Dropout: _identity, layers.RandomFlip: _identity,
     layers.RandomTranslation: _identity, layers.RandomRotation: _identity,
-    layers.RandomContrast: _identity, layers.RandomCrop: _onnx_reshaping.random_crop,
+    layers.RandomContrast: _identity, layers.RandomErasing: _identity,
+    layers.RandomCrop: _onnx_reshaping.random_crop,
     **_onnx_reshaping.CONVERTERS,
     **_onnx_conv.CONVERTERS,
 }

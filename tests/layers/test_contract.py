@@ -37,6 +37,7 @@ CASES = {
     "RandomCrop": (lambda: layers.RandomCrop(4, 5, padding=1), (5, 6, 2)),
     "RandomRotation": (lambda: layers.RandomRotation(0.1), (5, 6, 2)),
     "RandomContrast": (lambda: layers.RandomContrast(0.5), (4, 4, 3)),
+    "RandomErasing": (lambda: layers.RandomErasing(0.8, (0.1, 0.5)), (5, 6, 2)),
     "ReLU": (lambda: layers.ReLU(2.0, negative_slope=0.1, threshold=0.5), (4, 3)),
     "UpSampling2D": (lambda: layers.UpSampling2D((2, 3), interpolation="bilinear"), (3, 4, 2)),
     "ZeroPadding2D": (lambda: layers.ZeroPadding2D(((1, 0), (2, 1))), (3, 4, 2)),

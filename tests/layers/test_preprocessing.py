@@ -37,6 +37,8 @@ CASES = {
     "rotate_nearest": (lambda: RandomRotation(0.2, interpolation="nearest"), (5, 6, 2)),
     "contrast": (lambda: RandomContrast(0.5), (4, 5, 3)),
     "contrast_pair": (lambda: RandomContrast((0.2, 0.9)), (4, 5, 3)),
+    "erase": (lambda: layers.RandomErasing(1.0), (5, 6, 2)),
+    "erase_fill": (lambda: layers.RandomErasing(0.7, (0.1, 0.6), (0.5, 2.0), 0.3), (6, 5, 1)),
 }
 
 

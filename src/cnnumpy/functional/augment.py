@@ -1,5 +1,6 @@
 """Pure kernels for the augmentation layers: windows (shifts and crops) and resampling
-(rotations), each with its exact transpose, vectorized over the batch with ``xp`` only."""
+(rotations), each with its exact transpose, and boxes (erasing), vectorized over the batch
+with ``xp`` only."""
 
 from __future__ import annotations
 
@@ -83,3 +84,16 @@ def sample_backward(dy: Any, taps: list[tuple], h: int, w: int) -> Any:
     dx = xp.bincount(xp.concatenate(index), weights=xp.concatenate(values),
                      minlength=n * h * w * c)
     return dx.reshape(n, h, w, c).astype(dy.dtype)
+
+
+def box_mask(top: Any, left: Any, height: Any, width: Any, h: int, w: int) -> Any:
+    """``mask[n, r, c]``: whether pixel ``(r, c)`` lies in image ``n``'s box, the rows
+    ``top[n] <= r < top[n] + height[n]`` and columns ``left[n] <= c < left[n] + width[n]``.
+
+    Shape:
+        top, left, height, width (N,) ints -> (N, h, w, 1) bools.
+    """
+    rows, cols = xp.arange(h)[None, :], xp.arange(w)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
+    return (in_rows[:, :, None] & in_cols[:, None, :])[..., None]

@@ -14,6 +14,7 @@ from cnnumpy.layers.conv import Conv2D
 from cnnumpy.layers.conv_depthwise import DepthwiseConv2D, SeparableConv2D
 from cnnumpy.layers.conv_transpose import Conv2DTranspose
 from cnnumpy.layers.core import Activation, Dense, Dropout, Flatten
+from cnnumpy.layers.erasing import RandomErasing
 from cnnumpy.layers.merge import Add, Average, Concatenate, Multiply, Subtract
 from cnnumpy.layers.normalization import BatchNormalization
 from cnnumpy.layers.pooling import (
@@ -39,7 +40,8 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D, Flatten, Dense,
                 Activation, Dropout, BatchNormalization, RandomFlip, RandomTranslation, RandomCrop,
-                RandomRotation, RandomContrast, DepthwiseConv2D, SeparableConv2D, Conv2DTranspose)
+                RandomRotation, RandomContrast, RandomErasing, DepthwiseConv2D, SeparableConv2D,
+                Conv2DTranspose)
 }
 LAYERS.update({cls.__name__: cls for cls in (ReLU, UpSampling2D, ZeroPadding2D, Cropping2D,
                                              Reshape)})
@@ -68,6 +70,7 @@ __all__ = [
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Dense", "Activation", "Dropout", "BatchNormalization", "LAYERS",
     "RandomFlip", "RandomTranslation", "RandomCrop", "RandomRotation", "RandomContrast",
+    "RandomErasing",
     "layer_from_config", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose",
     "ReLU", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Reshape",
     "Add", "Subtract", "Multiply", "Average", "Concatenate",

@@ -1,4 +1,4 @@
-"""``with_augmentation``: random flips and shifts in front of a stack or a graph; and
+"""``with_augmentation``: random flips, shifts and erasing in front of a stack or a graph; and
 ``predict_mirrored``, its test-time counterpart for a model trained with flips."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from cnnumpy.layers.merge import Merge
 from cnnumpy.model import Sequential
 
 
-def with_augmentation(model: Any, flip: bool = True, shift: bool = True) -> Any:
+def with_augmentation(model: Any, flip: bool = True, shift: bool = True,
+                      erase: bool = False) -> Any:
     """The same model behind random whole-pixel shifts of up to 10% of the image's height and
-    width and, with ``flip``, random left-right flips, all active only while training.
+    width and, with ``flip``, random left-right flips, with ``erase`` random erasing, all
+    active only while training.
 
     Args:
         model: the ``Sequential`` (its input shape taken from its first layer) or graph
@@ -24,27 +26,34 @@ def with_augmentation(model: Any, flip: bool = True, shift: bool = True) -> Any:
         flip: add ``RandomFlip("horizontal")``: right for mirror-symmetric classes such as
             clothing, wrong for digits.
         shift: add the shifts, ``RandomTranslation(0.1, 0.1)``.
+        erase: add ``RandomErasing(0.5)`` last: half the images get a box of noise in [0, 1]
+            over 2-33% of their area.
 
     Returns:
         A new model of the same kind with the augmentation layers in front of the model's
         layers (the same layer objects, weights shared); a graph's input keeps its name.
     """
     if isinstance(model, Model):
-        return _augmented_graph(model, flip, shift)
-    shape = model.layers[0].input_shape
-    flips = [layers.RandomFlip("horizontal", input_shape=shape)] if flip else []
-    shifts = [layers.RandomTranslation(0.1, 0.1, input_shape=None if flip else shape)]
-    return Sequential([*flips, *(shifts if shift else []), *model.layers], name=model.name)
+        return _augmented_graph(model, _front(flip, shift, erase))
+    front = _front(flip, shift, erase, model.layers[0].input_shape)
+    return Sequential([*front, *model.layers], name=model.name)
 
 
-def _augmented_graph(model: Model, flip: bool, shift: bool) -> Model:
+def _front(flip: bool, shift: bool, erase: bool, shape: Any = None) -> list[layers.Layer]:
+    """The augmentation layers, in order; the first one takes ``shape`` as its input's."""
+    makers = [maker for on, maker in (
+        (flip, lambda s: layers.RandomFlip("horizontal", input_shape=s)),
+        (shift, lambda s: layers.RandomTranslation(0.1, 0.1, input_shape=s)),
+        (erase, lambda s: layers.RandomErasing(0.5, input_shape=s))) if on]
+    return [make(shape if i == 0 else None) for i, make in enumerate(makers)]
+
+
+def _augmented_graph(model: Model, front: list[layers.Layer]) -> Model:
     """``model``'s nodes replayed, in their order, on an input behind the augmentation."""
     inputs = Input(model.input_shape, dtype=model.input.dtype.name, name=model.input.layer.name)
     x = inputs
-    if flip:
-        x = layers.RandomFlip("horizontal")(x)
-    if shift:
-        x = layers.RandomTranslation(0.1, 0.1)(x)
+    for layer in front:
+        x = layer(x)
     tensors = {id(model.input): x}
     for node in model._nodes:
         if node.inputs:

@@ -189,7 +189,7 @@ def _activation(name: str | None, shape: tuple) -> list[nn.Module]:
 
 
 _IDENTITY_AT_INFERENCE = (layers.RandomFlip, layers.RandomTranslation, layers.RandomRotation,
-                          layers.RandomContrast)
+                          layers.RandomContrast, layers.RandomErasing)
 
 
 def _modules(layer: layers.Layer, shape: tuple, dtype: torch.dtype,
