@@ -8,6 +8,7 @@ from typing import Any
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
+from cnnumpy.functional.fast import compiled_adam
 from cnnumpy.optimizers.base import Optimizer, check_float
 
 
@@ -27,10 +28,22 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
         return
     step_size = lr / (1 - beta1**step)
     bias2_sqrt = math.sqrt(1 - beta2**step)
+    mode, decay = compiled_adam.NO_DECAY, 0.0
+    if weight_decay:
+        mode, decay = ((compiled_adam.DECOUPLED, 1 - lr * weight_decay) if decoupled
+                       else (compiled_adam.L2, weight_decay))
+
     def run(group: list[tuple[Any, ...]]) -> None:
         # one scratch array for the group's temporaries, so that a step allocates once
-        scratch = xp.empty(max(p.size for p, *_ in group), dtype=xp.result_type(*params))
+        scratch = None
         for p, g, m, v, *vmax in group:  # vmax: [AMSGrad's running maximum] or []
+            if not vmax and compiled_adam.applies(p, g, m, v):  # the same bits, one pass
+                compiled_adam.update(p, g, m, v, mode=mode, decay=decay, beta1=beta1,
+                                     beta2=beta2, bias2_sqrt=bias2_sqrt, eps=eps,
+                                     step_size=step_size)
+                continue
+            if scratch is None:
+                scratch = xp.empty(max(q.size for q, *_ in group), dtype=xp.result_type(*params))
             if weight_decay:
                 if decoupled:
                     p *= 1 - lr * weight_decay

@@ -25,7 +25,9 @@ reader should start from; the modules here compute the same numbers another way:
   :mod:`~cnnumpy.functional.fast.depthwise`: depthwise convolutions directly, tap by tap
   (both chosen by :func:`cnnumpy.functional.conv.conv2d_forward`);
   :mod:`~cnnumpy.functional.fast.compiled_depthwise`: the depthwise convolution compiled
-  (:mod:`~cnnumpy.functional.fast.compiled_depthwise_rows`: stride 1, whole rows at a time).
+  (:mod:`~cnnumpy.functional.fast.compiled_depthwise_rows`: stride 1, whole rows at a time);
+* :mod:`~cnnumpy.functional.fast.compiled_adam`: Adam's update of a parameter in one pass
+  (chosen by :func:`cnnumpy.optimizers.adam.adam_update`).
 
 Each module's docstring names the reference it must equal and the test that checks it; the
 tests are in ``tests/functional/fast/``.

