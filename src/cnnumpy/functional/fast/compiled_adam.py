@@ -7,8 +7,9 @@ parameter and the moments once, vectorized (compiled with NumPy's float errors:
 :func:`cnnumpy.functional.fast.compiled.jit_numpy_errors`). It makes the same float
 operations in the same order, each rounded to the parameters' dtype (NumPy casts a Python
 float to the array's dtype before each step, so the constants are cast here first), and so
-gives the same bits. Paired training steps at batch 32 against NumPy's passes: the
-prototype's model 1.07x, LeNet-like 1.03x, ResNet-20 1.03x, MobileNetV2 0.99-1.01x.
+gives the same bits. Paired training steps at batch 32 against NumPy's passes (both orders):
+the prototype's model 1.02-1.06x, LeNet-like 1.03x, ResNet-20 1.03-1.06x, MobileNetV2
+0.99-1.01x.
 
 Must equal: the NumPy arithmetic of :func:`cnnumpy.optimizers.adam.adam_update` without
 AMSGrad (which stays in NumPy), to the bit. Checked by
