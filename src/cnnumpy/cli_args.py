@@ -159,8 +159,8 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
                        metavar="shift,flip,erase",
                        help="random changes of the training images: shift (by up to 10%% of "
                             "the height and width), flip (left-right: for classes that look "
-                            "the same mirrored, such as clothing; not digits), erase (a box "
-                            "of noise over 2-33%% of half the images); --augment "
+                            "the same mirrored, such as clothing; not digits), erase (in half "
+                            "the images, a box of noise over 2-33%% of the area); --augment "
                             "alone: shift, and flip with --data fashion-mnist (default: the "
                             "model's recipe)")
     train.add_argument("--no-augment", dest="augment", action="store_const", const=False,
