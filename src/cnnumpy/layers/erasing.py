@@ -56,14 +56,10 @@ class RandomErasing(_Augmentation):
                              f"received factor={factor!r}")
         self.scale = _pair("scale", scale, 0.0, 1.0)
         self.ratio = _pair("ratio", ratio, 0.0, math.inf)
-        if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2
-                and all(map(_is_number, value_range)) and value_range[0] <= value_range[1]):
-            raise ValueError(f"RandomErasing: value_range must be a pair (low, high) with "
-                             f"low <= high, received value_range={value_range!r}")
+        self.value_range = _pair("value_range", value_range, -math.inf, math.inf)
         self.fill_value = None if fill_value is None else _fill("RandomErasing", fill_value)
         super().__init__(input_shape=input_shape, name=name, dtype=dtype)
         self.factor = float(factor)
-        self.value_range = (float(value_range[0]), float(value_range[1]))
 
     def augment(self, x: Any) -> Any:
         n, h, w = x.shape[:3]

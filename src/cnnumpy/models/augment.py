@@ -41,11 +41,11 @@ def with_augmentation(model: Any, flip: bool = True, shift: bool = True,
 
 def _front(flip: bool, shift: bool, erase: bool, shape: Any = None) -> list[layers.Layer]:
     """The augmentation layers, in order; the first one takes ``shape`` as its input's."""
-    makers = [maker for on, maker in (
-        (flip, lambda s: layers.RandomFlip("horizontal", input_shape=s)),
-        (shift, lambda s: layers.RandomTranslation(0.1, 0.1, input_shape=s)),
-        (erase, lambda s: layers.RandomErasing(0.5, input_shape=s))) if on]
-    return [make(shape if i == 0 else None) for i, make in enumerate(makers)]
+    chosen = [(kind, args) for on, kind, args in (
+        (flip, layers.RandomFlip, ("horizontal",)), (shift, layers.RandomTranslation, (0.1, 0.1)),
+        (erase, layers.RandomErasing, (0.5,))) if on]
+    return [kind(*args, input_shape=shape if i == 0 else None)
+            for i, (kind, args) in enumerate(chosen)]
 
 
 def _augmented_graph(model: Model, front: list[layers.Layer]) -> Model:
