@@ -9,7 +9,8 @@ reader should start from; the modules here compute the same numbers another way:
   :mod:`~cnnumpy.functional.fast.winograd` (F(2x2, 3x3)),
   :mod:`~cnnumpy.functional.fast.winograd5` (F(2x2, 5x5)),
   :mod:`~cnnumpy.functional.fast.window_fields` (each pooling window's receptive field) and
-  :mod:`~cnnumpy.functional.fast.compiled_conv_pool` (backward from each window's maximum);
+  :mod:`~cnnumpy.functional.fast.compiled_conv_pool` (backward from each window's maximum),
+  pooling the blocks by :mod:`~cnnumpy.functional.fast.compiled_pool` (one compiled pass);
 * :mod:`~cnnumpy.functional.fast.winograd_conv`: a plain 3x3 stride-1 convolution by
   :mod:`~cnnumpy.functional.fast.winograd43` (F(4x4, 3x3);
   :mod:`~cnnumpy.functional.fast.compiled_winograd43`: its transforms compiled) or by the

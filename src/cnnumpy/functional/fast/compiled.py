@@ -10,9 +10,8 @@ run them side by side; they are compiled on first use and cached on disk.
 
 Here: the switch, :func:`bias_relu` (a convolution's bias and ReLU in one pass: NumPy's two
 passes took 35 us per CIFAR-like first-layer image, this one 3.5) and :func:`relu_grad`.
-Tried and left to NumPy: max pooling of window-order blocks with the index of each maximum
-(3-15x slower compiled: the index's selects were not vectorized), and the window gradients
-built from those indices (about 1 % faster steps: not worth the code).
+Max pooling of window-order blocks, and its window gradients, are in
+:mod:`cnnumpy.functional.fast.compiled_pool`.
 The Winograd transforms are in :mod:`cnnumpy.functional.fast.compiled_winograd`; the two
 ``winograd_*`` functions here choose between them and the NumPy versions.
 

@@ -35,8 +35,8 @@ from typing import Any, NamedTuple
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, pooling
-from cnnumpy.functional.fast import compiled_conv_pool, window_fields, winograd
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import compiled_conv_pool, compiled_pool, window_fields, winograd
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -149,7 +149,7 @@ def conv2d_maxpool_forward(x: Any, kernel: Any, bias: Any, strides: Any, padding
             keep[part.start] = cols  # each chunk its own key: safe from several threads
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
         blocks = (cols @ flat_kernel).reshape(windows, -1, f)
-        pooling.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
+        compiled_pool.max_of(blocks, out, None if first is None else first[part].reshape(-1, f))
         if bias is not None:
             out += bias
 
@@ -192,7 +192,7 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
-        blocks = pooling.window_grads(dy_flat, first[part].reshape(-1, f), ph * pw)
+        blocks = compiled_pool.window_grads(dy_flat, first[part].reshape(-1, f), ph * pw)
         cols = kept[part.start] if kept is not None else _window_patches(
             _pad(x[part], pads), (kh, kw), strides, dilation, (ph, pw), (h2, w2))
         dz_flat = blocks.reshape(-1, f)
@@ -258,7 +258,7 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
 
     def work(part: slice) -> Any:
         dy_flat = dy[part].reshape(-1, f)
-        blocks = pooling.window_grads(dy_flat, first[part].reshape(-1, f), 4)
+        blocks = compiled_pool.window_grads(dy_flat, first[part].reshape(-1, f), 4)
         dm = algorithm.output_transform_adjoint(blocks)
         v = kept[part.start] if kept is not None else algorithm.input_transform(
             _pad(x[part], pads), tiles_hw)

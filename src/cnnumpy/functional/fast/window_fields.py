@@ -21,7 +21,8 @@ from typing import Any
 
 from cnnumpy import backend
 from cnnumpy.backend import xp
-from cnnumpy.functional import conv, pooling
+from cnnumpy.functional import conv
+from cnnumpy.functional.fast import compiled_pool
 from cnnumpy.functional.im2col import Pads, _pad
 
 
@@ -97,7 +98,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, pool: tuple[int, int], y
         first_t = None
         if firsts is not None:
             first_t = firsts[part.start] = xp.empty(pooled.shape, dtype=index_type)
-        pooling.max_of(blocks, pooled, first_t)
+        compiled_pool.max_of(blocks, pooled, first_t)
         if bias_column is not None:
             pooled += bias_column  # along rows here: a quarter of the time it takes in y
         out = y[part]
@@ -132,7 +133,7 @@ def backward(dy: Any, x: Any, kernel: Any, pads: Pads, pool: tuple[int, int],
 
     def work(part: slice) -> Any:
         dy_t = xp.ascontiguousarray(dy[part].reshape(-1, f).T)  # (F, windows)
-        blocks = pooling.window_grads(dy_t, firsts[part.start], ph * pw)
+        blocks = compiled_pool.window_grads(dy_t, firsts[part.start], ph * pw)
         blocks = blocks.reshape(ph * pw * f, -1)  # (window element, filter) x windows
         cols_t = kept[part.start] if kept is not None else gather(
             _pad(x[part], pads), (kh, kw), (ph, pw), (h2, w2))
