@@ -5,6 +5,8 @@ tests/functional/test_threading.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -128,3 +130,36 @@ def test_a_worker_left_running_by_an_interrupted_caller_takes_the_next_task():
     waiter.start()
     waiter.join(10)
     assert results == [[20]]
+
+
+@pytest.mark.parametrize("spins", [1, 10**7])
+def test_wait_after_posts_the_other_signal_first_asleep_or_spinning(spins, monkeypatch):
+    """``go.wait(v, after=(done, k))`` posts ``k`` to ``done`` before it waits: a thread
+    waiting for ``done`` goes on, whether it sleeps (one look) or spins."""
+    monkeypatch.setattr(workers, "SPINS", spins)
+    go, done = workers._Signal(), workers._Signal()
+    seen = []
+    waiter = threading.Thread(target=lambda: (done.wait(1), seen.append(int(done.counter[0]))))
+    waiter.start()
+    time.sleep(0.05)
+    assert done.sleeping == (spins == 1)
+    poster = threading.Thread(target=go.wait, args=(1,), kwargs={"after": (done, 1)})
+    poster.start()
+    waiter.join(5)
+    assert seen == [1]
+    go.post(1)
+    poster.join(5)
+    assert not poster.is_alive() and not waiter.is_alive()
+
+
+def test_the_spin_kernel_is_found_in_the_disk_cache_by_the_next_process(tmp_path):
+    """Regression: defined in a closure, the kernel was compiled again, and one more cache
+    file written beside the package, by every process that used the threads."""
+    code = ("import numpy as np; from cnnumpy import workers; "
+            "workers._spin_until(np.ones(1, np.int64), 0, 1, workers._NO_POST, 0); "
+            "print(sum(workers._spin_until.stats.cache_hits.values()))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    hits = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip() for _ in range(2)]
+    assert hits == ["0", "1"]
+    assert len(list(tmp_path.rglob("*.nbc"))) == 1
