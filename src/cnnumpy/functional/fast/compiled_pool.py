@@ -52,6 +52,9 @@ def _window_grads(dy, first, blocks):  # pragma: no cover (compiled)
             blocks[k, j] = dy[j] if first[j] == k else dy[j] * 0  # as dy * hit: NaN * 0 is NaN
 
 
+_NO_INDEX = np.empty(0, dtype=np.uint8)  # for inference: no offsets kept
+
+
 def _flat(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.flags.c_contiguous
 
@@ -65,8 +68,8 @@ def max_of(blocks: Any, out: Any, first: Any | None = None) -> None:
     """
     if (compiled.usable(blocks, out) and _flat(blocks) and _flat(out)
             and out.dtype == blocks.dtype and (first is None or _flat(first))):
-        index = first if first is not None else np.empty(0, dtype=np.uint8)
-        _max_first(blocks.reshape(len(blocks), -1), out.reshape(-1), index.reshape(-1))
+        index = _NO_INDEX if first is None else first.reshape(-1)
+        _max_first(blocks.reshape(len(blocks), -1), out.reshape(-1), index)
         return
     pooling.max_of(list(blocks), out, first)
 
