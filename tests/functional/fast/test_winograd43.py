@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnumpy.functional.fast import compiled, winograd5, winograd43
+from cnnumpy.functional.fast import compiled, compiled_winograd43, winograd5, winograd43
 
 PADS = ((1, 2), (0, 3))
 
@@ -94,6 +94,27 @@ def test_compiled_equals_numpy(monkeypatch, dtype, h, w):
     for got, want in zip(results[True], results[False], strict=True):
         assert got.dtype == dtype and not np.isnan(got).any()
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("step", [4, 2])
+@pytest.mark.parametrize("pads", [PADS, ((1, 1), (1, 1)), ((0, 0), (2, 0))])
+def test_compiled_input_tiles_read_the_padding_as_zeros(pads, step):
+    """``origin=(top, left)`` on the unpadded chunk gives the padded chunk's tiles, bit for
+    bit (the convolution's forward and backward gather their tiles this way, no padded
+    copy made), whatever the padding on each side and the tiles' step."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 7, 9, 16)).astype(np.float32)
+    (top, bottom), (left, right) = pads
+    hp, wp = 7 + top + bottom, 9 + left + right
+    tiles_hw = ((hp - 6) // step + 1, (wp - 6) // step + 1)
+    xpad = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    want, got = (np.full((36, 2 * tiles_hw[0] * tiles_hw[1], 16), np.nan, np.float32)
+                 for _ in range(2))
+    compiled_winograd43.input_tiles(xpad, tiles_hw, want, step=step)
+    compiled_winograd43.input_tiles(x, tiles_hw, got, step=step, origin=(top, left))
+    assert not np.isnan(want).any()
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")

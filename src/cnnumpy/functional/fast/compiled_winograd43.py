@@ -2,7 +2,8 @@
 :mod:`cnnumpy.functional.fast.compiled`, whose switch they follow). Each kernel makes one
 pass over a chunk, tile by tile, with the channels innermost (one vector of them at a time):
 
-* :func:`input_tiles`: ``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk;
+* :func:`input_tiles`: ``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk, or
+  of an unpadded one whose padding it reads as zeros;
 * :func:`output_tiles`: ``A^T M A`` of every tile written straight into the chunk's NHWC
   output, cropped where the output size is not a multiple of 4 (a bias and a ReLU applied
   on the way);
@@ -74,19 +75,26 @@ def _a(g0, g1, g2, g3, two, four, eight):  # pragma: no cover (compiled)
 
 
 @_jit
-def _input_tiles(xpad, ht, wt, step, v, two, four, five):  # pragma: no cover (compiled)
-    n, c = xpad.shape[0], xpad.shape[3]
-    d = np.empty((6, c), dtype=xpad.dtype)  # one input row of the tile
-    z = np.empty((6, 6, c), dtype=xpad.dtype)
-    o = np.empty((36, c), dtype=xpad.dtype)
+def _input_tiles(x, top, left, ht, wt, step, v, two, four,
+                 five):  # pragma: no cover (compiled)
+    n, h, w, c = x.shape
+    d = np.empty((6, c), dtype=x.dtype)  # one input row of the tile
+    z = np.empty((6, 6, c), dtype=x.dtype)
+    o = np.empty((36, c), dtype=x.dtype)
     for i in range(n):
         for t in range(ht):
             for s in range(wt):
                 tile = (i * ht + t) * wt + s
-                for a in range(6):  # each input row's columns
+                for a in range(6):  # each input row's columns (zeros outside ``x``)
+                    r = step * t + a - top
                     for b in range(6):
-                        for k in range(c):
-                            d[b, k] = xpad[i, step * t + a, step * s + b, k]
+                        col = step * s + b - left
+                        if 0 <= r < h and 0 <= col < w:
+                            for k in range(c):
+                                d[b, k] = x[i, r, col, k]
+                        else:
+                            for k in range(c):
+                                d[b, k] = 0
                     for k in range(c):
                         z[a, 0, k], z[a, 1, k], z[a, 2, k], z[a, 3, k], z[a, 4, k], z[a, 5, k] = \
                             _bt(d[0, k], d[1, k], d[2, k], d[3, k], d[4, k], d[5, k],
@@ -219,16 +227,21 @@ def _constants(dtype: Any) -> tuple[Any, Any, Any, Any]:
     return kind(2), kind(4), kind(5), kind(8)
 
 
-def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4) -> None:
+def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4,
+                origin: tuple[int, int] = (0, 0)) -> None:
     """``B^T d B`` of every 6x6 input tile of a padded chunk, tiles ``step`` pixels apart (2:
-    F(2x2, 5x5)'s), into ``v`` (C-contiguous, of ``xpad``'s dtype).
+    F(2x2, 5x5)'s), into ``v`` (C-contiguous, of ``xpad``'s dtype). With ``origin=(top,
+    left)``, ``xpad`` is the unpadded chunk, its first pixel at row ``top`` and column
+    ``left`` of the padded grid, and every pixel of the grid outside it is read as zero (no
+    padded copy made).
 
     Shape:
-        xpad: (N, Hp, Wp, C), Hp >= step Ht + 2, Wp >= step Wt + 2; v: (36, N * Ht * Wt, C).
+        xpad: (N, Hp, Wp, C), Hp >= step Ht + 2, Wp >= step Wt + 2 (or less, from ``origin``);
+        v: (36, N * Ht * Wt, C).
     """
     two, four, five, _ = _constants(xpad.dtype)
-    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], step, v, two, four,
-                 five)
+    _input_tiles(np.ascontiguousarray(xpad), origin[0], origin[1], tiles_hw[0], tiles_hw[1],
+                 step, v, two, four, five)
 
 
 def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) -> None:

@@ -34,7 +34,14 @@ from typing import Any
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import compiled, compiled_winograd_plain, fused, winograd, winograd43
+from cnnumpy.functional.fast import (
+    compiled,
+    compiled_winograd43,
+    compiled_winograd_plain,
+    fused,
+    winograd,
+    winograd43,
+)
 from cnnumpy.functional.im2col import Pads, _pad, output_hw
 
 ENABLED = True
@@ -110,6 +117,10 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
         return winograd.input_transform(_pad(x, full_pads), tiles_hw)
     (top, bottom), (left, right) = full_pads
     n, h, w, c = x.shape
+    if TILE == 4 and compiled.usable(x):  # the padding read as zeros: no padded copy
+        v = _scratch("v", (winograd43.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+        compiled_winograd43.input_tiles(x, tiles_hw, v, origin=(top, left))
+        return v
     xpad = _scratch("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
     xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
     xpad[:, top:top + h, left:left + w] = x
