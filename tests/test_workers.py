@@ -163,3 +163,89 @@ def test_the_spin_kernel_is_found_in_the_disk_cache_by_the_next_process(tmp_path
                            text=True, check=True).stdout.strip() for _ in range(2)]
     assert hits == ["0", "1"]
     assert len(list(tmp_path.rglob("*.nbc"))) == 1
+
+
+def _meeting(threads, fail=None, delay=0.01):
+    """``backend.run_together`` over ``threads`` parts: each writes its number, meets the
+    others and adds up every part's number (-1 where it stopped waiting); parts after the
+    first start ``delay`` seconds late, part ``fail`` raises instead of meeting."""
+    import numba
+    import numpy as np
+
+    @numba.njit(nogil=True)
+    def write_meet_add(values, k, flags, aborts, seen, out):
+        values[k] = k + 1
+        met = workers.meet(flags, k, aborts, seen)
+        out[k] = values.sum() if met else -1
+        return met
+
+    values, flags, out = (np.zeros(threads, np.int64) for _ in range(3))
+    seen = int(workers.ABORTS[0])
+
+    def part(k):
+        if k > 0:
+            time.sleep(delay)
+        if k == fail:
+            raise ValueError(f"part {k}")
+        return write_meet_add(values, k, flags, workers.ABORTS, seen, out)
+
+    return lambda: backend.run_together(part, threads), out
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_parts_run_together_wait_for_each_other_in_meet(threads):
+    """The first part (the caller's) starts 10 ms before the others: without waiting for
+    them it would add up its own number only."""
+    backend.set_num_threads(threads)
+    try:
+        run, out = _meeting(threads)
+        assert run() == [True] * threads
+        assert out.tolist() == [threads * (threads + 1) // 2] * threads
+    finally:
+        backend.set_num_threads(None)
+
+
+@pytest.mark.parametrize("fail", [0, 1])
+def test_a_part_that_fails_before_meeting_lets_the_others_go_and_its_error_comes_out(fail):
+    """The caller's part (0) or a worker's (1) raises; the parts waiting for it stop waiting
+    (instead of spinning for ever), and the error comes out of run_together."""
+    backend.set_num_threads(3)
+    try:
+        run, out = _meeting(3, fail=fail)
+        errors = []
+
+        def call():
+            try:
+                run()
+            except ValueError as exc:
+                errors.append(str(exc))
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(20)
+        assert not caller.is_alive() and errors == [f"part {fail}"]
+        assert [out[k] for k in range(3) if k != fail] == [-1, -1]
+        run, out = _meeting(3)  # the pool goes on
+        assert run() == [True] * 3 and out.tolist() == [6] * 3
+    finally:
+        backend.set_num_threads(None)
+
+
+def test_run_together_calls_nothing_where_it_cannot_promise_the_parts_run_at_once():
+    calls = []
+    backend.set_num_threads(1)
+    try:
+        assert backend.run_together(calls.append, 2) is None  # one thread
+        backend.set_num_threads(2)
+        assert backend.run_together(calls.append, 1) is None  # one part
+        assert backend.parallel_map(lambda item: item, [1, 2]) == [1, 2]  # makes the pool
+        pool = workers._pool[1]
+        assert pool.busy.acquire(blocking=False)  # another thread is using the pool
+        try:
+            assert backend.run_together(calls.append, 2) is None
+        finally:
+            pool.busy.release()
+        assert calls == []
+        assert backend.run_together(lambda k: k * 10, 2) == [0, 10]
+    finally:
+        backend.set_num_threads(None)

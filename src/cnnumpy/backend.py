@@ -266,6 +266,19 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         return first + [result for future in futures for result in future.result()]
 
 
+def run_together(fn: Callable[[int], Any], count: int) -> list[Any] | None:
+    """``[fn(0), ..., fn(count - 1)]`` with every call on its own thread at the same time (the
+    calling thread makes ``fn(0)``), so that the calls may wait for each other
+    (:func:`cnnumpy.workers.meet`); None, calling nothing, where that cannot be promised: fewer
+    than two calls, threads not usable here (:func:`threads_usable`), no spinning workers (see
+    :func:`cnnumpy.workers.usable`) or another thread using them."""
+    if count < 2 or not threads_usable():
+        return None
+    from cnnumpy import workers
+
+    return workers.map_runs(fn, [[k] for k in range(count)], _run_in_worker)
+
+
 ELEMENTWISE_PARALLEL_MIN = 2**17
 """Elementwise updates over fewer elements in all run in one piece, on the calling thread."""
 

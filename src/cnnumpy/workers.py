@@ -21,6 +21,12 @@ Used where Numba is (:mod:`cnnumpy.functional.fast.compiled`) on a POSIX system 
 ``sched_yield``); elsewhere ``parallel_map`` uses a ``ThreadPoolExecutor``. Checked by
 ``tests/test_workers.py`` and ``tests/functional/test_threading.py`` (whose ``parallel_map``
 tests run both ways).
+
+:func:`meet` lets the parts of one call of :func:`cnnumpy.backend.run_together` (one part per
+thread, all running at once) wait for each other inside a compiled kernel: a pass that needs
+totals over the whole batch (batch normalization's sums, then its second pass) runs as one
+parallel call instead of two, one hand-over fewer. A part that fails before it gets there
+counts in :data:`ABORTS`, which lets the others give up waiting.
 """
 
 from __future__ import annotations
@@ -50,6 +56,11 @@ with 400, and even (0.998x) once freed memory is kept."""
 _sched_yield: Any = (compiled.numba.types.ExternalFunction("sched_yield", compiled.numba.int32())
                      if compiled.AVAILABLE and os.name == "posix" else None)
 
+ABORTS = np.zeros(1, dtype=np.int64)
+"""Raised by one whenever a task fails in a worker or in the caller of :meth:`Pool.map`: parts
+waiting in :func:`meet` for a part that will never come stop waiting. Pass it to compiled code
+as an argument: Numba copies a global array into the code, so it would never see a change."""
+
 
 def _spin(counter: Any, value: int, spins: int, post: Any,
           post_value: int) -> bool:  # pragma: no cover (compiled)
@@ -69,6 +80,49 @@ def _spin(counter: Any, value: int, spins: int, post: Any,
 # next process (a closure's entry was compiled and written anew by every process)
 _spin_until: Any = compiled.jit(_spin) if _sched_yield is not None else None
 _NO_POST = np.zeros(0, dtype=np.int64)
+
+
+def _make_fence() -> Any:
+    """A compiled full memory fence (``fence seq_cst``): writes made before it are seen by
+    every thread before writes made after it, and the compiler moves no memory access across
+    it. None without Numba."""
+    if not compiled.AVAILABLE:
+        return None
+    from numba.core import types
+    from numba.core.extending import intrinsic
+
+    @intrinsic
+    def fence(typingctx: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            builder.fence("seq_cst")
+            return context.get_dummy_value()
+        return types.void(), codegen
+    return fence
+
+
+_fence: Any = _make_fence()
+_yield: Any = _sched_yield if _sched_yield is not None else _fence  # (no meeting without it)
+
+
+def _meet(flags: Any, index: int, aborts: Any, seen: int) -> bool:  # pragma: no cover (compiled)
+    """Part ``index`` of ``flags.shape[0]`` parts running at once says it is here (what it
+    wrote before is then visible to the others) and waits until every part is: True; False
+    as soon as ``aborts[0]`` is no longer ``seen`` (a part failed and will not come)."""
+    _fence()
+    flags[index] = 1
+    while True:
+        _fence()  # also makes each look read the flags again
+        waiting = 0
+        for k in range(flags.shape[0]):
+            waiting += flags[k] == 0
+        if waiting == 0:
+            return True
+        if aborts[0] != seen:
+            return False
+        _yield()
+
+
+meet: Any = compiled.jit(_meet)
 
 
 def usable() -> bool:
@@ -136,6 +190,7 @@ class _Worker:
             try:
                 self.outcome = (True, self.run(fn, items))
             except BaseException as exc:  # handed to the caller, which raises it
+                ABORTS[0] += 1
                 self.outcome = (False, exc)
             self.go.wait(number + 1, after=(self.done, number))  # done, then the next task
 
@@ -177,6 +232,7 @@ class Pool:
             try:
                 results = self.run(fn, runs[0])
             except BaseException as exc:
+                ABORTS[0] += 1  # before waiting: a worker may be waiting in meet() for this run
                 error = exc
             for worker in workers:  # all finish before anything (an error included) goes on
                 try:

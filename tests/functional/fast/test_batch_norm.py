@@ -175,3 +175,38 @@ def test_one_pass_statistics_keep_their_digits_far_from_zero(parallel_min, monke
     exact = x.astype(np.float64)
     np.testing.assert_allclose(mean, exact.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(var, exact.var(axis=0), rtol=1e-9)
+
+
+def _train_with_threads(monkeypatch, run_together):
+    """The fused BN+ReLU layer's forward and backward on 2 threads (every array split), with
+    ``backend.run_together`` replaced by ``run_together`` and ``parallel_map`` forbidden."""
+    x, dy = _data()
+    y_ref, dx_ref, ref = _reference(x, dy, np.inf, monkeypatch)
+    monkeypatch.setattr(batch_norm, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(backend, "_num_threads", 2)
+    monkeypatch.setattr(backend, "run_together", run_together)
+    monkeypatch.setattr(backend, "parallel_map", lambda fn, items: pytest.fail("parallel_map"))
+    bn = _bn()
+    y = bn.forward_relu(x, True, None)
+    np.testing.assert_allclose(y, y_ref, **CLOSE)
+    np.testing.assert_allclose(bn.backward(dy), dx_ref, **CLOSE)
+    for key in ("gamma", "beta"):
+        np.testing.assert_allclose(bn.grads[key], ref.grads[key], **CLOSE)
+
+
+def test_each_training_pass_is_one_call_on_the_threads(monkeypatch):
+    """The statistics and the normalization (the backward's sums and dx) run as one call of
+    run_together, the parts meeting in between: one hand-over to the threads per pass."""
+    calls = []
+    run_together = backend.run_together
+    _train_with_threads(monkeypatch, lambda fn, count: calls.append(count)
+                        or run_together(fn, count))
+    assert calls == [2, 2]
+
+
+@pytest.mark.parametrize("outcome", [None, [False, False], [True, False]])
+def test_parts_that_could_not_run_together_are_redone_in_one_part(outcome, monkeypatch):
+    """run_together refused (None: no threads free) or a part stopped waiting without an
+    error (another caller's task failed meanwhile): nothing here ran, so the pass is done
+    again in one part, with the same results."""
+    _train_with_threads(monkeypatch, lambda fn, count: outcome)
