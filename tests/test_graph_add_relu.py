@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from graph_models import randomize_batch_norms, resnet_block
 
 import cnnumpy
 from cnnumpy import graph_run, layers, shards
@@ -145,3 +146,37 @@ def test_a_sequential_training_step_drops_the_forward_caches(monkeypatch, slices
     held = [(layer.name, name) for layer in model.layers
             for name in ("_cache", "_act_cache", "_x") if getattr(layer, name, None) is not None]
     assert held == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("use_compiled", [True, False])
+def test_a_last_batch_norm_with_the_add_and_relu_after_it_equals_them_apart(
+        dtype, use_compiled, monkeypatch):
+    """In each block, the batch norm that runs last of the two the Add reads computes the
+    block's sum and ReLU in its own pass: the identity block's branch (its shortcut, the
+    stem's output, is ready first), the projection block's shortcut (its branch ran first).
+    Training gives the same bits as with the fusion off, through the compiled kernels;
+    without them the batch norms decline and nothing is fused."""
+    monkeypatch.setattr(compiled, "ENABLED", use_compiled and compiled.AVAILABLE)
+    x, y = _data(n=6)
+    x = x.astype(dtype)
+    model = resnet_block(dtype)
+    randomize_batch_norms(model)
+    made = []
+    fused_forward = layers.BatchNormalization.forward_add_relu
+
+    def spy(self, h, residual):
+        out = fused_forward(self, h, residual)
+        made.append((self.name, out is not None))
+        return out
+
+    monkeypatch.setattr(layers.BatchNormalization, "forward_add_relu", spy)
+    got = _step(model, x, y)
+    assert made == [("b0_bn2", use_compiled), ("b1_down_bn", use_compiled)]
+    monkeypatch.setattr(graph_run, "FUSE_BN_ADD_RELU", False)
+    want = _step(cnnumpy.Model(model.input, model.output), x, y)
+    assert len(made) == 2 and got[3] == want[3]
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1] == want[1]
+    for a, b in zip(got[2], want[2], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -170,6 +170,16 @@ class Add(Merge):
         self._output_of_forward = y.shape
         return y
 
+    def adopt_relu_output(self, y: Any, count: int) -> Any:
+        """Take ``y``, made before this layer ran (a batch norm's
+        :meth:`~cnnumpy.layers.BatchNormalization.forward_add_relu` on one of the inputs,
+        with the others added), as a training :meth:`forward_relu`'s output of ``count``
+        inputs: :meth:`backward_relu` then goes back through the ReLU and the sum."""
+        self._cache = [count]
+        self._relu_output = y
+        self._output_of_forward = y.shape
+        return y
+
     def backward_relu(self, grads: list[Any]) -> list[Any]:
         """The inputs' gradients (each its own array) from ``grads``, the gradients of the
         last :meth:`forward_relu`'s output from each of its consumers, summed."""

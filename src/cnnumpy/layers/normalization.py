@@ -52,6 +52,7 @@ class BatchNormalization(Layer):
         self._cache: tuple | None = None
         self._relu: tuple[bool, float] = (False, fast_bn.NO_TOP)  # see forward_relu
         self._relu_input: Any = None
+        self._residual: Any = None  # see forward_add_relu
 
     state_names = ("moving_mean", "moving_variance")
 
@@ -73,6 +74,23 @@ class BatchNormalization(Layer):
         self._relu = (True, fast_bn.NO_TOP if top is None else float(top))
         return Layer.forward_logits(self, x, training)
 
+    def forward_add_relu(self, x: Any, residual: Any) -> Any | None:
+        """Training: ``max(BN(x) + residual, 0)`` in the normalization's second pass, where
+        the compiled kernels run on ``x`` and ``residual`` is C-contiguous, of the output's
+        shape and dtype; None, computing nothing, elsewhere. :meth:`backward` then goes back
+        through the batch norm alone: the gradient through the ReLU and the sum is the
+        caller's (a graph's ``Add``: :meth:`cnnumpy.layers.Add.adopt_relu_output`)."""
+        x = self._check_input(x)
+        if not (len(x) and fast_bn.usable(x.reshape(-1, x.shape[-1]))
+                and isinstance(residual, np.ndarray) and residual.shape == x.shape
+                and residual.dtype == x.dtype and residual.flags.c_contiguous):
+            return None
+        self._relu, self._residual = (False, fast_bn.NO_TOP), residual
+        try:
+            return Layer.forward_logits(self, x, True)
+        finally:
+            self._residual = None
+
     def call(self, x: Any, training: bool) -> Any:
         y = self._call(x, training)
         relu, top = self._relu
@@ -91,8 +109,9 @@ class BatchNormalization(Layer):
         eps = x.dtype.type(self.epsilon)
         if training and fast_bn.usable(x2):
             relu, top = self._relu
-            y, mean, var, scale, shift = fast_bn.train_forward(x2, gamma, beta, self.epsilon,
-                                                               relu, top)
+            residual = None if self._residual is None else self._residual.reshape(x2.shape)
+            y, mean, var, scale, shift = fast_bn.train_forward(  # a ReLU after any residual
+                x2, gamma, beta, self.epsilon, relu or residual is not None, top, residual)
             self._update_moving(mean, var, n)
             self._cache = (fast_bn, x2, mean, var, scale, shift, relu, top)
             return y.reshape(x.shape)

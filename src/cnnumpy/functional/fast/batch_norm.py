@@ -88,14 +88,15 @@ def _tile(v, m, dtype):  # pragma: no cover (compiled)
 
 
 @compiled.jit
-def _forward_part(x, x0, m, n, gamma, beta, eps, relu, top, sums, flags, index, aborts,
-                  seen, y, mean, var, scale, shift):  # pragma: no cover (compiled)
+def _forward_part(x, x0, m, n, gamma, beta, eps, relu, top, residual, added, sums, flags,
+                  index, aborts, seen, y, mean, var, scale,
+                  shift):  # pragma: no cover (compiled)
     """Part ``index`` of :func:`train_forward` (its rows of the widened ``x`` and ``y``):
     its sums of ``x - first`` and their squares into ``sums[index]`` (``first``: the batch's
     first row ``x0``, the shift of the one-pass sums); once every part has
-    (:func:`cnnumpy.workers.meet`), the statistics from all of them, then its rows of ``y``.
-    Part 0 writes ``mean``, ``var``, ``scale`` and ``shift``. False if it stopped waiting (a
-    part failed)."""
+    (:func:`cnnumpy.workers.meet`), the statistics from all of them, then its rows of ``y``
+    (plus ``residual``'s, if ``added``, before the ReLU). Part 0 writes ``mean``, ``var``,
+    ``scale`` and ``shift``. False if it stopped waiting (a part failed)."""
     rows, width = x.shape
     c = width // m
     first = _tile(x0.astype(np.float64), m, np.float64)
@@ -120,6 +121,8 @@ def _forward_part(x, x0, m, n, gamma, beta, eps, relu, top, sums, flags, index, 
     for r in range(rows):
         for k in range(width):
             v = x[r, k] * scw[k] + shw[k]
+            if added:
+                v = v + residual[r, k]
             if relu:
                 v = v if v > 0 else (v if v != v else 0)  # np.maximum keeps NaN
                 v = v if v < top else top
@@ -215,15 +218,19 @@ def usable(x: Any) -> bool:
 
 
 def train_forward(x: Any, gamma: Any, beta: Any, eps: float, relu: bool = False,
-                  top: float = NO_TOP) -> tuple[Any, Any, Any, Any, Any]:
-    """Normalize ``x`` with its batch statistics, scale, shift, then ReLU clipped at ``top``
-    if ``relu``. Returns ``(y, mean, var, scale, shift)``: ``mean`` and the biased ``var`` in
-    float64, ``scale`` and ``shift`` in ``x``'s dtype (what the backward needs).
+                  top: float = NO_TOP, residual: Any | None = None
+                  ) -> tuple[Any, Any, Any, Any, Any]:
+    """Normalize ``x`` with its batch statistics, scale, shift, add ``residual`` (if given:
+    C-contiguous, of ``x``'s shape and dtype), then ReLU clipped at ``top`` if ``relu``.
+    Returns ``(y, mean, var, scale, shift)``: ``mean`` and the biased ``var`` in float64,
+    ``scale`` and ``shift`` in ``x``'s dtype (what the backward needs; the residual's
+    gradient is the output's).
 
     Shape:
-        x, y: (rows, C); gamma, beta, mean, var, scale, shift: (C,).
+        x, y, residual: (rows, C); gamma, beta, mean, var, scale, shift: (C,).
     """
     xw, m = _widened(x)
+    rw = xw if residual is None else residual.reshape(xw.shape)
     c = x.shape[1]
     y = np.empty_like(x)
     yw = y.reshape(xw.shape)
@@ -231,8 +238,8 @@ def train_forward(x: Any, gamma: Any, beta: Any, eps: float, relu: bool = False,
     scale, shift = np.empty(c, x.dtype), np.empty(c, x.dtype)
     t = x.dtype.type(top)
     _in_parts(lambda rows, k, flags, sums, seen: _forward_part(
-        xw[rows], x[0], m, x.shape[0], gamma, beta, eps, relu, t, sums, flags, k,
-        workers.ABORTS, seen, yw[rows], mean, var, scale, shift), xw)
+        xw[rows], x[0], m, x.shape[0], gamma, beta, eps, relu, t, rw[rows], residual is not None,
+        sums, flags, k, workers.ABORTS, seen, yw[rows], mean, var, scale, shift), xw)
     return y, mean, var, scale, shift
 
 
