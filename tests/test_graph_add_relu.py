@@ -155,8 +155,10 @@ def test_a_last_batch_norm_with_the_add_and_relu_after_it_equals_them_apart(
     """In each block, the batch norm that runs last of the two the Add reads computes the
     block's sum and ReLU in its own pass: the identity block's branch (its shortcut, the
     stem's output, is ready first), the projection block's shortcut (its branch ran first).
-    Training gives the same bits as with the fusion off, through the compiled kernels;
-    without them the batch norms decline and nothing is fused."""
+    Backward, each goes back through the ReLU and the sum in its own first pass (the block's
+    output has two consumers in the first block, one in the second). Training gives the
+    same bits as with the fusion off, through the compiled kernels; without them the batch
+    norms decline and nothing is fused."""
     monkeypatch.setattr(compiled, "ENABLED", use_compiled and compiled.AVAILABLE)
     x, y = _data(n=6)
     x = x.astype(dtype)
@@ -170,9 +172,19 @@ def test_a_last_batch_norm_with_the_add_and_relu_after_it_equals_them_apart(
         made.append((self.name, out is not None))
         return out
 
+    back = []
+    fused_backward = layers.BatchNormalization.backward_add_relu
+
+    def spy_back(self, grads, out):
+        result = fused_backward(self, grads, out)
+        back.append((self.name, len(grads), result is not None))
+        return result
+
     monkeypatch.setattr(layers.BatchNormalization, "forward_add_relu", spy)
+    monkeypatch.setattr(layers.BatchNormalization, "backward_add_relu", spy_back)
     got = _step(model, x, y)
     assert made == [("b0_bn2", use_compiled), ("b1_down_bn", use_compiled)]
+    assert back == ([("b1_down_bn", 1, True), ("b0_bn2", 2, True)] if use_compiled else [])
     monkeypatch.setattr(graph_run, "FUSE_BN_ADD_RELU", False)
     want = _step(cnnumpy.Model(model.input, model.output), x, y)
     assert len(made) == 2 and got[3] == want[3]

@@ -32,6 +32,7 @@ import copy
 from typing import Any, cast
 
 from cnnumpy.graph import Node, SymbolicTensor
+from cnnumpy.graph_fuse import BatchNormAddReLU, feeds
 from cnnumpy.layers import BatchNormalization, Layer
 from cnnumpy.layers.merge import Add, Merge
 from cnnumpy.passes import Passes, relu_clip
@@ -44,12 +45,8 @@ FUSE_ADD_RELU = True
 backward with the sum of the output's gradients in one pass."""
 FUSE_BN_ADD_RELU = True
 """Training: where a chain ends in a ``BatchNormalization`` that only such an ``Add`` reads
-(a residual branch's last batch norm) and the sum's other input is ready, compute the sum
-and its ReLU in the batch norm's second pass
-(:meth:`BatchNormalization.forward_add_relu`): one pass over the activations, and one
-hand-over to the threads, fewer per residual block; the same results to the bit. Paired
-training steps (2026-12-07, AMD EPYC VM, two threads): ResNet-20 1.018-1.020x at batch 32,
-1.002x at 64, 1.007x at 128."""
+and the sum's other input is ready, the batch norm makes the sum and its ReLU, and goes
+back through them (:mod:`cnnumpy.graph_fuse`)."""
 
 
 def chains(nodes: list[Node], output: SymbolicTensor) -> list[list[Node]]:
@@ -99,7 +96,7 @@ def _twin(layer: Layer) -> Layer:
     return twin
 
 
-class GraphPass:
+class GraphPass(BatchNormAddReLU):
     """One forward pass through ``model``'s chains and the backward pass of that forward.
 
     Args:
@@ -116,16 +113,11 @@ class GraphPass:
                         else n.layer for n in model._nodes}
         self.passes = [Passes() for _ in self.steps]
         self.fused: set[int] = set()  # the steps whose Add and ReLU ran as one, by index
-        reads = {id(t): k for k, step in enumerate(self.steps) if type(step[0].layer) is Add
-                 for t in step[0].inputs}
-        # chain -> the Add step that alone reads its last batch norm's output
-        self.feeds = {j: reads[id(step[-1].output)] for j, step in enumerate(self.steps)
-                      if type(step[-1].layer) is BatchNormalization
-                      and not isinstance(step[0].layer, Merge)
-                      and model._uses.get(id(step[-1].output)) == 1
-                      and id(step[-1].output) in reads}
+        self.feeds = feeds(self.steps, model._uses)
         self.outside: set[int] = set()  # chains whose last layer ran on its own (see feeds)
         self.ahead: dict[int, Any] = {}  # Add step -> its output, made by a batch norm
+        self.made: dict[int, int] = {}  # Add step -> the chain whose batch norm made it
+        self.waiting: dict[int, tuple[Any, list[Any]]] = {}  # chain -> (y, y's gradients)
 
     def forward(self, x: Any, training: bool, logits: bool = False,
                 keep: dict[int, Any] | None = None, fold: bool = False) -> Any:
@@ -137,7 +129,7 @@ class GraphPass:
         uses = dict(model._uses)
         values = {} if keep is None else keep
         values[id(model.input)] = x
-        self.fused, self.outside, self.ahead = set(), set(), {}
+        self.fused, self.outside, self.ahead, self.made = set(), set(), {}, {}
         for k, (step, passes) in enumerate(zip(self.steps, self.passes, strict=True)):
             args = [values[id(t)] for t in step[0].inputs]
             into = None  # an input that no later node reads and no layer keeps: writable
@@ -169,23 +161,6 @@ class GraphPass:
         return (FUSE_ADD_RELU and relu is not None and head.built and relu.built
                 and relu.dtype == head.dtype
                 and not (logits and len(tail) == 1 and tail[0].output is self.model.output))
-
-    def _bn_add_relu_forward(self, j: int, runners: list[Layer], x: Any,
-                             values: dict[int, Any], logits: bool) -> Any:
-        """Chain ``j`` (see :attr:`feeds`), its last batch norm run on its own: with the sum
-        and the ReLU of the ``Add`` step after it where that can be (the step then only
-        takes the result), else alone."""
-        h = self.passes[j].forward(runners, x, True, stop=len(runners) - 1)
-        self.outside.add(j)
-        bn, k = cast(BatchNormalization, runners[-1]), self.feeds[j]
-        others = [values.get(id(t)) for t in self.steps[k][0].inputs
-                  if t is not self.steps[j][-1].output]
-        if len(others) == 1 and others[0] is not None and self._fuses_add_relu(k, logits):
-            y = bn.forward_add_relu(h, others[0])
-            if y is not None:
-                self.ahead[k] = y
-                return y
-        return bn.forward(h, True)
 
     def _merge_forward(self, k: int, runners: list[Layer], args: list[Any], training: bool,
                        logits: bool, fold: bool, into: int | None) -> Any:
@@ -227,6 +202,9 @@ class GraphPass:
             if g is None:
                 return [None] * len(self.steps[k][0].inputs)
             pieces = [g]
+        if head == 2 and k in self.made:  # its batch norm goes back through the Add too
+            self.waiting[self.made[k]] = cast(Add, runners[0]).relu_grads(pieces)
+            return [None] * len(self.steps[k][0].inputs)
         if head == 2:  # the fan-out's sum, the ReLU's mask and the Add's in one pass
             return cast(Add, runners[0]).backward_relu(pieces)
         if head == 1:
@@ -245,13 +223,17 @@ class GraphPass:
         for k in range(count - 1, -1, -1):
             step, passes = self.steps[k], self.passes[k]
             pieces = grads.pop(id(step[-1].output), None)
-            if pieces is None:  # nothing downstream needed it (no weights on the way)
+            waiting = self.waiting.pop(k, None)
+            if pieces is None and waiting is None:  # nothing downstream needed it
                 continue
             runners = [self.runners[id(n)] for n in step]
             for node, runner in zip(step, runners, strict=True):
                 runner.needs_input_grad = True if needs is None else needs[id(node)]
             out = logits and step[-1].output is model.output
-            dxs = self._step_backward(k, runners, pieces, out)
+            if waiting is not None:
+                dxs = self._bn_add_relu_backward(k, runners, *waiting, grads)
+            else:
+                dxs = self._step_backward(k, runners, cast(list, pieces), out)
             if release:
                 passes.release()
                 for runner in runners:

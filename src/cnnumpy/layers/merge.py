@@ -180,9 +180,9 @@ class Add(Merge):
         self._output_of_forward = y.shape
         return y
 
-    def backward_relu(self, grads: list[Any]) -> list[Any]:
-        """The inputs' gradients (each its own array) from ``grads``, the gradients of the
-        last :meth:`forward_relu`'s output from each of its consumers, summed."""
+    def relu_grads(self, grads: list[Any]) -> tuple[Any, list[Any]]:
+        """The last training :meth:`forward_relu`'s output and ``grads``, its gradients from
+        each of its consumers, checked against it and of this layer's dtype."""
         y = self._relu_output
         if y is None:
             raise ValueError(f"{self.label}: backward_relu called before a training "
@@ -191,8 +191,13 @@ class Add(Merge):
             if tuple(np.shape(g)) != y.shape:
                 raise ValueError(f"{self.label}: backward expected gradients of shape "
                                  f"{y.shape}, received {tuple(np.shape(g))}")
-        return add_relu.backward([xp.asarray(g, dtype=self.dtype) for g in grads], y,
-                                 self._cached()[0])
+        return y, [xp.asarray(g, dtype=self.dtype) for g in grads]
+
+    def backward_relu(self, grads: list[Any]) -> list[Any]:
+        """The inputs' gradients (each its own array) from ``grads``, the gradients of the
+        last :meth:`forward_relu`'s output from each of its consumers, summed."""
+        y, grads = self.relu_grads(grads)
+        return add_relu.backward(grads, y, self._cached()[0])
 
 
 class Subtract(Merge):

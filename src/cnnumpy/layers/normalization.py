@@ -91,6 +91,23 @@ class BatchNormalization(Layer):
         finally:
             self._residual = None
 
+    def backward_add_relu(self, grads: list[Any], y: Any) -> tuple[Any, Any] | None:
+        """After :meth:`forward_add_relu` made ``y``: from ``grads``, the gradients of ``y``
+        from each of its consumers (one or two), the gradients of its input and of the
+        residual, ``(dx, g)``, ``g = sum(grads) * (y > 0)`` made in the normalization's
+        first backward pass; None, computing nothing, where the compiled kernels do not run
+        (then :meth:`backward` with ``g``)."""
+        cache = self._cache
+        if (cache is None or cache[0] is not fast_bn or len(grads) > 2 or not all(
+                isinstance(g, np.ndarray) and g.shape == y.shape and g.dtype == y.dtype
+                for g in grads)):
+            return None
+        _, x2, mean, var, scale, shift, relu, top = cache
+        dx, self.grads["gamma"], self.grads["beta"], g = fast_bn.train_backward(
+            grads[0].reshape(x2.shape), x2, mean, var, self.epsilon, scale, shift, relu, top,
+            None if len(grads) == 1 else grads[1].reshape(x2.shape), y.reshape(x2.shape))
+        return dx.reshape(y.shape), g.reshape(y.shape)
+
     def call(self, x: Any, training: bool) -> Any:
         y = self._call(x, training)
         relu, top = self._relu
@@ -145,7 +162,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"{self.label}: backward called before forward")
         if self._cache[0] is fast_bn:
             _, x2, mean, var, scale, shift, relu, top = self._cache
-            dx, self.grads["gamma"], self.grads["beta"] = fast_bn.train_backward(
+            dx, self.grads["gamma"], self.grads["beta"], _ = fast_bn.train_backward(
                 dy.reshape(x2.shape), x2, mean, var, self.epsilon, scale, shift, relu, top)
             return dx.reshape(dy.shape)
         if self._relu[0]:

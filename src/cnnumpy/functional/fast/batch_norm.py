@@ -136,19 +136,29 @@ def _forward_part(x, x0, m, n, gamma, beta, eps, relu, top, residual, added, sum
 
 
 @compiled.jit
-def _backward_part(dy, x, mean_c, scale_c, shift_c, relu, top, m, n, inv_std, sums, flags,
-                   index, aborts, seen, dx, dgamma, dbeta):  # pragma: no cover (compiled)
+def _backward_part(dy, x, mean_c, scale_c, shift_c, relu, top, m, n, inv_std, more, two, y,
+                   g_out, added, sums, flags, index, aborts, seen, dx, dgamma,
+                   dbeta):  # pragma: no cover (compiled)
     """Part ``index`` of :func:`train_backward` (its rows of the widened arrays; ``mean_c``,
     ``scale_c`` and ``shift_c`` per channel): its ``sum(g)`` and ``sum(g * (x - mean))`` into
     ``sums[index]``, ``g`` being ``dy`` where the ReLU let ``y`` through (or ``dy``); once
     every part has, ``dx = scale * g + (p * (x - mean) + q)`` for its rows. Part 0 writes
-    ``dgamma`` and ``dbeta``. False if it stopped waiting (a part failed)."""
+    ``dgamma`` and ``dbeta``. False if it stopped waiting (a part failed). With ``added``
+    (after :func:`train_forward` with a residual), ``dy`` is first ``(dy + more if two else
+    dy) * (y > 0)``, ``y`` the forward's output, written to ``g_out`` (the residual's
+    gradient)."""
     rows, width = x.shape
     c = width // m
     mean = _tile(mean_c.astype(x.dtype), m, x.dtype)
     scale, shift = _tile(scale_c, m, x.dtype), _tile(shift_c, m, x.dtype)
     sum_g = np.zeros(width, np.float64)
     sum_gx = np.zeros(width, np.float64)
+    if added:  # the sum's and the ReLU's gradient, as add_relu.backward makes it
+        for r in range(rows):
+            for k in range(width):
+                total = dy[r, k] + more[r, k] if two else dy[r, k]
+                g_out[r, k] = total if y[r, k] > 0 else total * 0  # NaN * 0 is NaN
+        dy = g_out
     for r in range(rows):
         for k in range(width):
             xv = x[r, k]
@@ -244,24 +254,33 @@ def train_forward(x: Any, gamma: Any, beta: Any, eps: float, relu: bool = False,
 
 
 def train_backward(dy: Any, x: Any, mean: Any, var: Any, eps: float, scale: Any, shift: Any,
-                   relu: bool = False, top: float = NO_TOP) -> tuple[Any, Any, Any]:
-    """The gradients of :func:`train_forward`'s output ``y`` from ``dy``: returns
-    ``(dx, dgamma, dbeta)``, ``dx = gamma/std * (g - mean(g) - x_hat * mean(g * x_hat))``.
+                   relu: bool = False, top: float = NO_TOP, more: Any | None = None,
+                   y: Any | None = None) -> tuple[Any, Any, Any, Any]:
+    """The gradients of :func:`train_forward`'s output from ``dy``: returns ``(dx, dgamma,
+    dbeta, g)``, ``dx = gamma/std * (g - mean(g) - x_hat * mean(g * x_hat))``. After a
+    forward with a residual, pass its output ``y`` (and ``more``, a second gradient of it to
+    add to ``dy``): ``g = (dy + more) * (y > 0)``, the residual's gradient (else None).
 
     Shape:
-        dy, x, dx: (rows, C); the rest (C,).
+        dy, more, x, y, dx, g: (rows, C); the rest (C,).
     """
     xw, m = _widened(x)
     dyw = np.ascontiguousarray(dy, dtype=x.dtype).reshape(xw.shape)
+    added = y is not None
+    g = np.empty_like(x) if added else None
+    yw = dyw if y is None else y.reshape(xw.shape)
+    mw = dyw if more is None else np.ascontiguousarray(more, dtype=x.dtype).reshape(xw.shape)
+    gw = dyw if g is None else g.reshape(xw.shape)
     inv_std = 1 / np.sqrt(var + eps)
     t = x.dtype.type(top)
     dx = np.empty_like(x)
     dxw = dx.reshape(xw.shape)
     dgamma, dbeta = np.empty_like(scale), np.empty_like(scale)
     _in_parts(lambda rows, k, flags, sums, seen: _backward_part(
-        dyw[rows], xw[rows], mean, scale, shift, relu, t, m, x.shape[0], inv_std, sums,
-        flags, k, workers.ABORTS, seen, dxw[rows], dgamma, dbeta), xw)
-    return dx, dgamma, dbeta
+        dyw[rows], xw[rows], mean, scale, shift, relu, t, m, x.shape[0], inv_std, mw[rows],
+        more is not None, yw[rows], gw[rows], added, sums, flags, k, workers.ABORTS, seen,
+        dxw[rows], dgamma, dbeta), xw)
+    return dx, dgamma, dbeta, g
 
 
 def fold_into_kernel(kernel: Any, bias: Any | None, gamma: Any, beta: Any, mean: Any,
