@@ -129,7 +129,7 @@ class GraphPass(BatchNormAddReLU):
         uses = dict(model._uses)
         values = {} if keep is None else keep
         values[id(model.input)] = x
-        self.fused, self.outside, self.ahead, self.made = set(), set(), {}, {}
+        self.fused, self.outside, self.ahead, self.made, self.waiting = set(), set(), {}, {}, {}
         for k, (step, passes) in enumerate(zip(self.steps, self.passes, strict=True)):
             args = [values[id(t)] for t in step[0].inputs]
             into = None  # an input that no later node reads and no layer keeps: writable

@@ -91,13 +91,12 @@ def _make_fence() -> Any:
     from numba.core import types
     from numba.core.extending import intrinsic
 
-    @intrinsic
     def fence(typingctx: Any) -> Any:
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
             builder.fence("seq_cst")
             return context.get_dummy_value()
         return types.void(), codegen
-    return fence
+    return intrinsic(fence)
 
 
 _fence: Any = _make_fence()
