@@ -267,11 +267,9 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 
 def run_together(fn: Callable[[int], Any], count: int) -> list[Any] | None:
-    """``[fn(0), ..., fn(count - 1)]`` with every call on its own thread at the same time (the
-    calling thread makes ``fn(0)``), so that the calls may wait for each other
-    (:func:`cnnumpy.workers.meet`); None, calling nothing, where that cannot be promised: fewer
-    than two calls, threads not usable here (:func:`threads_usable`), no spinning workers (see
-    :func:`cnnumpy.workers.usable`) or another thread using them."""
+    """``[fn(0), ..., fn(count - 1)]``, each call on its own thread at once (the caller's
+    first), so they may wait for each other (:func:`cnnumpy.workers.meet`); None, calling
+    nothing, where that cannot be promised (one call or thread, no workers, the pool busy)."""
     if count < 2 or not threads_usable():
         return None
     from cnnumpy import workers

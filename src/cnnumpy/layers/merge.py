@@ -165,18 +165,13 @@ class Add(Merge):
         ``Add`` so."""
         xs = self._checked(inputs)
         y = add_relu.forward(xs, None if into is None else xs[into])
-        self._cache = [len(xs)]
-        self._relu_output = y if training else None
-        self._output_of_forward = y.shape
-        return y
+        return self.adopt_relu_output(y, len(xs), training)
 
-    def adopt_relu_output(self, y: Any, count: int) -> Any:
-        """Take ``y``, made before this layer ran (a batch norm's
-        :meth:`~cnnumpy.layers.BatchNormalization.forward_add_relu` on one of the inputs,
-        with the others added), as a training :meth:`forward_relu`'s output of ``count``
-        inputs: :meth:`backward_relu` then goes back through the ReLU and the sum."""
+    def adopt_relu_output(self, y: Any, count: int, training: bool = True) -> Any:
+        """Take ``y`` as :meth:`forward_relu`'s output of ``count`` inputs (also where made
+        before: :meth:`~cnnumpy.layers.BatchNormalization.forward_add_relu`)."""
         self._cache = [count]
-        self._relu_output = y
+        self._relu_output = y if training else None
         self._output_of_forward = y.shape
         return y
 
