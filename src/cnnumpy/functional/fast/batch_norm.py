@@ -153,16 +153,15 @@ def _backward_part(dy, x, mean_c, scale_c, shift_c, relu, top, m, n, inv_std, mo
     scale, shift = _tile(scale_c, m, x.dtype), _tile(shift_c, m, x.dtype)
     sum_g = np.zeros(width, np.float64)
     sum_gx = np.zeros(width, np.float64)
-    if added:  # the sum's and the ReLU's gradient, as add_relu.backward makes it
-        for r in range(rows):
-            for k in range(width):
-                total = dy[r, k] + more[r, k] if two else dy[r, k]
-                g_out[r, k] = total if y[r, k] > 0 else total * 0  # NaN * 0 is NaN
-        dy = g_out
     for r in range(rows):
         for k in range(width):
             xv = x[r, k]
             g = dy[r, k]
+            if added:  # the sum's and the ReLU's gradient, as add_relu.backward makes it
+                total = dy[r, k] + more[r, k] if two else dy[r, k]
+                total = total if y[r, k] > 0 else total * 0  # NaN * 0 is NaN
+                g_out[r, k] = total
+                g = total
             if relu:
                 z = xv * scale[k] + shift[k]
                 g = g if (z > 0) & (z < top) else 0  # "&": no branch, the loop vectorizes
@@ -172,6 +171,8 @@ def _backward_part(dy, x, mean_c, scale_c, shift_c, relu, top, m, n, inv_std, mo
     sums[index, 1] = sum_gx
     if flags.shape[0] > 1 and not workers.meet(flags, index, aborts, seen):
         return False
+    if added:
+        dy = g_out
     total_g = _total(sums, 0, m, c)
     total_gx = _total(sums, 1, m, c) * inv_std  # sum(g * x_hat)
     minus_scale = -scale_c
