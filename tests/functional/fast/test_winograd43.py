@@ -7,7 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnumpy.functional.fast import compiled, compiled_winograd43, winograd5, winograd43
+from cnnumpy.functional.fast import (
+    compiled,
+    compiled_winograd43,
+    compiled_winograd43_rows,
+    winograd5,
+    winograd43,
+)
 
 PADS = ((1, 2), (0, 3))
 
@@ -115,6 +121,40 @@ def test_compiled_input_tiles_read_the_padding_as_zeros(pads, step):
     compiled_winograd43.input_tiles(x, tiles_hw, got, step=step, origin=(top, left))
     assert not np.isnan(want).any()
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("origin", [(0, 0), (1, 1), (2, 0), (0, 2)])
+@pytest.mark.parametrize("h, w, c", [(16, 18, 16), (13, 22, 3), (6, 31, 1), (30, 18, 32)])
+@pytest.mark.parametrize("whole", [True, False])
+def test_rows_kernel_equals_the_tiles_kernel(monkeypatch, dtype, origin, h, w, c, whole):
+    """The kernel that makes a tile row at a time gives the tile-by-tile kernel's bits,
+    whatever the padding (read as zeros), the channels, and whether the last tiles reach
+    past the input (``whole``) or stop short of its last rows and columns."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, h, w, c)).astype(dtype)
+    top, left = origin
+    up = 3 if whole else 0
+    tiles_hw = ((h + 2 * top - 2 + up) // 4, (w + 2 * left - 2 + up) // 4)
+    assert tiles_hw[1] >= compiled_winograd43_rows.MIN_TILES
+    calls = []
+    monkeypatch.setattr(compiled_winograd43_rows, "input_rows", _spy(
+        compiled_winograd43_rows.input_rows, calls))
+    want, got = (np.full((36, 2 * tiles_hw[0] * tiles_hw[1], c), np.nan, dtype)
+                 for _ in range(2))
+    two, four, five, _ = compiled_winograd43._constants(dtype)
+    compiled_winograd43._input_tiles(x, top, left, *tiles_hw, 4, want, two, four, five)
+    compiled_winograd43.input_tiles(x, tiles_hw, got, origin=origin)
+    assert len(calls) == 1 and not np.isnan(want).any()
+    np.testing.assert_array_equal(got, want)
+
+
+def _spy(fn, calls):
+    def spy(*args):
+        calls.append(args)
+        return fn(*args)
+    return spy
 
 
 @pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")

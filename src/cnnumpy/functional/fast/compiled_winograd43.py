@@ -3,7 +3,8 @@
 pass over a chunk, tile by tile, with the channels innermost (one vector of them at a time):
 
 * :func:`input_tiles`: ``B^T d B`` of every 6x6 input tile (stride 4) of a padded chunk, or
-  of an unpadded one whose padding it reads as zeros;
+  of an unpadded one whose padding it reads as zeros (rows of four tiles or more:
+  :mod:`cnnumpy.functional.fast.compiled_winograd43_rows`, a tile row at a time);
 * :func:`output_tiles`: ``A^T M A`` of every tile written straight into the chunk's NHWC
   output, cropped where the output size is not a multiple of 4 (a bias and a ReLU applied
   on the way);
@@ -34,44 +35,14 @@ from typing import Any
 
 import numpy as np
 
+from cnnumpy.functional.fast import compiled_winograd43_rows
 from cnnumpy.functional.fast.compiled import jit as _jit
+from cnnumpy.functional.fast.compiled_winograd43_points import _a, _at, _b, _bt
 
 COPY_BELOW = 32
 """The input gradient copies each tile's transformed values into the kernel's own array first
 below this many channels (28x28x16 at batch 128, one thread: 1.70 against 2.64 ms), and reads
 them in place from it on (5 images of 28x28x64: 0.58 against 0.75 ms)."""
-
-
-@_jit
-def _bt(d0, d1, d2, d3, d4, d5, two, four, five):  # pragma: no cover (compiled)
-    """``B^T`` applied to six values."""
-    return (four * d0 - five * d2 + d4, d3 + d4 - four * (d1 + d2),
-            four * (d1 - d2) - d3 + d4, two * (d3 - d1) - d2 + d4,
-            two * (d1 - d3) - d2 + d4, four * d1 - five * d3 + d5)
-
-
-@_jit
-def _b(e0, e1, e2, e3, e4, e5, two, four, five):  # pragma: no cover (compiled)
-    """``B`` applied to six values (the adjoint of :func:`_bt`)."""
-    return (four * e0, four * (e2 - e1 + e5) + two * (e4 - e3),
-            -five * e0 - four * (e1 + e2) - e3 - e4, e1 - e2 + two * (e3 - e4) - five * e5,
-            e0 + e1 + e2 + e3 + e4, e5)
-
-
-@_jit
-def _at(m0, m1, m2, m3, m4, m5, two, four, eight):  # pragma: no cover (compiled)
-    """``A^T`` applied to six values: four."""
-    s, d = m1 + m2, m1 - m2
-    s2, d2 = m3 + m4, m3 - m4
-    return m0 + s + s2, d + two * d2, s + four * s2, d + eight * d2 + m5
-
-
-@_jit
-def _a(g0, g1, g2, g3, two, four, eight):  # pragma: no cover (compiled)
-    """``A`` applied to four values: six (the adjoint of :func:`_at`)."""
-    even, odd = g0 + g2, g1 + g3
-    even4, odd4 = g0 + four * g2, two * g1 + eight * g3
-    return g0, even + odd, even - odd, even4 + odd4, even4 - odd4, g3
 
 
 @_jit
@@ -233,15 +204,21 @@ def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4,
     F(2x2, 5x5)'s), into ``v`` (C-contiguous, of ``xpad``'s dtype). With ``origin=(top,
     left)``, ``xpad`` is the unpadded chunk, its first pixel at row ``top`` and column
     ``left`` of the padded grid, and every pixel of the grid outside it is read as zero (no
-    padded copy made).
+    padded copy made). Tiles 4 pixels apart, at least
+    :data:`~cnnumpy.functional.fast.compiled_winograd43_rows.MIN_TILES` a row: a tile row at a
+    time (:mod:`cnnumpy.functional.fast.compiled_winograd43_rows`; the same bits).
 
     Shape:
         xpad: (N, Hp, Wp, C), Hp >= step Ht + 2, Wp >= step Wt + 2 (or less, from ``origin``);
         v: (36, N * Ht * Wt, C).
     """
     two, four, five, _ = _constants(xpad.dtype)
-    _input_tiles(np.ascontiguousarray(xpad), origin[0], origin[1], tiles_hw[0], tiles_hw[1],
-                 step, v, two, four, five)
+    xpad = np.ascontiguousarray(xpad)
+    if step == 4 and tiles_hw[1] >= compiled_winograd43_rows.MIN_TILES:  # a row at a time
+        compiled_winograd43_rows.input_rows(xpad, origin[0], origin[1], tiles_hw[0],
+                                            tiles_hw[1], v, two, four, five)
+        return
+    _input_tiles(xpad, origin[0], origin[1], tiles_hw[0], tiles_hw[1], step, v, two, four, five)
 
 
 def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) -> None:
