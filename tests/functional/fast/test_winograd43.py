@@ -150,6 +150,49 @@ def test_rows_kernel_equals_the_tiles_kernel(monkeypatch, dtype, origin, h, w, c
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ho, wo, f", [(16, 16, 16), (13, 22, 3), (5, 7, 1), (9, 30, 40)])
+def test_row_kernels_equal_the_tile_kernels(monkeypatch, dtype, ho, wo, f):
+    """The output transform (with and without its bias and ReLU), its adjoint and the input
+    gradient a tile row at a time give the tile-by-tile kernels' bits: the last tiles
+    cropped or not, the input gradient's padding on each side, rows and columns no tile
+    reads; each of them ran."""
+    rng = np.random.default_rng(7)
+    ht, wt = -(-ho // 4), -(-wo // 4)
+    t = 2 * ht * wt
+    m, dy = rng.standard_normal((36, t, f)).astype(dtype), rng.standard_normal(
+        (2, ho, wo, f)).astype(dtype)
+    m[0, 0, 0] = np.nan  # the ReLU keeps a NaN, as np.maximum does
+    bias = rng.standard_normal(f).astype(dtype)
+    two, four, five, eight = compiled_winograd43._constants(dtype)
+    calls = []
+    for name in ("output_rows", "output_adjoint_rows", "input_gradient_rows"):
+        monkeypatch.setattr(compiled_winograd43_rows, name, _spy(
+            getattr(compiled_winograd43_rows, name), calls))
+    for relu in (True, False):
+        want, got = (np.full((2, ho, wo, f), -1.0, dtype) for _ in range(2))
+        compiled_winograd43._output_tiles(m, want, bias, relu, two, four, eight)
+        compiled_winograd43.output_tiles(m, got, bias, relu)
+        np.testing.assert_array_equal(got, want)
+    want, got = (np.full((36, t, f), np.nan, dtype) for _ in range(2))
+    compiled_winograd43._output_tiles_adjoint(dy, want, two, four, eight)
+    compiled_winograd43.output_tiles_adjoint(dy, got)
+    np.testing.assert_array_equal(got, want)
+    for top, left, more in [(1, 1, -1), (0, 2, 0), (2, 0, -2), (1, 0, 3)]:
+        # dx: the padded input of tiles that reach past its last rows and columns (more < 0)
+        # or stop short of them (more > 0: rows and columns no tile reads, their gradient 0)
+        h, w = 4 * ht + 2 - top + more, 4 * wt + 2 - left + more
+        want, got = (np.full((2, h, w, f), np.nan, dtype) for _ in range(2))
+        compiled_winograd43._input_gradient(m, top, left, ht, wt, 4, want, two, four, five)
+        compiled_winograd43.input_gradient(m, ((top, top), (left, left)), (ht, wt), got)
+        assert not np.isnan(want[:, :, :, 1:]).any()
+        np.testing.assert_array_equal(got, want)
+    by_rows = wt >= compiled_winograd43_rows.MIN_TILES
+    gradient = by_rows and f < compiled_winograd43_rows.GRADIENT_BELOW
+    assert len(calls) == 3 * by_rows + 4 * gradient  # two outputs, an adjoint, 4 gradients
+
+
 def _spy(fn, calls):
     def spy(*args):
         calls.append(args)

@@ -214,11 +214,19 @@ def input_tiles(xpad: Any, tiles_hw: tuple[int, int], v: Any, step: int = 4,
     """
     two, four, five, _ = _constants(xpad.dtype)
     xpad = np.ascontiguousarray(xpad)
-    if step == 4 and tiles_hw[1] >= compiled_winograd43_rows.MIN_TILES:  # a row at a time
+    if (step == 4 and tiles_hw[1] >= compiled_winograd43_rows.MIN_TILES
+            and v.flags.c_contiguous):  # a tile row at a time
         compiled_winograd43_rows.input_rows(xpad, origin[0], origin[1], tiles_hw[0],
                                             tiles_hw[1], v, two, four, five)
         return
     _input_tiles(xpad, origin[0], origin[1], tiles_hw[0], tiles_hw[1], step, v, two, four, five)
+
+
+def _by_rows(width: int, out: Any) -> bool:
+    """Whether the output transform (or its adjoint) of outputs ``width`` wide runs a tile
+    row at a time (:mod:`cnnumpy.functional.fast.compiled_winograd43_rows`), writing ``out``
+    through flat views (so only a C-contiguous one)."""
+    return -(-width // 4) >= compiled_winograd43_rows.MIN_TILES and out.flags.c_contiguous
 
 
 def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) -> None:
@@ -232,7 +240,11 @@ def output_tiles(m: Any, y: Any, bias: Any | None = None, relu: bool = False) ->
     """
     two, four, _, eight = _constants(y.dtype)
     bias = np.zeros(y.shape[-1], y.dtype) if bias is None else bias.astype(y.dtype, copy=False)
-    _output_tiles(np.ascontiguousarray(m), y, bias, relu, two, four, eight)
+    m = np.ascontiguousarray(m)
+    if _by_rows(y.shape[2], y):
+        compiled_winograd43_rows.output_rows(m, y, bias, relu, two, four, eight)
+        return
+    _output_tiles(m, y, bias, relu, two, four, eight)
 
 
 def output_tiles_adjoint(dy: Any, dm: Any) -> None:
@@ -242,7 +254,11 @@ def output_tiles_adjoint(dy: Any, dm: Any) -> None:
         dy: (N, Ho, Wo, F); dm: (36, N * Ht * Wt, F), C-contiguous.
     """
     two, four, _, eight = _constants(dy.dtype)
-    _output_tiles_adjoint(np.ascontiguousarray(dy), dm, two, four, eight)
+    dy = np.ascontiguousarray(dy)
+    if _by_rows(dy.shape[2], dm):
+        compiled_winograd43_rows.output_adjoint_rows(dy, dm, two, four, eight)
+        return
+    _output_tiles_adjoint(dy, dm, two, four, eight)
 
 
 def input_gradient(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any,
@@ -255,5 +271,11 @@ def input_gradient(dv: Any, pads: Any, tiles_hw: tuple[int, int], out: Any,
     """
     two, four, five, _ = _constants(dv.dtype)
     (top, _), (left, _) = pads
-    _input_gradient(np.ascontiguousarray(dv), top, left, tiles_hw[0], tiles_hw[1], step, out,
-                    two, four, five)
+    dv = np.ascontiguousarray(dv)
+    if (step == 4 and tiles_hw[1] >= compiled_winograd43_rows.MIN_TILES
+            and out.shape[3] < compiled_winograd43_rows.GRADIENT_BELOW
+            and out.flags.c_contiguous):
+        compiled_winograd43_rows.input_gradient_rows(dv, top, left, tiles_hw[0], tiles_hw[1],
+                                                     out, two, four, five)
+        return
+    _input_gradient(dv, top, left, tiles_hw[0], tiles_hw[1], step, out, two, four, five)
