@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from cnnumpy.functional import pooling
-from cnnumpy.functional.fast import compiled, compiled_winograd, conv_pool, winograd, winograd5
+from cnnumpy.functional.fast import (
+    compiled,
+    compiled_winograd,
+    compiled_winograd43,
+    compiled_winograd_rows,
+    conv_pool,
+    winograd,
+    winograd5,
+)
 from cnnumpy.functional.im2col import _pad
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="Numba is not installed")
@@ -27,15 +35,37 @@ def _tiles_hw(h, w, pads, size):
     return (h + sum(pads[0]) - size + 1) // 2, (w + sum(pads[1]) - size + 1) // 2
 
 
+@pytest.mark.parametrize("rows_from", [1, 10**9])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, h, w, c, pads", CASES)
-def test_3x3_input_transform_equals_numpy_to_the_bit(n, h, w, c, pads, dtype, monkeypatch):
+def test_3x3_input_transform_equals_numpy_to_the_bit(n, h, w, c, pads, dtype, rows_from,
+                                                     monkeypatch):
+    """Tile by tile and a tile row at a time (``rows_from``: tiles a row from which the
+    row kernel runs; it ran where it should)."""
     x = np.random.default_rng(0).standard_normal((n, h, w, c)).astype(dtype)
     tiles = _tiles_hw(h, w, pads, 3)
+    calls = []
+    rows = compiled_winograd_rows.input_rows
+    monkeypatch.setattr(compiled_winograd, "ROWS_FROM", rows_from)
+    monkeypatch.setattr(compiled_winograd_rows, "input_rows",
+                        lambda *args: calls.append(args) or rows(*args))
     got = compiled_winograd.winograd3_input(_pad(x, pads), tiles)
+    assert len(calls) == (rows_from == 1)
     monkeypatch.setattr(compiled, "ENABLED", False)
     want = winograd.input_transform(_pad(x, pads), tiles)
     assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("n, h, w, c, pads", CASES)
+def test_3x3_input_rows_read_the_padding_as_zeros(n, h, w, c, pads):
+    """On the unpadded chunk, its first pixel at ``(top, left)`` of the padded grid, the row
+    kernel gives the padded chunk's tiles, bit for bit."""
+    x = np.random.default_rng(4).standard_normal((n, h, w, c)).astype(np.float32)
+    tiles = _tiles_hw(h, w, pads, 3)
+    want = compiled_winograd.winograd3_input(_pad(x, pads), tiles)
+    got = np.full_like(want, np.nan)
+    compiled_winograd_rows.input_rows(x, pads[0][0], pads[1][0], *tiles, got)
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
@@ -130,10 +160,15 @@ def test_fused_conv_pool_calls_the_kernels_and_matches_numpy(algorithm, size, ne
     dy = rng.standard_normal((5, 5, 6, 8)).astype(np.float32)
     called = set()
     prefix = f"winograd{size}_"
-    for name in ("input", "input_adjoint", "output_pool"):
+    for name in ("input_adjoint", "output_pool"):
         real = getattr(compiled_winograd, prefix + name)
         monkeypatch.setattr(compiled_winograd, prefix + name,
                             lambda *a, _real=real, _name=name: called.add(_name) or _real(*a))
+    # the input transform reads the padding as zeros: no padded copy, no winograd{size}_input
+    module, name = ((compiled_winograd_rows, "input_rows") if size == 3
+                    else (compiled_winograd43, "input_tiles"))
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: called.add("input") or real(*a, **k))
     runs = []
     for enabled in (True, False):
         monkeypatch.setattr(compiled, "ENABLED", enabled)

@@ -6,7 +6,8 @@ same to the bit; the input transform's adjoint adds the overlapping tiles in ano
 
 Winograd F(2x2, 3x3) (:mod:`cnnumpy.functional.fast.winograd` gives the layouts):
 
-* :func:`winograd3_input`: ``B^T d B`` of every input tile of a padded chunk;
+* :func:`winograd3_input`: ``B^T d B`` of every input tile of a padded chunk (a tile row at a
+  time from :data:`ROWS_FROM` tiles a row: :mod:`cnnumpy.functional.fast.compiled_winograd_rows`);
 * :func:`winograd3_input_adjoint`: ``B dV B^T`` added back into the unpadded input gradient;
 * :func:`winograd3_output_pool`: ``A^T M A`` and the 2x2 max pooling of each tile's outputs;
 
@@ -31,8 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from cnnumpy.functional.fast import compiled_winograd43
+from cnnumpy.functional.fast import compiled_winograd43, compiled_winograd_rows
 from cnnumpy.functional.fast.compiled import jit as _jit
+
+ROWS_FROM = 2
+"""Tiles a row from which :func:`winograd3_input` runs
+:func:`cnnumpy.functional.fast.compiled_winograd_rows.input_rows`."""
 
 
 @_jit
@@ -69,7 +74,10 @@ def winograd3_input(xpad: Any, tiles_hw: tuple[int, int]) -> Any:
     """
     v = np.empty((16, xpad.shape[0] * tiles_hw[0] * tiles_hw[1], xpad.shape[3]),
                  dtype=xpad.dtype)
-    _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v)
+    if tiles_hw[1] >= ROWS_FROM:  # a tile row at a time: the same bits, faster
+        compiled_winograd_rows.input_rows(np.ascontiguousarray(xpad), 0, 0, *tiles_hw, v)
+    else:
+        _input_tiles(np.ascontiguousarray(xpad), tiles_hw[0], tiles_hw[1], v)
     return v
 
 

@@ -36,7 +36,16 @@ from typing import Any, NamedTuple
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional import conv
-from cnnumpy.functional.fast import compiled_conv_pool, compiled_pool, window_fields, winograd
+from cnnumpy.functional.fast import (
+    compiled,
+    compiled_conv_pool,
+    compiled_pool,
+    compiled_winograd43,
+    compiled_winograd_rows,
+    scratch,
+    window_fields,
+    winograd,
+)
 from cnnumpy.functional.im2col import Pads, _pad, _pair, im2col, output_hw, resolve_padding
 
 KEEP_PATCHES_BYTES = 4 * 2**20
@@ -213,6 +222,28 @@ def conv2d_maxpool_backward(dy: Any, cache: ConvPoolCache,
     return (dx.result() if dx is not None else None), dkernel.reshape(kernel.shape), dbias
 
 
+def _transformed(algorithm: Any, x: Any, pads: Pads, tiles_hw: tuple[int, int],
+                 kept: bool) -> Any:
+    """``V = B^T d B`` of a chunk's tiles (2 pixels apart). Where compiled, the padding is
+    read as zeros (no padded copy) and, unless the array is ``kept`` past the chunk, ``V`` is
+    this thread's scratch array (no fresh pages: see :mod:`cnnumpy.functional.fast.scratch`).
+
+    Shape:
+        x: (N, H, W, C) -> (16 or 36, N * Ht * Wt, C).
+    """
+    if not compiled.usable(x):
+        return algorithm.input_transform(_pad(x, pads), tiles_hw)
+    x = xp.ascontiguousarray(x)
+    shape = (algorithm.VALUES, x.shape[0] * tiles_hw[0] * tiles_hw[1], x.shape[3])
+    v = xp.empty(shape, dtype=x.dtype) if kept else scratch.array("v", shape, x.dtype)
+    (top, _), (left, _) = pads
+    if algorithm is winograd:
+        compiled_winograd_rows.input_rows(x, top, left, *tiles_hw, v)
+    else:  # F(2x2, 5x5): F(4x4, 3x3)'s points, tiles two pixels apart
+        compiled_winograd43.input_tiles(x, tiles_hw, v, step=2, origin=(top, left))
+    return v
+
+
 def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads,
                       conv_hw: tuple[int, int], y: Any, first: Any) -> ConvPoolCache:
     """:func:`conv2d_maxpool_forward` for 3x3 or 5x5, stride 1, 2x2 pooling, by the
@@ -230,12 +261,13 @@ def _winograd_forward(algorithm: Any, x: Any, kernel: Any, bias: Any, pads: Pads
                                    else None)
 
     def work(part: slice) -> None:
-        v = algorithm.input_transform(_pad(x[part], pads), tiles_hw)
+        v = _transformed(algorithm, x[part], pads, tiles_hw, kept=keep is not None)
         if keep is not None:
             keep[part.start] = v  # each chunk its own key: safe from several threads
         out = y[part].reshape(-1, f)  # a view: the chunk's rows of y
-        algorithm.output_pool(xp.matmul(v, u), out,
-                              None if first is None else first[part].reshape(-1, f))
+        m = scratch.array("m", (v.shape[0], v.shape[1], f), v.dtype)
+        xp.matmul(v, u, out=m)
+        algorithm.output_pool(m, out, None if first is None else first[part].reshape(-1, f))
         if bias is not None:
             out += bias
 
@@ -260,8 +292,8 @@ def _winograd_backward(dy: Any, cache: ConvPoolCache, need_dx: bool) -> tuple[An
         dy_flat = dy[part].reshape(-1, f)
         blocks = compiled_pool.window_grads(dy_flat, first[part].reshape(-1, f), 4)
         dm = algorithm.output_transform_adjoint(blocks)
-        v = kept[part.start] if kept is not None else algorithm.input_transform(
-            _pad(x[part], pads), tiles_hw)
+        v = kept[part.start] if kept is not None else _transformed(
+            algorithm, x[part], pads, tiles_hw, kept=False)
         sums = (xp.matmul(v.transpose(0, 2, 1), dm),
                 backend.column_sums(dy_flat) if has_bias else None)
         if dx is not None:

@@ -26,8 +26,6 @@ both tile sizes).
 
 from __future__ import annotations
 
-import math
-import threading
 from types import ModuleType
 from typing import Any
 
@@ -39,6 +37,7 @@ from cnnumpy.functional.fast import (
     compiled_winograd43,
     compiled_winograd_plain,
     fused,
+    scratch,
     winograd,
     winograd43,
 )
@@ -92,21 +91,6 @@ def _parts(x_shape: tuple[int, ...], kernel_shape: tuple[int, ...],
     return conv._chunks(x_shape[0], per_image, CHUNK_BYTES)
 
 
-_local = threading.local()
-
-
-def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> Any:
-    """A view of this thread's flat array ``name`` (grown when too small) as ``shape``: the
-    chunks' transformed arrays are a few MiB each, and fresh ones cost page faults (two
-    threads' forward passes ran 15-20 % slower allocating them)."""
-    arrays = _local.__dict__.setdefault("arrays", {})
-    size = math.prod(shape)
-    flat = arrays.get((name, xp.dtype(dtype)))
-    if flat is None or flat.size < size:
-        flat = arrays[name, xp.dtype(dtype)] = xp.empty(size, dtype=dtype)
-    return flat[:size].reshape(shape)
-
-
 def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     """``V``: the transformed input tiles of a chunk (a scratch array where compiled).
 
@@ -118,13 +102,13 @@ def _input(x: Any, full_pads: Pads, tiles_hw: tuple[int, int]) -> Any:
     (top, bottom), (left, right) = full_pads
     n, h, w, c = x.shape
     if TILE == 4 and compiled.usable(x):  # the padding read as zeros: no padded copy
-        v = _scratch("v", (winograd43.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+        v = scratch.array("v", (winograd43.VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
         compiled_winograd43.input_tiles(x, tiles_hw, v, origin=(top, left))
         return v
-    xpad = _scratch("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
+    xpad = scratch.array("xpad", (n, h + top + bottom, w + left + right, c), x.dtype)
     xpad[:, :top], xpad[:, top + h:], xpad[:, :, :left], xpad[:, :, left + w:] = 0, 0, 0, 0
     xpad[:, top:top + h, left:left + w] = x
-    v = _scratch("v", (_algorithm().VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
+    v = scratch.array("v", (_algorithm().VALUES, n * tiles_hw[0] * tiles_hw[1], c), x.dtype)
     if TILE == 4:
         winograd43.input_tiles(xpad, tiles_hw, v)
     else:
@@ -161,7 +145,7 @@ def _output_adjoint(dy: Any) -> Any:
     if TILE == 4:
         n, ho, wo, f = dy.shape
         tiles = n * -(-ho // TILE) * -(-wo // TILE)
-        dm = _scratch("dm", (winograd43.VALUES, tiles, f), dy.dtype)
+        dm = scratch.array("dm", (winograd43.VALUES, tiles, f), dy.dtype)
         winograd43.output_tiles_adjoint(dy, dm)
         return dm
     if compiled.usable(dy):
@@ -190,7 +174,7 @@ def forward(x: Any, kernel: Any, bias: Any, pads: Pads, relu: bool) -> tuple[Any
 
     def work(part: slice) -> None:
         v = _input(x[part], full_pads, tiles_hw)
-        m = _scratch("m", (v.shape[0], v.shape[1], f), v.dtype)
+        m = scratch.array("m", (v.shape[0], v.shape[1], f), v.dtype)
         xp.matmul(v, u, out=m)
         _write_output(m, y[part], bias, relu)
 
