@@ -60,6 +60,21 @@ def test_which_pools_are_computed_with_their_convolution() -> None:
     assert conv_pool_fused(mine) == frozenset()
 
 
+@pytest.mark.parametrize("channels, fused", [((16, 32), True), ((32, 32), False),
+                                             ((32, 8), True), ((64, 64), False)])
+def test_wide_winograd_convolutions_pool_on_their_own(channels, fused) -> None:
+    """From ``UNFUSED_FROM`` channels in and out, a 3x3 stride-1 convolution runs by F(4x4)
+    Winograd and its pooling after it; narrower, or another kernel size, they run together."""
+    c, f = channels
+    stack = [layers.Conv2D(f, 3, padding="same", activation="relu"), layers.MaxPool2D(2)]
+    stack[0].build((8, 8, c))
+    stack[1].build((8, 8, f))
+    assert conv_pool_fused(stack) == ({1} if fused else frozenset())
+    five = [layers.Conv2D(f, 5, padding="same"), stack[1]]
+    five[0].build((8, 8, c))
+    assert conv_pool_fused(five) == {1}  # no F(4x4) for 5x5: together
+
+
 @pytest.mark.parametrize("fuse, path", [(False, None), (True, "window order"),
                                         (True, "compiled"), (True, "window fields")])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
