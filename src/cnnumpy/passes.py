@@ -86,7 +86,7 @@ def _fusable(conv: Layer, pool: Layer) -> bool:
             and pool.built and conv.groups == 1 and conv.activation in (None, "relu")
             and pool.activation is None and pool.strides == pool.pool_size):
         return False
-    kernel_shape = (*conv.kernel_size, conv.input_shape[-1], conv.filters)
+    kernel_shape = conv.params["kernel"].shape  # (kh, kw, C, F)
     if (min(kernel_shape[2:]) >= UNFUSED_FROM and pool.pool_size == (2, 2)
             and winograd_conv.applies(kernel_shape, conv.strides, conv.dilation_rate, 1)):
         return False
