@@ -60,11 +60,16 @@ def test_which_pools_are_computed_with_their_convolution() -> None:
     assert conv_pool_fused(mine) == frozenset()
 
 
+@pytest.mark.parametrize("use_compiled", [True, False])
 @pytest.mark.parametrize("channels, fused", [((16, 32), True), ((32, 32), False),
                                              ((32, 8), True), ((64, 64), False)])
-def test_wide_winograd_convolutions_pool_on_their_own(channels, fused) -> None:
+def test_wide_winograd_convolutions_pool_on_their_own(channels, fused, use_compiled,
+                                                      monkeypatch) -> None:
     """From ``UNFUSED_FROM`` channels in and out, a 3x3 stride-1 convolution runs by F(4x4)
-    Winograd and its pooling after it; narrower, or another kernel size, they run together."""
+    Winograd and its pooling after it, where the compiled kernels run; narrower, another
+    kernel size, or by NumPy's transforms, they run together."""
+    monkeypatch.setattr(compiled, "ENABLED", use_compiled and compiled.AVAILABLE)
+    fused = fused or not compiled.ENABLED
     c, f = channels
     stack = [layers.Conv2D(f, 3, padding="same", activation="relu"), layers.MaxPool2D(2)]
     stack[0].build((8, 8, c))
