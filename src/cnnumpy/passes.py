@@ -13,9 +13,9 @@ own behaves as documented.
   tile its output is computed in one pass, the pooling done chunk by chunk while the
   convolution's output is in cache (:mod:`cnnumpy.functional.fast.conv_pool`). Values are those of
   the two layers; gradients too, up to the order in which float sums are added. Not where the
-  convolution has :data:`UNFUSED_FROM` channels in and out and F(4x4, 3x3) computes it (the
-  fused path's F(2x2, 3x3) takes twice its products): CIFAR-like training 1.30-1.35x at
-  batch 32 and 64, 1.23x at 256.
+  convolution has :data:`UNFUSED_FROM` channels in and out and the compiled F(4x4, 3x3)
+  kernels compute it (the fused path's F(2x2, 3x3) takes twice its products): CIFAR-like
+  training 1.30-1.35x at batch 32 and 64, 1.23x at 256.
 * Training, a ``BatchNormalization`` followed by a ReLU (``Activation("relu")``, or ``ReLU``
   with a ``max_value`` at most) computes both in one pass
   (:meth:`~cnnumpy.layers.BatchNormalization.forward_relu`), and its backward goes back
