@@ -13,6 +13,7 @@ import pytest
 from cnnumpy import backend
 from cnnumpy.functional import conv, pooling
 from cnnumpy.functional.fast import compiled
+from cnnumpy.optimizers import packing
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -190,43 +191,13 @@ def test_max_pool_on_two_threads_equals_one_thread_exactly(pool, strides, paddin
         np.testing.assert_array_equal(two, one)
 
 
-@pytest.mark.parametrize("threads", [2, 3, 5])
-def test_elementwise_groups_cover_every_element_once_in_balanced_views(threads, monkeypatch):
-    monkeypatch.setattr(backend, "ELEMENTWISE_PARALLEL_MIN", 1)
-    backend.set_num_threads(threads)
-    rng = np.random.default_rng(threads)
-    shapes = [(7, 5), (1,), (300,), (4, 3, 2), (2, 2)]
-    tensors = [(np.zeros(s), np.zeros(s)) for s in shapes]
-    odd = np.zeros((6, 4))[:, ::2]  # not contiguous: kept whole
-    tensors.append((odd, np.zeros(odd.shape)))
-    groups = backend.elementwise_groups(tensors)
-    assert 1 < len(groups) <= threads
-    for g, group in enumerate(groups):
-        for a, b in group:
-            assert a.shape == b.shape
-            a += g + 1  # views: this marks the original arrays
-            b += rng.integers(1, 5)
-    for a, b in tensors:
-        assert (a > 0).all() and (b > 0).all()  # every element in a piece...
-    marks = np.concatenate([a.reshape(-1) for a, _ in tensors])
-    assert marks.max() <= len(groups)  # ...and only in one
-    sizes = [sum(a.size for a, _ in group) for group in groups]
-    assert max(sizes) <= -(-sum(sizes) // threads) + odd.size  # about equal
-
-
-def test_elementwise_groups_keep_small_updates_whole():
-    backend.set_num_threads(2)
-    tensors = [(np.zeros(10), np.zeros(10))]
-    assert backend.elementwise_groups(tensors) == [tensors]
-
-
 @pytest.mark.parametrize("amsgrad, weight_decay, decoupled",
                          [(False, 0.0, False), (True, 0.01, False), (False, 0.01, True)])
 def test_adam_on_two_threads_equals_one_thread_exactly(amsgrad, weight_decay, decoupled,
                                                        monkeypatch):
     from cnnumpy.optimizers import adam_update
 
-    monkeypatch.setattr(backend, "ELEMENTWISE_PARALLEL_MIN", 1)
+    monkeypatch.setattr(packing, "ELEMENTWISE_PARALLEL_MIN", 1)
     rng = np.random.default_rng(7)
     shapes = [(5, 5, 3, 8), (8,), (301, 17), (17,)]
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]

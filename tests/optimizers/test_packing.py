@@ -10,7 +10,7 @@ from cnnumpy import backend, optimizers
 from cnnumpy.optimizers import packing
 
 SHAPES = [(3, 3, 4, 8), (8,), (1,), (17, 5), (2, 2, 8, 1), (300, 450)]  # the last: cut in two
-# pieces with 2 threads (backend.ELEMENTWISE_PARALLEL_MIN elements and more)
+# pieces with 2 threads (packing.ELEMENTWISE_PARALLEL_MIN elements and more)
 
 CASES = {
     "sgd": (optimizers.SGD, dict(learning_rate=0.1)),
@@ -156,3 +156,41 @@ def test_gather_and_scatter_are_inverse():
     packing.scatter(flat, targets)
     for a, t in zip(arrays, targets, strict=True):
         np.testing.assert_array_equal(a, t)
+
+
+@pytest.fixture
+def set_threads():
+    before = backend.get_num_threads()
+    yield backend.set_num_threads
+    backend.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+def test_elementwise_groups_cover_every_element_once_in_balanced_views(threads, set_threads,
+                                                                         monkeypatch):
+    monkeypatch.setattr(packing, "ELEMENTWISE_PARALLEL_MIN", 1)
+    set_threads(threads)
+    rng = np.random.default_rng(threads)
+    shapes = [(7, 5), (1,), (300,), (4, 3, 2), (2, 2)]
+    tensors = [(np.zeros(s), np.zeros(s)) for s in shapes]
+    odd = np.zeros((6, 4))[:, ::2]  # not contiguous: kept whole
+    tensors.append((odd, np.zeros(odd.shape)))
+    groups = packing.elementwise_groups(tensors)
+    assert 1 < len(groups) <= threads
+    for g, group in enumerate(groups):
+        for a, b in group:
+            assert a.shape == b.shape
+            a += g + 1  # views: this marks the original arrays
+            b += rng.integers(1, 5)
+    for a, b in tensors:
+        assert (a > 0).all() and (b > 0).all()  # every element in a piece...
+    marks = np.concatenate([a.reshape(-1) for a, _ in tensors])
+    assert marks.max() <= len(groups)  # ...and only in one
+    sizes = [sum(a.size for a, _ in group) for group in groups]
+    assert max(sizes) <= -(-sum(sizes) // threads) + odd.size  # about equal
+
+
+def test_elementwise_groups_keep_small_updates_whole(set_threads):
+    set_threads(2)
+    tensors = [(np.zeros(10), np.zeros(10))]
+    assert packing.elementwise_groups(tensors) == [tensors]

@@ -9,6 +9,7 @@ from typing import Any
 from cnnumpy import backend
 from cnnumpy.backend import xp
 from cnnumpy.functional.fast import compiled_adam
+from cnnumpy.optimizers import packing
 from cnnumpy.optimizers.base import Optimizer, check_float
 
 
@@ -74,7 +75,7 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any],
     if max_exp_avg_sqs is not None:
         slots.append(max_exp_avg_sqs)
     tensors = list(zip(*slots, strict=True))
-    backend.parallel_map(run, backend.elementwise_groups(tensors))
+    backend.parallel_map(run, packing.elementwise_groups(tensors))
 
 
 class Adam(Optimizer):

@@ -20,8 +20,10 @@ is packed again.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
+from cnnumpy import backend
 from cnnumpy.backend import xp
 
 MEAN_SIZE = 2**13
@@ -94,3 +96,41 @@ def scatter(flat: Any, arrays: list[Any]) -> None:
     for a in arrays:
         xp.copyto(a, flat[start:start + a.size].reshape(a.shape))
         start += a.size
+
+
+ELEMENTWISE_PARALLEL_MIN = 2**17
+"""Elementwise updates over fewer elements in all run in one piece, on the calling thread."""
+
+
+def elementwise_groups(tensors: Sequence[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """Cut tuples of same-shaped arrays into one group per thread, of about equal size.
+
+    Each tuple (say a parameter, its gradient and its moment estimates) is kept whole or cut
+    into flat, contiguous views of the same elements of each of its arrays, so that an
+    elementwise update applied to every piece of every group changes exactly what it would
+    have changed applied to the whole tuples, with the same results: run the groups with
+    :func:`cnnumpy.backend.parallel_map`. Tuples with a non-contiguous array are never cut.
+    With one thread, or fewer than :data:`ELEMENTWISE_PARALLEL_MIN` elements in all, the
+    tuples are one group, uncut.
+    """
+    total = sum(arrays[0].size for arrays in tensors)
+    if total < ELEMENTWISE_PARALLEL_MIN or not backend.threads_usable():
+        return [list(tensors)]
+    threads = backend.get_num_threads()
+    groups: list[list[tuple[Any, ...]]] = [[] for _ in range(threads)]
+    done = 0  # elements placed in groups so far
+    for arrays in tensors:
+        size = arrays[0].size
+        if not all(a.flags.c_contiguous for a in arrays):
+            groups[min(done * threads // total, threads - 1)].append(arrays)
+            done += size
+            continue
+        flat = [a.reshape(-1) for a in arrays]  # views: contiguous
+        start = 0
+        while start < size:
+            group = min(done * threads // total, threads - 1)
+            stop = min(size, -(-(group + 1) * total // threads) - done + start)
+            groups[group].append(tuple(a[start:stop] for a in flat))
+            done += stop - start
+            start = stop
+    return [g for g in groups if g]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cnnumpy import backend
+from cnnumpy.optimizers import packing
 from cnnumpy.optimizers.base import Optimizer, check_float
 
 
@@ -30,7 +31,7 @@ def sgd_update(params: list[Any], grads: list[Any], momentum_buffers: list[Any],
 
     # Every operation is elementwise: pieces on the library's threads, same results.
     slots = [params, grads, momentum_buffers] if momentum else [params, grads]
-    backend.parallel_map(run, backend.elementwise_groups(list(zip(*slots, strict=True))))
+    backend.parallel_map(run, packing.elementwise_groups(list(zip(*slots, strict=True))))
 
 
 class SGD(Optimizer):
