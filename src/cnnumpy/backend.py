@@ -110,6 +110,7 @@ _blas: Any = None  # threadpoolctl's controller of the BLAS libraries; False whe
 _blas_lock = threading.Lock()
 _blas_depth = 0  # single_threaded_blas() blocks now open (the first one sets the limit)
 _blas_saved: list[tuple[Any, int]] = []  # each BLAS library's thread count before that
+_blas_own: list[tuple[Any, int]] | None = None  # their counts before set_num_threads limited them
 _in_worker = threading.local()
 
 
@@ -121,16 +122,19 @@ def get_num_threads() -> int:
 def set_num_threads(n: int | None = None) -> None:
     """Set how many threads kernels may use; 1 runs everything in the calling thread.
 
+    The BLAS's matrix products are held to at most ``n`` threads too (where threadpoolctl can
+    limit it; never more than it had): two processes on two cores with one thread each then
+    run on two threads in all, not four.
+
     Args:
-        n: a positive int, or None for the default (the CPUs available to this process).
+        n: a positive int, or None for the default (the CPUs available to this process, and
+            the BLAS's own thread counts).
     """
     global _num_threads
-    if n is None:
-        _num_threads = _available_cpus()
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"set_num_threads: n must be a positive int or None, received n={n!r}")
-    _num_threads = int(n)
+    _num_threads = _available_cpus() if n is None else int(n)
+    _limit_blas(None if n is None else int(n))
 
 
 KEEP_FREED_BYTES = (32 * 2**20, 2**30)
@@ -170,6 +174,22 @@ def _blas_controller() -> Any:
         except Exception:  # not installed, or it cannot inspect this process
             _blas = False
     return _blas
+
+
+def _limit_blas(n: int | None) -> None:
+    """Hold each BLAS library to ``min(n, its own count)`` threads; None: its own count again."""
+    global _blas_own, _blas_saved
+    if _blas_own is None and (n is None or not _blas_controller()):
+        return  # never limited, or cannot be
+    with _blas_lock:
+        if _blas_own is None:
+            _blas_own = [(lib, lib.get_num_threads()) for lib in _blas.lib_controllers]
+        counts = [(lib, own if n is None else min(n, own)) for lib, own in _blas_own]
+        if _blas_depth:  # inside single_threaded_blas(): its end sets these
+            _blas_saved = counts
+            return
+        for lib, count in counts:
+            lib.set_num_threads(count)
 
 
 def threads_usable() -> bool:

@@ -24,6 +24,35 @@ def restore_threads():
     backend.set_num_threads(None)
 
 
+def _blas_threads():
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    return [lib.get_num_threads() for lib in blas.lib_controllers]
+
+
+def test_the_thread_setting_holds_the_blas_too():
+    """One thread means one: the BLAS's products too (two MPI ranks on two cores each ran a
+    second BLAS thread, four threads on two cores, training 3x slower); no more than the BLAS
+    had, and its own counts back with the default."""
+    own = _blas_threads()
+    backend.set_num_threads(1)
+    assert _blas_threads() == [1] * len(own)
+    backend.set_num_threads(max(own) + 4)
+    assert _blas_threads() == own
+    backend.set_num_threads(1)
+    backend.set_num_threads(None)
+    assert _blas_threads() == own
+
+
+def test_a_thread_setting_inside_a_single_threaded_block_holds_after_it():
+    own = _blas_threads()
+    backend.set_num_threads(2)
+    with backend.single_threaded_blas():
+        backend.set_num_threads(1)
+    assert _blas_threads() == [1] * len(own)
+    backend.set_num_threads(None)
+    assert _blas_threads() == own
+
+
 @pytest.fixture(params=["spinning workers", "executor"])
 def workers(request, monkeypatch):
     """parallel_map's threads: cnnumpy.workers' spinning ones (where Numba is), or the
