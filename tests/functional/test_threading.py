@@ -30,9 +30,10 @@ def _blas_threads():
 
 
 def test_the_thread_setting_holds_the_blas_too():
-    """One thread means one: the BLAS's products too (two MPI ranks on two cores each ran a
-    second BLAS thread, four threads on two cores, training 3x slower); no more than the BLAS
-    had, and its own counts back with the default."""
+    """One thread means one: the BLAS's products too (two processes set to one thread each ran
+    a second BLAS thread each on two cores: ResNet-20 trained 2.7x slower, and 4-5x slower
+    under ``mpirun --bind-to none -n 2``); never more than the BLAS had; its own counts back
+    with the default."""
     own = _blas_threads()
     backend.set_num_threads(1)
     assert _blas_threads() == [1] * len(own)
