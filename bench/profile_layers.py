@@ -12,10 +12,11 @@ For a graph model (``resnet20``, ``mobilenet``) each node runs on its own in the
 (gradients of a tensor read by several nodes summed), and the table lists the slowest layers
 (forward + backward) and the time per kind of layer.
 
-With several thread counts (``cnnumpy.backend.set_num_threads``) the rounds are interleaved,
-one of each in turn. That biases against the threaded rounds: OpenBLAS's threads keep spinning
-after a one-thread round used them. Compare thread counts in separate processes (``--threads
-2``, then ``--threads 1``) unless the machine is loaded anyway. Every step and layer call runs
+With several thread counts (``cnnumpy.backend.set_num_threads``, which holds the BLAS to as
+many) the rounds are interleaved, one of each in turn, each round starting where the other
+count left the caches and the BLAS's threads: for the cleanest numbers compare thread counts
+in separate processes (``--threads 2``, then ``--threads 1``) unless the machine is loaded
+anyway. Every step and layer call runs
 inside ``backend.single_threaded_blas()``, as a training step does.
 """
 

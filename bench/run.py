@@ -20,8 +20,8 @@ to trust.
 
 PyTorch is imported here only and gets the CPUs this process may use. cnnumpy runs its
 kernels on ``--threads`` threads (default: the same CPUs) and, with threadpoolctl installed,
-holds the BLAS at one thread during each step; ``--threads 1`` leaves the threading to the
-BLAS instead. Both run with the C allocator's defaults, as in a plain script;
+holds the BLAS at one thread during each step; ``--threads 1`` runs cnnumpy on one thread,
+its BLAS products included. Both run with the C allocator's defaults, as in a plain script;
 ``--keep-freed-memory`` first calls ``backend.keep_freed_memory()`` (as ``cnnumpy train``
 does), which applies to both frameworks.
 """
