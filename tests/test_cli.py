@@ -197,6 +197,27 @@ def test_a_recipes_optimizer_and_learning_rate():
         "learning_rate"]
 
 
+def test_a_recipes_shift_share_reaches_its_models_augmentation():
+    """resnet20's recipe shifts by up to 5% (one pixel on 28x28), the others by 10%."""
+    import argparse
+
+    from cnnumpy import cli_train, models
+
+    def front(model, augment, data="fashion-mnist"):
+        args = argparse.Namespace(model=model, augment=augment, data=data)
+        built = cli_train.augmented(models.get(model, (28, 28, 1), 10), args)
+        return [(type(layer).__name__, getattr(layer, "height_factor", None))
+                for layer in built.layers if "Random" in type(layer).__name__]
+
+    assert models.TRAINING_DEFAULTS["resnet20"]["shift"] == 0.05
+    assert front("resnet20", True) == [("RandomFlip", None), ("RandomTranslation", 0.05)]
+    assert front("resnet20", ("shift",)) == [("RandomTranslation", 0.05)]
+    assert front("vgg-small", True) == [("RandomFlip", None), ("RandomTranslation", 0.1)]
+    assert front("lenet", True, data="mnist") == [("RandomTranslation", 0.1)]
+    assert front("resnet20", ("flip",)) == [("RandomFlip", None)]
+    assert front("resnet20", False) == []
+
+
 def test_label_smoothing_flag_reaches_the_saved_models_loss(trained, tmp_path):
     folder, out, _ = trained
     assert cnnumpy.load_model(str(out)).loss.label_smoothing == 0  # simple's recipe: none

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -39,6 +41,23 @@ def test_augmentation_adds_shifts_and_optional_flips_that_vanish_at_inference(fl
     x = cnnumpy.backend.rng().random((3, 28, 28, 1), dtype=np.float32)
     for layer in model.layers[:len(front)]:
         assert layer.forward(x, training=False) is x
+
+
+def test_augmentation_shifts_by_the_share_of_the_image_asked_for():
+    base = models.get("lenet", (28, 28, 1), 4)
+    x = np.zeros((400, 28, 28, 1), np.float32)
+    x[:, 14, 14] = 1  # one bright pixel: where it lands is the shift
+    for shift, most in ((0.05, 1), (True, 2), (0.25, 7)):
+        front = models.with_augmentation(base, flip=False, shift=shift).layers[0]
+        assert type(front).__name__ == "RandomTranslation"
+        rows, cols = np.nonzero(front.forward(x, training=True)[..., 0])[1:]
+        assert set(rows - 14) == set(cols - 14) == set(range(-most, most + 1))
+    assert models.with_augmentation(base, flip=False, shift=0.0).layers == base.layers
+    for bad in (1.0, -0.1, "0.05", None):
+        with pytest.raises(ValueError, match=r"with_augmentation: shift must be True, False or "
+                                             r"a share of the image in \[0, 1\), received "
+                                             rf"shift={re.escape(repr(bad))}"):
+            models.with_augmentation(base, shift=bad)
 
 
 def test_predict_mirrored_averages_each_image_and_its_mirror():

@@ -83,6 +83,8 @@ def recipe_text(recipe: dict[str, Any]) -> str:
     """A recipe of :data:`cnnumpy.models.TRAINING_DEFAULTS` in words, for the help."""
     words = [f"{recipe['epochs']} epochs", f"batch size {recipe['batch_size']}",
              f"val-split {recipe['val_split']}", f"augment {'on' if recipe['augment'] else 'off'}"]
+    if recipe["augment"] and "shift" in recipe:
+        words.append(f"shifts up to {recipe['shift']:.0%}")
     if "optimizer" in recipe or "lr" in recipe:
         name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}[
             recipe.get("optimizer", "adam")]
@@ -158,8 +160,9 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     train.add_argument("--augment", nargs="?", const=True, default=None, type=augmentations,
                        metavar="shift,flip,erase",
                        help="random changes of the training images: shift (by up to 10%% of "
-                            "the height and width), flip (left-right: for classes that look "
-                            "the same mirrored, such as clothing; not digits), erase (in half "
+                            "the height and width; 5%% in resnet20's recipe), flip (left-right: "
+                            "for classes that look the same mirrored, such as clothing; not "
+                            "digits), erase (in half "
                             "the images, a box of noise over 2-33%% of the area); --augment "
                             "alone: shift, and flip with --data fashion-mnist (default: the "
                             "model's recipe)")

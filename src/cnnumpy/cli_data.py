@@ -146,8 +146,8 @@ def parse_class_names(text: str, labels: int) -> list[str]:
 
 
 AUGMENTATIONS = ("shift", "flip", "erase")
-"""``--augment`` names: random shifts of up to 10%, random left-right flips, random erasing
-(a box of noise in half the images)."""
+"""``--augment`` names: random shifts of up to 10% (a recipe's ``shift`` where it has one),
+random left-right flips, random erasing (a box of noise in half the images)."""
 
 
 def default_augmentations(spec: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,20 @@ RECIPE_ARGS = ("epochs", "batch_size", "val_split", "augment", "label_smoothing"
 def _family(name: str) -> str:
     """Adam and AdamW share a recipe's learning rate."""
     return "adam" if name in ("adam", "adamw") else name
+
+
+def augmented(model: Any, args: argparse.Namespace) -> Any:
+    """``model`` behind ``--augment``'s layers (``True``: the data's defaults), its shifts of up
+    to the model's recipe's ``shift`` share of the image (10% unless it says)."""
+    augment = args.augment
+    if augment is True:  # --augment alone, or the recipe's: shifts, flips for clothing
+        augment = cli_data.default_augmentations(args.data)
+    if not augment:
+        return model
+    shift = models.training_defaults(args.model).get("shift", True)
+    return models.with_augmentation(model, flip="flip" in augment,
+                                    shift=shift if "shift" in augment else False,
+                                    erase="erase" in augment)
 
 
 def make_optimizer(args: argparse.Namespace, n_train: int) -> cnnumpy.optimizers.Optimizer:
@@ -184,12 +199,7 @@ def _train(args: argparse.Namespace, root: bool) -> None:
     else:
         num_classes = max(len(data.class_names), int(y_train.max()) + 1)
         model = models.get(args.model, x_train.shape[1:], num_classes)
-        augment = args.augment
-        if augment is True:  # --augment alone, or the recipe's: shifts, flips for clothing
-            augment = cli_data.default_augmentations(args.data)
-        if augment:
-            model = models.with_augmentation(model, flip="flip" in augment,
-                                             shift="shift" in augment, erase="erase" in augment)
+        model = augmented(model, args)
         model.compile(make_optimizer(args, len(x_train)),
                       SparseCategoricalCrossentropy(label_smoothing=args.label_smoothing or 0.0),
                       metrics=["accuracy"])

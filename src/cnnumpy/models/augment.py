@@ -14,18 +14,20 @@ from cnnumpy.layers.merge import Merge
 from cnnumpy.model import Sequential
 
 
-def with_augmentation(model: Any, flip: bool = True, shift: bool = True,
+def with_augmentation(model: Any, flip: bool = True, shift: bool | float = True,
                       erase: bool = False) -> Any:
     """The same model behind random whole-pixel shifts of up to 10% of the image's height and
-    width and, with ``flip``, random left-right flips, with ``erase`` random erasing, all
-    active only while training.
+    width (or ``shift``'s share) and, with ``flip``, random left-right flips, with ``erase``
+    random erasing, all active only while training.
 
     Args:
         model: the ``Sequential`` (its input shape taken from its first layer) or graph
             ``Model`` to augment.
         flip: add ``RandomFlip("horizontal")``: right for mirror-symmetric classes such as
             clothing, wrong for digits.
-        shift: add the shifts, ``RandomTranslation(0.1, 0.1)``.
+        shift: add the shifts: True for ``RandomTranslation(0.1, 0.1)``, a float ``f`` in
+            (0, 1) for ``RandomTranslation(f, f)`` (0.05: one pixel either way on 28x28).
+            False or 0: none.
         erase: add ``RandomErasing(0.5)`` last: half the images get a box of noise in [0, 1]
             over 2-33% of their area.
 
@@ -33,16 +35,22 @@ def with_augmentation(model: Any, flip: bool = True, shift: bool = True,
         A new model of the same kind with the augmentation layers in front of the model's
         layers (the same layer objects, weights shared); a graph's input keeps its name.
     """
+    if not isinstance(shift, bool) and not (isinstance(shift, (int, float)) and 0 <= shift < 1):
+        raise ValueError(f"with_augmentation: shift must be True, False or a share of the "
+                         f"image in [0, 1), received shift={shift!r}")
     if isinstance(model, Model):
         return _augmented_graph(model, _front(flip, shift, erase))
     front = _front(flip, shift, erase, model.layers[0].input_shape)
     return Sequential([*front, *model.layers], name=model.name)
 
 
-def _front(flip: bool, shift: bool, erase: bool, shape: Any = None) -> list[layers.Layer]:
+def _front(flip: bool, shift: bool | float, erase: bool, shape: Any = None
+           ) -> list[layers.Layer]:
     """The augmentation layers, in order; the first one takes ``shape`` as its input's."""
+    share = 0.1 if shift is True else float(shift)
     chosen = [(kind, args) for on, kind, args in (
-        (flip, layers.RandomFlip, ("horizontal",)), (shift, layers.RandomTranslation, (0.1, 0.1)),
+        (flip, layers.RandomFlip, ("horizontal",)),
+        (shift, layers.RandomTranslation, (share, share)),
         (erase, layers.RandomErasing, (0.5,))) if on]
     return [kind(*args, input_shape=shape if i == 0 else None)
             for i, (kind, args) in enumerate(chosen)]
