@@ -15,6 +15,8 @@ The state stays what it was: ``optimizer.state[i][name]`` is still an array of p
 ``i``'s shape (a view into the packed array). Anything that replaces one (``load_state_dict``,
 user code) is noticed at the next update, whose :func:`packed` check fails, and the state
 is packed again.
+
+:func:`elementwise_groups` cuts such an update into one piece per thread.
 """
 
 from __future__ import annotations
