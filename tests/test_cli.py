@@ -218,6 +218,24 @@ def test_a_recipes_shift_share_reaches_its_models_augmentation():
     assert front("resnet20", False) == []
 
 
+def test_threads_flag_sets_the_threads_for_the_command(trained, capsys):
+    from cnnumpy import backend, cli
+
+    _, out, _ = trained
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    try:
+        assert cli.main(["--threads", "1", "summary", str(out)]) == 0
+        assert backend.get_num_threads() == 1
+        blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+        assert all(lib.get_num_threads() == 1 for lib in blas.lib_controllers)
+    finally:
+        backend.set_num_threads(None)
+    assert "Total params" in capsys.readouterr().out
+    result = run("--threads", "0", "summary", str(out))
+    assert result.returncode == 2
+    assert "argument --threads: expected an integer >= 1, received '0'" in result.stderr
+
+
 def test_label_smoothing_flag_reaches_the_saved_models_loss(trained, tmp_path):
     folder, out, _ = trained
     assert cnnumpy.load_model(str(out)).loss.label_smoothing == 0  # simple's recipe: none

@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        cnnumpy.backend.set_num_threads(args.threads)
     try:
         args.func(args)
     except (CLIError, ValueError, TypeError, OSError, ImportError) as exc:

@@ -106,6 +106,10 @@ def build_parser(commands: dict[str, Callable[[argparse.Namespace], None]]
     """The ``cnnumpy`` parser; ``commands`` maps each subcommand to the function it runs."""
     parser = Parser(prog="cnnumpy", description="Train and use CNNs in NumPy.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--threads", type=int_at_least(1), metavar="N",
+                        help="threads for cnnumpy's kernels and the BLAS's products (default: "
+                             "every CPU this process may use; under mpirun, shared among a "
+                             "host's processes)")
     sub = parser.add_subparsers(dest="command", required=True)
     data_help = "mnist-sample (bundled), mnist, fashion-mnist, or a folder (IDX files, with " \
                 "an optional classes.txt of one class name per line, or one sub-folder of " \
